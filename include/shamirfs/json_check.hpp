@@ -1,0 +1,20 @@
+// Validation of a document before it is committed: any JSON text (RFC 8259,
+// UTF-8). Fast path simdjson; the slow path (only when simdjson refuses, e.g.
+// numbers beyond 64 bits) decides with nlohmann's SAX parser and reports the
+// line and column of the first error.
+#pragma once
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace shamirfs {
+
+struct JsonVerdict {
+    bool ok = true;
+    std::size_t line = 0, column = 0;  // 1-based, of the first error
+    std::string message;               // "line L, column C: <reason>"; never quotes the text
+};
+
+JsonVerdict check_json(std::string_view text);
+
+}  // namespace shamirfs

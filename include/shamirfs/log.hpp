@@ -1,0 +1,20 @@
+// Levelled logging. Never pass secrets or document text to these functions.
+#pragma once
+#include <string>
+
+namespace shamirfs::log {
+
+enum class Level { debug = 0, info = 1, warn = 2, error = 3 };
+
+void set_level(Level level);
+Level level();
+// Route messages to syslog instead of stderr (after the daemon detaches).
+void use_syslog(const char* ident);
+void write(Level level, const std::string& message);
+
+inline void debug(const std::string& m) { write(Level::debug, m); }
+inline void info(const std::string& m) { write(Level::info, m); }
+inline void warn(const std::string& m) { write(Level::warn, m); }
+inline void error(const std::string& m) { write(Level::error, m); }
+
+}  // namespace shamirfs::log

@@ -1,0 +1,106 @@
+// The share matrix: rows are 64-byte chunk slots (the capacity), columns are
+// share slots. Columns are grouped into `slots` groups of n = `shares`
+// consecutive columns; column c has the public share ID x = c + 1.
+//
+// Every group holds, in every row, n evaluations of one polynomial of degree
+// t - 1 (a Shamir codeword). A partition's group carries its sealed document in
+// the first rows and codewords of random 512-bit secrets after it; a group of
+// no partition carries codewords of random 512-bit secrets everywhere. So the
+// groups of a written, an unwritten and an unassigned partition have exactly
+// the same distribution (see man/shamirfs.5, "Why every group is a codeword").
+//
+// Cells are kept as their file text (88 base64 characters each) so that cells
+// a commit does not touch are copied byte for byte.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shamirfs/crypto.hpp"
+#include "shamirfs/gf521.hpp"
+#include "shamirfs/rng.hpp"
+#include "shamirfs/secure_buffer.hpp"
+
+namespace shamirfs {
+
+inline constexpr unsigned kFormatVersion = 1;
+inline constexpr std::size_t kCellChars = 88;
+inline constexpr unsigned kMaxSlots = 1024;
+inline constexpr unsigned kMaxColumns = 4096;
+inline constexpr std::size_t kMaxCapacity = std::size_t{1} << 22;  // rows (256 MiB of chunks)
+
+struct StorageParams {
+    unsigned threshold = 3;
+    unsigned shares = 9;
+    unsigned slots = 4;
+    KdfParams kdf;
+    unsigned columns() const { return slots * shares; }
+};
+
+// Checks threshold/shares/slots against the format's rules (Error(corrupt) if
+// `from_file`, else Error(usage)).
+void check_params(const StorageParams& p, bool from_file);
+
+class Matrix {
+public:
+    Matrix() = default;
+    Matrix(StorageParams params, std::size_t capacity);  // cells zeroed: fill before use
+    Matrix(StorageParams params, std::size_t capacity, std::string cells);  // cells already checked
+
+    const StorageParams& params() const { return params_; }
+    std::size_t capacity() const { return capacity_; }
+    unsigned columns() const { return params_.columns(); }
+
+    static gf::Fe share_id(unsigned column) { return gf::from_u64(column + 1ull); }
+    std::vector<gf::Fe> slot_share_ids(unsigned slot) const;
+
+    gf::Fe get(std::size_t row, unsigned column) const;  // Error(corrupt) if the text is bad
+    void set(std::size_t row, unsigned column, const gf::Fe& v);
+    std::string_view cell_text(std::size_t row, unsigned column) const;
+    std::string_view row_text(std::size_t row) const;
+    std::string& text() { return cells_; }
+    const std::string& text() const { return cells_; }
+
+    // Codewords of random 512-bit secrets in `slot`, rows [begin, end).
+    void randomize_slot(unsigned slot, std::size_t begin, std::size_t end, Rng& rng);
+    // Adds rows up to new_capacity, every group a random codeword.
+    void grow(std::size_t new_capacity, Rng& rng);
+
+private:
+    StorageParams params_;
+    std::size_t capacity_ = 0;
+    std::string cells_;  // capacity * columns * kCellChars
+};
+
+// The capacity a storage needs for a document of `rows` rows: the current
+// capacity, or the next power of two >= rows (capped at kMaxCapacity).
+std::size_t capacity_for(std::size_t current, std::size_t rows);
+
+// Writes a sealed blob into `slot` (rows past the blob get random codewords).
+// The matrix must already have capacity >= blob rows.
+void write_slot(Matrix& m, unsigned slot, std::span<const std::uint8_t> blob, Rng& rng);
+
+// Reads rows [0, rows) of a slot into chunks using the first t columns of
+// `order` (fast path). Returns false if an interpolated value is >= 2^512
+// (then the row's shares are inconsistent: use the repairing read).
+bool read_slot_fast(const Matrix& m, std::span<const std::uint32_t> order, std::size_t rows,
+                    std::span<std::uint8_t> out);
+
+struct RowRepair {
+    std::size_t row;
+    std::vector<std::uint32_t> columns;  // corrupted cells found in that row
+};
+struct RepairReport {
+    std::vector<RowRepair> repaired;     // rows with corrupted cells that were decoded
+    std::vector<std::size_t> unrecoverable;
+};
+// Reads rows [0, rows) decoding every row from all n shares (corrects up to
+// floor((n - t) / 2) bad cells per row). If `fix_into` is given (it may be &m),
+// the corrected cells are rewritten there.
+RepairReport read_slot_checked(const Matrix& m, unsigned slot, std::size_t rows, std::span<std::uint8_t> out,
+                               Matrix* fix_into = nullptr);
+
+}  // namespace shamirfs

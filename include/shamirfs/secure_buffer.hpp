@@ -1,0 +1,43 @@
+// Move-only byte buffer in libsodium guarded, locked memory, wiped on release.
+// Holds secrets (passwords, keys) and plaintext documents.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+namespace shamirfs {
+
+class SecureBuffer {
+public:
+    SecureBuffer() = default;
+    explicit SecureBuffer(std::size_t size);
+    SecureBuffer(const void* data, std::size_t size);
+    ~SecureBuffer();
+    SecureBuffer(SecureBuffer&& other) noexcept;
+    SecureBuffer& operator=(SecureBuffer&& other) noexcept;
+    SecureBuffer(const SecureBuffer&) = delete;
+    SecureBuffer& operator=(const SecureBuffer&) = delete;
+
+    std::uint8_t* data() noexcept { return data_; }
+    const std::uint8_t* data() const noexcept { return data_; }
+    std::size_t size() const noexcept { return size_; }
+    bool empty() const noexcept { return size_ == 0; }
+    // Shrinks the visible size (the tail is wiped); never grows.
+    void shrink(std::size_t new_size);
+    std::span<const std::uint8_t> bytes() const noexcept { return {data_, size_}; }
+    std::span<std::uint8_t> bytes() noexcept { return {data_, size_}; }
+    std::string_view view() const noexcept {
+        return {reinterpret_cast<const char*>(data_), size_};
+    }
+
+private:
+    void release() noexcept;
+    std::uint8_t* data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+// True once some allocation could not be locked (RLIMIT_MEMLOCK too small).
+bool memory_lock_failed();
+
+}  // namespace shamirfs

@@ -1,0 +1,106 @@
+// The service that owns one backing file: every mutation (create, commit)
+// goes through it and reports what it changed. It writes a temp file in the
+// storage's directory (O_EXCL, 0600), fsyncs it, renames it over the storage
+// and fsyncs the directory, under an flock on "<storage>.lock".
+#pragma once
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shamirfs/crypto.hpp"
+#include "shamirfs/keys.hpp"
+#include "shamirfs/matrix.hpp"
+#include "shamirfs/secure_buffer.hpp"
+
+namespace shamirfs {
+
+struct StoreOptions {
+    KdfLimits kdf_limits = production_kdf_limits();
+    int compression_level = 3;
+    int lock_tries = 5;                                   // seed: 5 tries
+    std::chrono::milliseconds lock_backoff{100};          // seed: from 0.1 s, doubling, jittered
+};
+
+struct CreateSpec {
+    unsigned partitions = 2;
+    unsigned threshold = 3;
+    unsigned shares = 9;
+    unsigned slots = 0;        // 0: partitions + 2
+    std::size_t capacity = 32; // initial rows
+    std::uint64_t kdf_ops = 3;
+    std::uint64_t kdf_mem = 256ull << 20;
+};
+
+struct CreateResult {
+    std::vector<MapKey> keys;  // one per partition, in the order of the passwords
+    std::size_t capacity = 0;
+    std::uint64_t bytes_written = 0;
+    double seconds = 0;
+};
+
+// An unlocked partition: the derived keys and where its shares are.
+struct Partition {
+    std::uint32_t slot = 0;
+    std::vector<std::uint32_t> order;  // stage-2 order of the slot's columns
+    PartitionKeys keys;
+};
+
+struct CommitResult {
+    std::size_t document_bytes = 0;
+    std::size_t document_rows = 0;     // rows the sealed document occupies
+    std::size_t rows_rewritten = 0;    // rows of this partition's columns rewritten (all rows)
+    std::size_t shares_regenerated = 0;
+    std::size_t capacity_before = 0, capacity_after = 0;
+    std::uint64_t bytes_written = 0;   // size of the new storage file
+    double seconds = 0;
+};
+
+struct DryRunResult {
+    std::size_t rows_now = 0, rows_after = 0;
+    std::size_t capacity_before = 0, capacity_after = 0;
+    std::size_t bytes_now = 0, bytes_after = 0;  // document sizes
+    double size_change_percent = 0;              // of the document's rows
+    bool large_change = false;                   // |change| > 50 %
+    double estimated_seconds = 0;
+};
+
+class Store {
+public:
+    explicit Store(std::string path, StoreOptions options = {});
+
+    // Writes a new storage (fails if the path exists). Each password opens the
+    // partition of the key at the same index; every partition holds "{}".
+    static CreateResult create(const std::string& path, const CreateSpec& spec,
+                               const std::vector<SecureBuffer>& passwords,
+                               const StoreOptions& options = {});
+
+    const std::string& path() const { return path_; }
+    // Loads (or reloads) the backing file.
+    const Matrix& load();
+    const Matrix& matrix();
+
+    // Throws Error(auth_failed) with kAuthFailedMessage for a wrong key, a wrong
+    // password and a slot that does not exist alike (the same work is done).
+    Partition unlock(const MapKey& key, std::string_view password);
+
+    SecureBuffer read(const Partition& p);
+    // Validates the JSON (Error(invalid_json)), then commits under the lock.
+    CommitResult commit(const Partition& p, std::span<const std::uint8_t> document);
+    DryRunResult dry_run(const Partition& p, std::span<const std::uint8_t> document);
+
+private:
+    std::string path_;
+    StoreOptions options_;
+    std::optional<Matrix> matrix_;
+    double last_load_seconds_ = 0;
+};
+
+// Exposed for tests: the sealed header of a partition, or nothing.
+std::optional<std::size_t> document_rows(const Matrix& m, const Partition& p);
+
+}  // namespace shamirfs

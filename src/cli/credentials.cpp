@@ -1,0 +1,119 @@
+#include "credentials.hpp"
+
+#include <fcntl.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "shamirfs/error.hpp"
+
+namespace shamirfs::cli {
+namespace {
+
+constexpr std::size_t kMaxSecret = 4096;
+
+// Reads everything from fd into locked memory, growing by copying (and wiping).
+SecureBuffer read_fd(int fd, const std::string& what, std::size_t limit) {
+    SecureBuffer buf(64 * 1024);
+    std::size_t used = 0;
+    for (;;) {
+        if (used == buf.size()) {
+            if (buf.size() >= limit) throw Error(Errc::too_large, what + " is too large");
+            SecureBuffer bigger(std::min(limit, buf.size() * 2));
+            std::memcpy(bigger.data(), buf.data(), used);
+            buf = std::move(bigger);
+        }
+        ssize_t n = ::read(fd, buf.data() + used, buf.size() - used);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("cannot read " + what, errno);
+        }
+        if (n == 0) break;
+        used += static_cast<std::size_t>(n);
+    }
+    buf.shrink(used);
+    return buf;
+}
+
+SecureBuffer first_line(SecureBuffer data, const std::string& what) {
+    std::size_t n = 0;
+    while (n < data.size() && data.data()[n] != '\n') ++n;
+    if (n > 0 && data.data()[n - 1] == '\r') --n;
+    if (n == 0) throw Error(Errc::usage, what + " is empty");
+    data.shrink(n);
+    return data;
+}
+
+}  // namespace
+
+SecureBuffer prompt_secret(const std::string& prompt, const std::string& hint_if_no_tty) {
+    int fd = ::open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) throw Error(Errc::usage, "no terminal to ask on: " + hint_if_no_tty);
+    termios old{};
+    bool is_tty = ::tcgetattr(fd, &old) == 0;
+    if (is_tty) {
+        termios quiet = old;
+        quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+        quiet.c_lflag |= ECHONL;
+        ::tcsetattr(fd, TCSAFLUSH, &quiet);
+    }
+    (void)!::write(fd, prompt.data(), prompt.size());
+    SecureBuffer line(kMaxSecret);
+    std::size_t n = 0;
+    char c;
+    while (n < line.size()) {
+        ssize_t r = ::read(fd, &c, 1);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0 || c == '\n') break;
+        line.data()[n++] = static_cast<std::uint8_t>(c);
+    }
+    c = 0;
+    if (is_tty) ::tcsetattr(fd, TCSAFLUSH, &old);
+    ::close(fd);
+    if (n > 0 && line.data()[n - 1] == '\r') --n;
+    line.shrink(n);
+    return line;
+}
+
+SecureBuffer read_secret_file(const std::string& path, const char* what) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw_errno(std::string("cannot open ") + what + " " + path, errno);
+    try {
+        SecureBuffer data = read_fd(fd, std::string(what) + " " + path, kMaxSecret);
+        ::close(fd);
+        return first_line(std::move(data), std::string(what) + " " + path);
+    } catch (...) {
+        ::close(fd);
+        throw;
+    }
+}
+
+SecureBuffer read_document(const std::string& path) {
+    if (path == "-") return read_fd(0, "standard input", std::size_t{1} << 30);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw_errno("cannot open document " + path, errno);
+    try {
+        SecureBuffer data = read_fd(fd, "document " + path, std::size_t{1} << 30);
+        ::close(fd);
+        return data;
+    } catch (...) {
+        ::close(fd);
+        throw;
+    }
+}
+
+void write_stdout(const SecureBuffer& data) {
+    std::size_t off = 0;
+    while (off < data.size()) {
+        ssize_t n = ::write(1, data.data() + off, data.size() - off);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("cannot write to standard output", errno);
+        }
+        off += static_cast<std::size_t>(n);
+    }
+}
+
+}  // namespace shamirfs::cli

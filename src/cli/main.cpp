@@ -1,0 +1,310 @@
+// shamirfs command line: create, cat, update, info. Exit codes are mapped from
+// the core's Errc here and only here; they are documented in man/shamirfs.1 and
+// never renumbered.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "args.hpp"
+#include "credentials.hpp"
+#include "shamirfs/error.hpp"
+#include "shamirfs/keys.hpp"
+#include "shamirfs/log.hpp"
+#include "shamirfs/storage_format.hpp"
+#include "shamirfs/store.hpp"
+
+using namespace shamirfs;
+using shamirfs::cli::Args;
+
+namespace exit_code {
+constexpr int ok = 0;
+constexpr int internal = 1;       // unexpected failure (a bug)
+constexpr int usage = 2;          // bad command line or parameters
+constexpr int io = 3;             // a file could not be read or written
+constexpr int corrupt = 4;        // the storage file is invalid
+constexpr int malformed_key = 5;  // the partition map key is malformed
+constexpr int auth_failed = 6;    // wrong key or password, or no such partition
+constexpr int damaged = 7;        // unlocked, but the data cannot be recovered
+constexpr int invalid_json = 8;   // the new document is not valid JSON
+constexpr int too_large = 9;      // a size limit was exceeded
+constexpr int busy = 10;          // the storage is locked by another process
+constexpr int no_space = 11;      // no space left on the device
+constexpr int read_only = 12;     // the storage or its directory is not writable
+}  // namespace exit_code
+
+namespace {
+
+int exit_for(Errc c) {
+    switch (c) {
+    case Errc::internal: return exit_code::internal;
+    case Errc::usage: return exit_code::usage;
+    case Errc::io: return exit_code::io;
+    case Errc::no_space: return exit_code::no_space;
+    case Errc::corrupt: return exit_code::corrupt;
+    case Errc::malformed_key: return exit_code::malformed_key;
+    case Errc::auth_failed: return exit_code::auth_failed;
+    case Errc::damaged: return exit_code::damaged;
+    case Errc::invalid_json: return exit_code::invalid_json;
+    case Errc::too_large: return exit_code::too_large;
+    case Errc::busy: return exit_code::busy;
+    case Errc::read_only: return exit_code::read_only;
+    }
+    return exit_code::internal;
+}
+
+const char* kUsage =
+    "usage: shamirfs [-v|-q] COMMAND ...\n"
+    "  create STORAGE [--partitions N] [--labels a,b] [--threshold T] [--shares N] [--slots S]\n"
+    "                 [--capacity ROWS] [--kdf-ops X] [--kdf-mem BYTES] [--key-dir DIR]\n"
+    "                 [--passfile LABEL=FILE]...\n"
+    "  cat STORAGE [--keyfile FILE] [--passfile FILE]\n"
+    "  update STORAGE NEW.json|- [--keyfile FILE] [--passfile FILE] [--dry-run]\n"
+    "  info STORAGE [--json]\n"
+    "See shamirfs(1).\n";
+
+std::string fixed(double v, int digits) {
+    std::ostringstream s;
+    s.setf(std::ios::fixed);
+    s.precision(digits);
+    s << v;
+    return s.str();
+}
+
+std::vector<std::string> split_labels(const std::string& s) {
+    std::vector<std::string> out;
+    std::string cur;
+    for (char c : s + ",") {
+        if (c != ',') {
+            cur.push_back(c);
+            continue;
+        }
+        out.push_back(cur);
+        cur.clear();
+    }
+    return out;
+}
+
+void check_label(const std::string& l) {
+    if (l.empty() || l.size() > 64 || l[0] == '.' ||
+        l.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != std::string::npos)
+        throw Error(Errc::usage, "label \"" + l + "\" must be 1-64 of [A-Za-z0-9._-], not starting with '.'");
+}
+
+std::string default_label(unsigned i) {
+    if (i < 26) return std::string(1, static_cast<char>('a' + i));
+    return "p" + std::to_string(i + 1);
+}
+
+MapKey obtain_key(const Args& a) {
+    if (auto f = a.value("keyfile")) return parse_map_key(cli::read_secret_file(*f, "key file").view());
+    return parse_map_key(cli::prompt_secret("Partition map key: ", "use --keyfile FILE").view());
+}
+
+SecureBuffer obtain_password(const Args& a) {
+    if (auto f = a.value("passfile")) return cli::read_secret_file(*f, "password file");
+    return cli::prompt_secret("Password: ", "use --passfile FILE");
+}
+
+void write_key_file(const std::string& path, const std::string& key) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) throw_errno("cannot create key file " + path, errno);
+    std::string line = key + "\n";
+    bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && ::fsync(fd) == 0;
+    int e = errno;
+    ::close(fd);
+    if (!ok) throw_errno("cannot write key file " + path, e);
+}
+
+int cmd_create(int argc, char** argv, int first) {
+    Args a = cli::parse_args(argc, argv, first,
+                             {"partitions", "labels", "threshold", "shares", "slots", "capacity", "kdf-ops", "kdf-mem",
+                              "key-dir", "passfile"},
+                             {});
+    if (a.positional.size() != 1) throw Error(Errc::usage, "create needs exactly one STORAGE path");
+    CreateSpec spec;
+    spec.partitions = static_cast<unsigned>(a.number("partitions", spec.partitions));
+    std::vector<std::string> labels;
+    if (auto l = a.value("labels")) {
+        labels = split_labels(*l);
+        if (!a.value("partitions")) spec.partitions = static_cast<unsigned>(labels.size());
+        if (labels.size() != spec.partitions) throw Error(Errc::usage, "--labels must name every partition");
+    } else {
+        for (unsigned i = 0; i < spec.partitions; ++i) labels.push_back(default_label(i));
+    }
+    std::set<std::string> unique(labels.begin(), labels.end());
+    if (unique.size() != labels.size()) throw Error(Errc::usage, "labels must be distinct");
+    for (const auto& l : labels) check_label(l);
+    spec.threshold = static_cast<unsigned>(a.number("threshold", spec.threshold));
+    spec.shares = static_cast<unsigned>(a.number("shares", spec.shares));
+    spec.slots = static_cast<unsigned>(a.number("slots", 0));
+    spec.capacity = a.number("capacity", spec.capacity);
+    spec.kdf_ops = a.number("kdf-ops", spec.kdf_ops);
+    spec.kdf_mem = a.number("kdf-mem", spec.kdf_mem);
+
+    std::map<std::string, std::string> passfiles;
+    for (const auto& pf : a.all("passfile")) {
+        auto eq = pf.find('=');
+        if (eq == std::string::npos || !unique.count(pf.substr(0, eq)))
+            throw Error(Errc::usage, "--passfile needs LABEL=FILE with one of the partition labels");
+        passfiles[pf.substr(0, eq)] = pf.substr(eq + 1);
+    }
+    auto key_dir = a.value("key-dir");
+    if (key_dir) {
+        for (const auto& l : labels) {
+            struct stat st;
+            if (::stat((*key_dir + "/" + l + ".key").c_str(), &st) == 0)
+                throw Error(Errc::usage, *key_dir + "/" + l + ".key already exists");
+        }
+    }
+    std::vector<SecureBuffer> passwords;
+    for (const auto& l : labels) {
+        if (auto it = passfiles.find(l); it != passfiles.end()) {
+            passwords.push_back(cli::read_secret_file(it->second, "password file"));
+            continue;
+        }
+        std::string hint = "use --passfile " + l + "=FILE";
+        SecureBuffer p1 = cli::prompt_secret("Password for partition " + l + ": ", hint);
+        SecureBuffer p2 = cli::prompt_secret("Repeat the password for partition " + l + ": ", hint);
+        if (p1.view() != p2.view()) throw Error(Errc::usage, "the passwords for partition " + l + " differ");
+        passwords.push_back(std::move(p1));
+    }
+    CreateResult r = Store::create(a.positional[0], spec, passwords);
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+        std::string key = format_map_key(r.keys[i]);
+        if (key_dir) write_key_file(*key_dir + "/" + labels[i] + ".key", key);
+        else std::cout << labels[i] << ": " << key << "\n";
+    }
+    std::cerr << "created " << a.positional[0] << ": " << labels.size() << " partition(s), capacity " << r.capacity
+              << " rows, " << r.bytes_written << " bytes" << (key_dir ? ", keys in " + *key_dir : "") << "\n";
+    return exit_code::ok;
+}
+
+int cmd_cat(int argc, char** argv, int first) {
+    Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile"}, {});
+    if (a.positional.size() != 1) throw Error(Errc::usage, "cat needs exactly one STORAGE path");
+    Store store(a.positional[0]);
+    store.load();
+    MapKey key = obtain_key(a);
+    SecureBuffer pw = obtain_password(a);
+    Partition p = store.unlock(key, pw.view());
+    cli::write_stdout(store.read(p));
+    return exit_code::ok;
+}
+
+int cmd_update(int argc, char** argv, int first) {
+    Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile"}, {"dry-run"});
+    if (a.positional.size() != 2) throw Error(Errc::usage, "update needs STORAGE and NEW.json (or -)");
+    SecureBuffer doc = cli::read_document(a.positional[1]);
+    Store store(a.positional[0]);
+    store.load();
+    MapKey key = obtain_key(a);
+    SecureBuffer pw = obtain_password(a);
+    Partition p = store.unlock(key, pw.view());
+    if (a.flag("dry-run")) {
+        DryRunResult d = store.dry_run(p, doc.bytes());
+        std::cout << "dry run: nothing written\n"
+                  << "chunks now: " << d.rows_now << "\n"
+                  << "chunks after: " << d.rows_after << "\n"
+                  << "document bytes: " << d.bytes_now << " -> " << d.bytes_after << "\n"
+                  << "size change: " << (d.size_change_percent >= 0 ? "+" : "") << fixed(d.size_change_percent, 1)
+                  << " %\n"
+                  << "capacity: " << d.capacity_before << " -> " << d.capacity_after << " rows\n"
+                  << "estimated time: " << fixed(d.estimated_seconds, 3) << " s\n";
+        if (d.large_change) std::cout << "warning: the document's size changes by more than 50 %\n";
+        return exit_code::ok;
+    }
+    CommitResult r = store.commit(p, doc.bytes());
+    std::cout << "committed: " << r.document_bytes << " bytes\n"
+              << "document rows: " << r.document_rows << "\n"
+              << "rows rewritten: " << r.rows_rewritten << "\n"
+              << "shares regenerated: " << r.shares_regenerated << "\n"
+              << "capacity: " << r.capacity_before << " -> " << r.capacity_after << " rows\n"
+              << "bytes written: " << r.bytes_written << "\n"
+              << "time: " << fixed(r.seconds, 3) << " s\n";
+    return exit_code::ok;
+}
+
+int cmd_info(int argc, char** argv, int first) {
+    Args a = cli::parse_args(argc, argv, first, {}, {"json"});
+    if (a.positional.size() != 1) throw Error(Errc::usage, "info needs exactly one STORAGE path");
+    Store store(a.positional[0]);
+    const Matrix& m = store.load();
+    const auto& p = m.params();
+    struct stat st{};
+    ::stat(a.positional[0].c_str(), &st);
+    if (a.flag("json")) {
+        nlohmann::ordered_json j = {{"format_version", kFormatVersion},
+                                    {"field", "2^521-1"},
+                                    {"threshold", p.threshold},
+                                    {"shares", p.shares},
+                                    {"slots", p.slots},
+                                    {"columns", p.columns()},
+                                    {"chunk_bytes", 64},
+                                    {"capacity", m.capacity()},
+                                    {"kdf", {{"algorithm", "argon2id13"}, {"ops", p.kdf.ops}, {"mem", p.kdf.mem}}},
+                                    {"file_bytes", st.st_size}};
+        std::cout << j.dump(2) << "\n";
+        return exit_code::ok;
+    }
+    std::cout << "format version: " << kFormatVersion << "\n"
+              << "field: GF(2^521-1)\n"
+              << "threshold: " << p.threshold << "\n"
+              << "shares per row: " << p.shares << "\n"
+              << "slots: " << p.slots << "\n"
+              << "columns: " << p.columns() << "\n"
+              << "chunk bytes: 64\n"
+              << "capacity: " << m.capacity() << " rows\n"
+              << "kdf: argon2id13, ops " << p.kdf.ops << ", memory " << p.kdf.mem << " bytes\n"
+              << "file size: " << st.st_size << " bytes\n";
+    return exit_code::ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int i = 1;
+    for (; i < argc; ++i) {
+        std::string s = argv[i];
+        if (s == "-v" || s == "--verbose") log::set_level(log::Level::debug);
+        else if (s == "-q" || s == "--quiet") log::set_level(log::Level::error);
+        else break;
+    }
+    if (i >= argc) {
+        std::cerr << kUsage;
+        return exit_code::usage;
+    }
+    std::string cmd = argv[i];
+    if (log::level() == log::Level::info) log::set_level(log::Level::warn);  // CLI: quiet unless -v
+    try {
+        if (cmd == "--help" || cmd == "help" || cmd == "-h") {
+            std::cout << kUsage;
+            return exit_code::ok;
+        }
+        if (cmd == "--version") {
+            std::cout << "shamirfs 0.1.0 (storage format " << kFormatVersion << ")\n";
+            return exit_code::ok;
+        }
+        if (cmd == "create") return cmd_create(argc, argv, i + 1);
+        if (cmd == "cat") return cmd_cat(argc, argv, i + 1);
+        if (cmd == "update") return cmd_update(argc, argv, i + 1);
+        if (cmd == "info") return cmd_info(argc, argv, i + 1);
+        std::cerr << "shamirfs: unknown command \"" << cmd << "\"\n" << kUsage;
+        return exit_code::usage;
+    } catch (const Error& e) {
+        std::cerr << "shamirfs: " << e.what() << "\n";
+        if (e.code() == Errc::usage) std::cerr << "(shamirfs --help for usage)\n";
+        return exit_for(e.code());
+    } catch (const std::bad_alloc&) {
+        std::cerr << "shamirfs: out of memory\n";
+        return exit_code::internal;
+    } catch (const std::exception& e) {
+        std::cerr << "shamirfs: internal error: " << e.what() << "\n";
+        return exit_code::internal;
+    }
+}

@@ -1,0 +1,84 @@
+#include "shamirfs/base64.hpp"
+
+#include <array>
+
+namespace shamirfs::base64 {
+namespace {
+constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+constexpr std::array<std::int8_t, 256> make_table() {
+    std::array<std::int8_t, 256> t{};
+    for (auto& v : t) v = -1;
+    for (int i = 0; i < 64; ++i) t[static_cast<unsigned char>(kAlphabet[i])] = static_cast<std::int8_t>(i);
+    return t;
+}
+constexpr auto kTable = make_table();
+}  // namespace
+
+std::size_t encoded_size(std::size_t bytes) { return (bytes + 2) / 3 * 4; }
+
+void encode(std::span<const std::uint8_t> in, char* out) {
+    std::size_t i = 0;
+    for (; i + 3 <= in.size(); i += 3) {
+        std::uint32_t v = (std::uint32_t{in[i]} << 16) | (std::uint32_t{in[i + 1]} << 8) | in[i + 2];
+        *out++ = kAlphabet[v >> 18];
+        *out++ = kAlphabet[(v >> 12) & 63];
+        *out++ = kAlphabet[(v >> 6) & 63];
+        *out++ = kAlphabet[v & 63];
+    }
+    std::size_t rest = in.size() - i;
+    if (rest == 0) return;
+    std::uint32_t v = std::uint32_t{in[i]} << 16;
+    if (rest == 2) v |= std::uint32_t{in[i + 1]} << 8;
+    *out++ = kAlphabet[v >> 18];
+    *out++ = kAlphabet[(v >> 12) & 63];
+    *out++ = rest == 2 ? kAlphabet[(v >> 6) & 63] : '=';
+    *out++ = '=';
+}
+
+std::string encode(std::span<const std::uint8_t> in) {
+    std::string s(encoded_size(in.size()), '\0');
+    encode(in, s.data());
+    return s;
+}
+
+long decoded_size(std::string_view in) {
+    if (in.size() % 4 != 0) return -1;
+    std::size_t pad = 0;
+    if (!in.empty() && in.back() == '=') pad = (in.size() >= 2 && in[in.size() - 2] == '=') ? 2 : 1;
+    return static_cast<long>(in.size() / 4 * 3 - pad);
+}
+
+bool decode(std::string_view in, std::span<std::uint8_t> out) {
+    long size = decoded_size(in);
+    if (size < 0 || static_cast<std::size_t>(size) != out.size()) return false;
+    std::size_t o = 0;
+    for (std::size_t i = 0; i < in.size(); i += 4) {
+        bool last = i + 4 == in.size();
+        std::int8_t a = kTable[static_cast<unsigned char>(in[i])];
+        std::int8_t b = kTable[static_cast<unsigned char>(in[i + 1])];
+        std::int8_t c = kTable[static_cast<unsigned char>(in[i + 2])];
+        std::int8_t d = kTable[static_cast<unsigned char>(in[i + 3])];
+        if (a < 0 || b < 0) return false;
+        if (last && in[i + 3] == '=') {
+            if (in[i + 2] == '=') {
+                if (b & 15) return false;  // non-zero trailing bits
+                out[o++] = static_cast<std::uint8_t>((a << 2) | (b >> 4));
+                return true;
+            }
+            if (c < 0 || (c & 3)) return false;
+            out[o++] = static_cast<std::uint8_t>((a << 2) | (b >> 4));
+            out[o++] = static_cast<std::uint8_t>(((b & 15) << 4) | (c >> 2));
+            return true;
+        }
+        if (c < 0 || d < 0) return false;
+        std::uint32_t v = (std::uint32_t(a) << 18) | (std::uint32_t(b) << 12) | (std::uint32_t(c) << 6) |
+                          std::uint32_t(d);
+        out[o++] = static_cast<std::uint8_t>(v >> 16);
+        out[o++] = static_cast<std::uint8_t>(v >> 8);
+        out[o++] = static_cast<std::uint8_t>(v);
+    }
+    return true;
+}
+
+}  // namespace shamirfs::base64

@@ -1,0 +1,54 @@
+#include "shamirfs/log.hpp"
+
+#include <syslog.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+
+namespace shamirfs::log {
+namespace {
+std::atomic<Level> g_level{Level::info};
+std::atomic<bool> g_syslog{false};
+std::mutex g_mutex;
+
+const char* name(Level l) {
+    switch (l) {
+    case Level::debug: return "DEBUG";
+    case Level::info: return "INFO";
+    case Level::warn: return "WARN";
+    case Level::error: return "ERROR";
+    }
+    return "?";
+}
+int syslog_priority(Level l) {
+    switch (l) {
+    case Level::debug: return LOG_DEBUG;
+    case Level::info: return LOG_INFO;
+    case Level::warn: return LOG_WARNING;
+    case Level::error: return LOG_ERR;
+    }
+    return LOG_ERR;
+}
+}  // namespace
+
+void set_level(Level level) { g_level = level; }
+Level level() { return g_level; }
+
+void use_syslog(const char* ident) {
+    openlog(ident, LOG_PID, LOG_DAEMON);
+    g_syslog = true;
+}
+
+void write(Level l, const std::string& message) {
+    if (l < g_level.load()) return;
+    if (g_syslog) {
+        syslog(syslog_priority(l), "%s: %s", name(l), message.c_str());
+        return;
+    }
+    std::lock_guard<std::mutex> lock(g_mutex);
+    std::fprintf(stderr, "shamirfs: %s: %s\n", name(l), message.c_str());
+}
+
+}  // namespace shamirfs::log

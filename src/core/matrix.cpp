@@ -1,0 +1,169 @@
+#include "shamirfs/matrix.hpp"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "shamirfs/base64.hpp"
+#include "shamirfs/error.hpp"
+#include "shamirfs/shamir.hpp"
+
+namespace shamirfs {
+
+void check_params(const StorageParams& p, bool from_file) {
+    Errc code = from_file ? Errc::corrupt : Errc::usage;
+    if (p.threshold < shamir::kMinThreshold)
+        throw Error(code, "threshold must be at least " + std::to_string(shamir::kMinThreshold));
+    if (p.shares < p.threshold) throw Error(code, "shares per row must be at least the threshold");
+    if (p.shares > shamir::kMaxShares)
+        throw Error(code, "shares per row must be at most " + std::to_string(shamir::kMaxShares));
+    if (p.slots < 1 || p.slots > kMaxSlots)
+        throw Error(code, "slots must be between 1 and " + std::to_string(kMaxSlots));
+    if (p.columns() > kMaxColumns)
+        throw Error(code, "slots x shares must be at most " + std::to_string(kMaxColumns) + " columns");
+}
+
+Matrix::Matrix(StorageParams params, std::size_t capacity) : params_(params), capacity_(capacity) {
+    check_params(params_, false);
+    if (capacity > kMaxCapacity) throw Error(Errc::too_large, "capacity exceeds " + std::to_string(kMaxCapacity) + " rows");
+    cells_.assign(capacity_ * columns() * kCellChars, 'A');
+}
+
+Matrix::Matrix(StorageParams params, std::size_t capacity, std::string cells)
+    : params_(params), capacity_(capacity), cells_(std::move(cells)) {
+    check_params(params_, true);
+    if (cells_.size() != capacity_ * columns() * kCellChars) throw Error(Errc::internal, "matrix text size mismatch");
+}
+
+std::vector<gf::Fe> Matrix::slot_share_ids(unsigned slot) const {
+    std::vector<gf::Fe> xs;
+    for (unsigned i = 0; i < params_.shares; ++i) xs.push_back(share_id(slot * params_.shares + i));
+    return xs;
+}
+
+std::string_view Matrix::cell_text(std::size_t row, unsigned column) const {
+    return std::string_view(cells_).substr((row * columns() + column) * kCellChars, kCellChars);
+}
+
+std::string_view Matrix::row_text(std::size_t row) const {
+    return std::string_view(cells_).substr(row * columns() * kCellChars, columns() * kCellChars);
+}
+
+gf::Fe Matrix::get(std::size_t row, unsigned column) const {
+    std::uint8_t b[gf::kBytes];
+    gf::Fe v;
+    if (!base64::decode(cell_text(row, column), b) ||
+        !gf::from_bytes(std::span<const std::uint8_t, gf::kBytes>(b, gf::kBytes), v))
+        throw Error(Errc::corrupt, "cell (" + std::to_string(row) + ", " + std::to_string(column) + ") is not a value < p");
+    return v;
+}
+
+void Matrix::set(std::size_t row, unsigned column, const gf::Fe& v) {
+    std::uint8_t b[gf::kBytes];
+    gf::to_bytes(v, b);
+    base64::encode(b, cells_.data() + (row * columns() + column) * kCellChars);
+}
+
+void Matrix::randomize_slot(unsigned slot, std::size_t begin, std::size_t end, Rng& rng) {
+    auto xs = slot_share_ids(slot);
+    std::vector<gf::Fe> ys(xs.size());
+    for (std::size_t r = begin; r < end; ++r) {
+        shamir::split(rng.chunk_element(), params_.threshold, xs, ys, rng);
+        for (unsigned i = 0; i < params_.shares; ++i) set(r, slot * params_.shares + i, ys[i]);
+    }
+}
+
+void Matrix::grow(std::size_t new_capacity, Rng& rng) {
+    if (new_capacity <= capacity_) return;
+    if (new_capacity > kMaxCapacity) throw Error(Errc::too_large, "capacity exceeds " + std::to_string(kMaxCapacity) + " rows");
+    std::size_t old = capacity_;
+    cells_.resize(new_capacity * columns() * kCellChars, 'A');
+    capacity_ = new_capacity;
+    for (unsigned s = 0; s < params_.slots; ++s) randomize_slot(s, old, new_capacity, rng);
+}
+
+std::size_t capacity_for(std::size_t current, std::size_t rows) {
+    if (rows <= current) return current;
+    if (rows > kMaxCapacity) throw Error(Errc::too_large, "document needs more than " + std::to_string(kMaxCapacity) + " rows");
+    std::size_t c = 1;
+    while (c < rows) c <<= 1;
+    return std::min(c, kMaxCapacity);
+}
+
+void write_slot(Matrix& m, unsigned slot, std::span<const std::uint8_t> blob, Rng& rng) {
+    const auto& p = m.params();
+    std::size_t rows = blob.size() / 64;
+    if (blob.size() % 64 != 0 || rows > m.capacity()) throw Error(Errc::internal, "blob does not fit the matrix");
+    auto xs = m.slot_share_ids(slot);
+    std::vector<gf::Fe> ys(xs.size());
+    for (std::size_t r = 0; r < rows; ++r) {
+        gf::Fe secret = gf::from_chunk(std::span<const std::uint8_t, 64>(blob.data() + r * 64, 64));
+        shamir::split(secret, p.threshold, xs, ys, rng);
+        for (unsigned i = 0; i < p.shares; ++i) m.set(r, slot * p.shares + i, ys[i]);
+    }
+    m.randomize_slot(slot, rows, m.capacity(), rng);
+}
+
+bool read_slot_fast(const Matrix& m, std::span<const std::uint32_t> order, std::size_t rows, std::span<std::uint8_t> out) {
+    const unsigned t = m.params().threshold;
+    if (order.size() < t || out.size() < rows * 64 || rows > m.capacity()) throw Error(Errc::internal, "bad slot read");
+    std::vector<gf::Fe> xs(t), ys(t);
+    for (unsigned i = 0; i < t; ++i) xs[i] = Matrix::share_id(order[i]);
+    shamir::LagrangeAtZero basis(xs);
+    bool ok = true;
+    for (std::size_t r = 0; r < rows; ++r) {
+        for (unsigned i = 0; i < t; ++i) ys[i] = m.get(r, order[i]);
+        gf::Fe s = basis.combine(ys);
+        if (!gf::to_chunk(s, std::span<std::uint8_t, 64>(out.data() + r * 64, 64))) {
+            std::memset(out.data() + r * 64, 0, 64);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+RepairReport read_slot_checked(const Matrix& m, unsigned slot, std::size_t rows, std::span<std::uint8_t> out,
+                               Matrix* fix_into) {
+    const auto& p = m.params();
+    if (out.size() < rows * 64 || rows > m.capacity()) throw Error(Errc::internal, "bad slot read");
+    auto xs = m.slot_share_ids(slot);
+    std::vector<gf::Fe> ys(xs.size());
+    RepairReport report;
+    for (std::size_t r = 0; r < rows; ++r) {
+        std::vector<std::uint32_t> unreadable;
+        for (unsigned i = 0; i < p.shares; ++i) {
+            try {
+                ys[i] = m.get(r, slot * p.shares + i);
+            } catch (const Error&) {
+                ys[i] = gf::zero();  // treated as a wrong share
+                unreadable.push_back(slot * p.shares + i);
+            }
+        }
+        auto d = shamir::decode(xs, ys, p.threshold);
+        std::uint8_t* chunk = out.data() + r * 64;
+        if (!d || !gf::to_chunk(d->secret, std::span<std::uint8_t, 64>(chunk, 64))) {
+            std::memset(chunk, 0, 64);
+            report.unrecoverable.push_back(r);
+            continue;
+        }
+        if (d->bad.empty()) continue;
+        RowRepair rr{r, {}};
+        for (auto i : d->bad) rr.columns.push_back(slot * p.shares + static_cast<unsigned>(i));
+        if (fix_into != nullptr) {
+            // Re-evaluate the decoded polynomial at the bad share IDs from t good shares.
+            std::vector<gf::Fe> gx, gy;
+            for (unsigned i = 0; i < p.shares && gx.size() < p.threshold; ++i) {
+                if (std::find(d->bad.begin(), d->bad.end(), i) != d->bad.end()) continue;
+                gx.push_back(xs[i]);
+                gy.push_back(ys[i]);
+            }
+            for (auto i : d->bad) fix_into->set(r, slot * p.shares + static_cast<unsigned>(i), shamir::interpolate_at(gx, gy, xs[i]));
+        }
+        report.repaired.push_back(std::move(rr));
+    }
+    return report;
+}
+
+}  // namespace shamirfs
