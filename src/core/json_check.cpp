@@ -9,7 +9,7 @@ namespace {
 // A SAX consumer that builds nothing: nlohmann's parser is iterative, so any
 // nesting depth is fine, and it only needs to tell where the first error is.
 struct NullSax {
-    std::size_t error_position = 0;
+    std::size_t error_position = 0;  // characters read, the offending one included
     std::string error_reason;
 
     bool null() { return true; }
@@ -58,8 +58,9 @@ JsonVerdict check_json(std::string_view text) {
     if (nlohmann::json::sax_parse(text.begin(), text.end(), &sax)) return {};
     JsonVerdict v;
     v.ok = false;
-    std::size_t pos = std::min(sax.error_position, text.size());
-    std::size_t consumed = pos > 0 ? pos - 1 : 0;  // nlohmann counts the offending character as read
+    // Point at the character where parsing failed (the end of input counts as one).
+    std::size_t pos = std::min(sax.error_position, text.size() + 1);
+    std::size_t consumed = pos > 0 ? pos - 1 : 0;
     v.line = 1;
     std::size_t line_start = 0;
     for (std::size_t i = 0; i < consumed; ++i)

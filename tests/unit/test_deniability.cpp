@@ -1,1 +1,145 @@
 #include <catch2/catch.hpp>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <unordered_set>
+
+#include "helpers.hpp"
+#include "shamirfs/codec.hpp"
+#include "shamirfs/shamir.hpp"
+#include "shamirfs/storage_format.hpp"
+
+using namespace shamirfs;
+using testutil::bytes;
+
+namespace {
+
+// The attack of DESIGN.md: for every row and every t-subset of ALL columns,
+// interpolate at 0 and look for plaintext in the 64-byte value: any 8-byte
+// window of the document, or a chunk that is mostly printable ASCII.
+struct AttackResult {
+    long interpolations = 0;
+    long plaintext_hits = 0;
+    long printable_chunks = 0;
+};
+
+AttackResult attack(const Matrix& m, const std::string& doc) {
+    const unsigned t = m.params().threshold, cols = m.columns();
+    std::vector<std::vector<gf::Fe>> cell(m.capacity(), std::vector<gf::Fe>(cols));
+    for (std::size_t r = 0; r < m.capacity(); ++r)
+        for (unsigned c = 0; c < cols; ++c) cell[r][c] = m.get(r, c);
+    std::unordered_set<std::string> windows;
+    for (std::size_t i = 0; i + 8 <= doc.size(); ++i) windows.insert(doc.substr(i, 8));
+    AttackResult res;
+    std::vector<unsigned> idx(t);
+    for (unsigned i = 0; i < t; ++i) idx[i] = i;
+    while (true) {
+        std::vector<gf::Fe> xs;
+        for (unsigned i : idx) xs.push_back(Matrix::share_id(i));
+        shamir::LagrangeAtZero basis(xs);
+        std::vector<gf::Fe> ys(t);
+        for (std::size_t r = 0; r < m.capacity(); ++r) {
+            for (unsigned i = 0; i < t; ++i) ys[i] = cell[r][idx[i]];
+            std::array<std::uint8_t, 64> chunk;
+            ++res.interpolations;
+            if (!gf::to_chunk(basis.combine(ys), chunk)) continue;
+            std::string s(chunk.begin(), chunk.end());
+            int printable = 0;
+            for (unsigned char ch : s) printable += (ch >= 0x20 && ch < 0x7f) || ch == '\n';
+            if (printable > 48) ++res.printable_chunks;
+            for (std::size_t i = 0; i + 8 <= s.size(); ++i)
+                if (windows.count(s.substr(i, 8))) {
+                    ++res.plaintext_hits;
+                    break;
+                }
+        }
+        int i = static_cast<int>(t) - 1;
+        while (i >= 0 && idx[static_cast<unsigned>(i)] == cols - t + static_cast<unsigned>(i)) --i;
+        if (i < 0) break;
+        ++idx[static_cast<unsigned>(i)];
+        for (unsigned j = static_cast<unsigned>(i) + 1; j < t; ++j) idx[j] = idx[j - 1] + 1;
+    }
+    return res;
+}
+
+std::string secret_document() {
+    std::string d = "{\"note\": \"DENIABILITY-MARKER the launch codes are 0000\", \"items\": [";
+    for (int i = 0; i < 30; ++i) d += (i ? "," : "") + std::string("{\"k\": \"value number ") + std::to_string(i) + "\"}";
+    return d + "]}";
+}
+
+std::string masked_structure(const std::string& text) {
+    // Replace every cell and the salt by a placeholder: what is left is the structure.
+    std::string s = std::regex_replace(text, std::regex("[A-Za-z0-9+/]{88}"), "C");
+    return std::regex_replace(s, std::regex("\"salt\":\"[^\"]*\""), "\"salt\":\"S\"");
+}
+
+}  // namespace
+
+TEST_CASE("interpolating any t cells of any row finds no plaintext (exhaustive)", "[deniability][attack]") {
+    testutil::TempDir dir;
+    std::string path = dir.file("enc.json");
+    auto created = Store::create(path, testutil::cheap_spec(), testutil::passwords({"pa", "pb"}), testutil::test_options());
+    Store store(path, testutil::test_options());
+    Partition a = store.unlock(created.keys[0], "pa");
+    Partition b = store.unlock(created.keys[1], "pb");
+    const std::string doc = secret_document();
+    store.commit(a, bytes(doc));
+    store.commit(b, bytes(testutil::make_document(1500, 8)));
+    const Matrix& m = store.load();
+    REQUIRE(m.columns() == 36);
+    AttackResult res = attack(m, doc);
+    CHECK(res.interpolations == 7140L * static_cast<long>(m.capacity()));  // C(36,3) subsets x rows
+    CHECK(res.plaintext_hits == 0);
+    CHECK(res.printable_chunks == 0);
+
+    // The same attack on a broken variant (shares without the encryption layer)
+    // finds the plaintext: the test can fail.
+    Matrix broken = m;
+    std::vector<std::uint8_t> raw((doc.size() + 63) / 64 * 64, ' ');
+    std::copy(doc.begin(), doc.end(), raw.begin());
+    Rng rng;
+    write_slot(broken, a.slot, raw, rng);
+    AttackResult leak = attack(broken, doc);
+    CHECK(leak.plaintext_hits > 0);
+    CHECK(leak.printable_chunks > 0);
+}
+
+TEST_CASE("storages with one and with two partitions written look the same", "[deniability]") {
+    testutil::TempDir dir;
+    auto make = [&](const std::string& name, bool write_b) {
+        std::string path = dir.file(name);
+        auto created = Store::create(path, testutil::cheap_spec(), testutil::passwords({"pa", "pb"}), testutil::test_options());
+        Store store(path, testutil::test_options());
+        store.commit(store.unlock(created.keys[0], "pa"), bytes(testutil::make_document(1500, 1)));
+        if (write_b) store.commit(store.unlock(created.keys[1], "pb"), bytes(testutil::make_document(1200, 2)));
+        return testutil::read_file(path);
+    };
+    std::string only_a = make("one.json", false), both = make("two.json", true);
+    std::string untouched;
+    {
+        std::string path = dir.file("zero.json");
+        Store::create(path, testutil::cheap_spec(), testutil::passwords({"pa", "pb"}), testutil::test_options());
+        untouched = testutil::read_file(path);
+    }
+    CHECK(only_a.size() == both.size());
+    CHECK(untouched.size() == both.size());
+    CHECK(masked_structure(only_a) == masked_structure(both));
+    CHECK(masked_structure(untouched) == masked_structure(both));
+    CHECK(only_a != both);
+}
+
+TEST_CASE("the file holds public parameters only: no per-partition field", "[deniability]") {
+    testutil::TempDir dir;
+    std::string path = dir.file("enc.json");
+    Store::create(path, testutil::cheap_spec(3), testutil::passwords({"a", "b", "c"}), testutil::test_options());
+    auto j = nlohmann::json::parse(testutil::read_file(path));
+    std::set<std::string> keys, kdf_keys;
+    for (auto& [k, v] : j.items()) keys.insert(k);
+    for (auto& [k, v] : j["kdf"].items()) kdf_keys.insert(k);
+    CHECK(keys == std::set<std::string>{"shamirfs", "field", "threshold", "shares", "slots", "chunk", "kdf", "capacity", "rows"});
+    CHECK(kdf_keys == std::set<std::string>{"algorithm", "ops", "mem", "salt"});
+    for (auto& row : j["rows"]) CHECK(row.get<std::string>().size() == 88u * j["slots"].get<unsigned>() * 9);
+    // The partition count in use appears nowhere: "slots" is the maximum (partitions + 2 by default).
+    CHECK(j["slots"] == 5);
+}

@@ -1,1 +1,159 @@
 #include <catch2/catch.hpp>
+#include <functional>
+
+#include "shamirfs/error.hpp"
+#include "shamirfs/shamir.hpp"
+
+using namespace shamirfs;
+using gf::Fe;
+
+namespace {
+std::vector<Fe> ids(unsigned n, unsigned offset = 1) {
+    std::vector<Fe> xs;
+    for (unsigned i = 0; i < n; ++i) xs.push_back(gf::from_u64(i + offset));
+    return xs;
+}
+
+void for_each_subset(unsigned n, unsigned k, const std::function<void(const std::vector<unsigned>&)>& f) {
+    std::vector<unsigned> idx(k);
+    for (unsigned i = 0; i < k; ++i) idx[i] = i;
+    while (true) {
+        f(idx);
+        int i = static_cast<int>(k) - 1;
+        while (i >= 0 && idx[static_cast<unsigned>(i)] == n - k + static_cast<unsigned>(i)) --i;
+        if (i < 0) return;
+        ++idx[static_cast<unsigned>(i)];
+        for (unsigned j = static_cast<unsigned>(i) + 1; j < k; ++j) idx[j] = idx[j - 1] + 1;
+    }
+}
+}  // namespace
+
+TEST_CASE("every t-subset of the shares recombines to the secret", "[shamir]") {
+    Rng rng;
+    for (auto [t, n] : {std::pair{2u, 3u}, {3u, 9u}, {4u, 7u}, {5u, 5u}}) {
+        Fe secret = rng.chunk_element();
+        auto xs = ids(n, 17);
+        std::vector<Fe> ys(n);
+        shamir::split(secret, t, xs, ys, rng);
+        int subsets = 0;
+        for_each_subset(n, t, [&](const std::vector<unsigned>& s) {
+            std::vector<Fe> sx, sy;
+            for (unsigned i : s) {
+                sx.push_back(xs[i]);
+                sy.push_back(ys[i]);
+            }
+            CHECK(shamir::combine(sx, sy) == secret);
+            CHECK(shamir::LagrangeAtZero(sx).combine(sy) == secret);
+            ++subsets;
+        });
+        // C(n, t) subsets were tried.
+        long expect = 1;
+        for (unsigned i = 0; i < t; ++i) expect = expect * (n - i) / (i + 1);
+        CHECK(subsets == expect);
+    }
+}
+
+TEST_CASE("t-1 shares do not determine the secret", "[shamir]") {
+    Rng rng;
+    const unsigned t = 3, n = 9;
+    auto xs = ids(n);
+    for (int trial = 0; trial < 20; ++trial) {
+        Fe secret = rng.chunk_element();
+        std::vector<Fe> ys(n);
+        shamir::split(secret, t, xs, ys, rng);
+        std::vector<Fe> sx(xs.begin(), xs.begin() + t - 1), sy(ys.begin(), ys.begin() + t - 1);
+        CHECK_FALSE(shamir::combine(sx, sy) == secret);
+        // Any candidate secret is consistent with t-1 shares: the polynomial
+        // through them and (0, guess) exists for every guess.
+        Fe guess = rng.field_element();
+        std::vector<Fe> gx = sx, gy = sy;
+        gx.push_back(xs[5]);
+        std::vector<Fe> px = {sx[0], sx[1], gf::zero()}, py = {sy[0], sy[1], guess};
+        gy.push_back(shamir::interpolate_at(px, py, xs[5]));
+        CHECK(shamir::combine(gx, gy) == guess);
+    }
+}
+
+TEST_CASE("split and combine reject invalid input with clear errors", "[shamir]") {
+    Rng rng;
+    std::vector<Fe> ys(3);
+    struct Case {
+        const char* name;
+        unsigned t;
+        std::vector<Fe> xs;
+        const char* msg;
+    };
+    std::vector<Case> cases = {
+        {"threshold 1", 1, ids(3), "threshold must be at least 2"},
+        {"threshold 0", 0, ids(3), "threshold must be at least 2"},
+        {"fewer shares than t", 4, ids(3), "fewer shares than the threshold"},
+        {"share ID 0", 2, {gf::from_u64(1), gf::zero(), gf::from_u64(3)}, "share ID 0"},
+        {"duplicate IDs", 2, {gf::from_u64(1), gf::from_u64(2), gf::from_u64(1)}, "duplicate share ID"},
+        {"too many shares", 2, ids(65), "at most 64 shares"},
+    };
+    for (const auto& c : cases) {
+        INFO(c.name);
+        std::vector<Fe> out(c.xs.size());
+        try {
+            shamir::split(gf::one(), c.t, c.xs, out, rng);
+            FAIL("no error");
+        } catch (const Error& e) {
+            CHECK(e.code() == Errc::usage);
+            CHECK_THAT(e.what(), Catch::Contains(c.msg));
+        }
+    }
+    CHECK_THROWS_AS(shamir::split(gf::one(), 2, ids(3), std::span<Fe>(ys.data(), 2), rng), Error);
+    CHECK_THROWS_AS(shamir::combine(ids(3), std::vector<Fe>(2)), Error);
+    CHECK_THROWS_AS(shamir::combine(ids(1), std::vector<Fe>(1)), Error);
+    std::vector<Fe> dup = {gf::from_u64(4), gf::from_u64(4)};
+    CHECK_THROWS_AS(shamir::LagrangeAtZero(dup), Error);
+    CHECK_THROWS_AS(shamir::LagrangeAtZero(ids(3)).combine(std::vector<Fe>(4)), Error);
+    CHECK_THROWS_AS(shamir::decode(ids(3), std::vector<Fe>(2), 2), Error);
+}
+
+TEST_CASE("Berlekamp-Welch corrects up to floor((n-t)/2) bad shares and locates them", "[shamir]") {
+    Rng rng;
+    for (auto [t, n] : {std::pair{3u, 9u}, {2u, 3u}, {2u, 7u}, {4u, 9u}}) {
+        const unsigned e = (n - t) / 2;
+        auto xs = ids(n, 5);
+        for (int trial = 0; trial < 10; ++trial) {
+            Fe secret = rng.chunk_element();
+            std::vector<Fe> ys(n);
+            shamir::split(secret, t, xs, ys, rng);
+            for (unsigned errors = 0; errors <= e; ++errors) {
+                auto bad = ys;
+                std::vector<std::size_t> where;
+                for (unsigned k = 0; k < errors; ++k) {
+                    std::size_t i = (static_cast<std::size_t>(trial) + k * 2) % n;
+                    bad[i] = rng.field_element();
+                    where.push_back(i);
+                }
+                std::sort(where.begin(), where.end());
+                auto d = shamir::decode(xs, bad, t);
+                REQUIRE(d.has_value());
+                CHECK(d->secret == secret);
+                CHECK(d->bad == where);
+            }
+            if (e + 1 + t <= n) {
+                // One error too many: refused, never a wrong secret.
+                auto bad = ys;
+                for (unsigned k = 0; k <= e; ++k) bad[k] = rng.field_element();
+                auto d = shamir::decode(xs, bad, t);
+                CHECK_FALSE(d.has_value());
+            }
+        }
+    }
+}
+
+TEST_CASE("with n = t + 1 one bad share is detected, not corrected", "[shamir]") {
+    Rng rng;
+    auto xs = ids(4);
+    std::vector<Fe> ys(4);
+    Fe secret = rng.chunk_element();
+    shamir::split(secret, 3, xs, ys, rng);
+    auto good = shamir::decode(xs, ys, 3);
+    REQUIRE(good);
+    CHECK(good->secret == secret);
+    ys[2] = gf::add(ys[2], gf::one());
+    CHECK_FALSE(shamir::decode(xs, ys, 3).has_value());
+}

@@ -1,1 +1,218 @@
 #include <catch2/catch.hpp>
+
+#include "helpers.hpp"
+#include "shamirfs/codec.hpp"
+#include "shamirfs/error.hpp"
+#include "shamirfs/storage_format.hpp"
+#include "shamirfs/store.hpp"
+
+using namespace shamirfs;
+using testutil::bytes;
+
+namespace {
+struct Fixture {
+    testutil::TempDir dir;
+    std::string path = dir.file("enc.json");
+    CreateResult created;
+    Store store{path, testutil::test_options()};
+    explicit Fixture(unsigned partitions = 2, CreateSpec spec = testutil::cheap_spec()) {
+        spec.partitions = partitions;
+        std::vector<SecureBuffer> pws;
+        for (unsigned i = 0; i < partitions; ++i) {
+            std::string pw = "password-" + std::to_string(i);
+            pws.emplace_back(pw.data(), pw.size());
+        }
+        created = Store::create(path, spec, pws, testutil::test_options());
+    }
+    Partition open(unsigned i) {
+        std::string pw = "password-" + std::to_string(i);
+        return store.unlock(created.keys[i], pw);
+    }
+};
+
+Errc error_of(const std::function<void()>& f, std::string* message = nullptr) {
+    try {
+        f();
+    } catch (const Error& e) {
+        if (message) *message = e.what();
+        return e.code();
+    }
+    return Errc::internal;
+}
+}  // namespace
+
+TEST_CASE("create makes every partition open, holding {}", "[store]") {
+    Fixture f(3);
+    CHECK(f.created.keys.size() == 3);
+    std::set<std::uint32_t> slots;
+    for (unsigned i = 0; i < 3; ++i) {
+        Partition p = f.open(i);
+        CHECK(f.store.read(p).view() == "{}");
+        slots.insert(p.slot);
+    }
+    CHECK(slots.size() == 3);  // disjoint column groups
+    CHECK(f.store.load().params().slots == 5);
+    // create refuses to overwrite
+    auto pw = testutil::passwords({"x"});
+    CHECK(error_of([&] { Store::create(f.path, testutil::cheap_spec(1), pw, testutil::test_options()); }) == Errc::usage);
+}
+
+TEST_CASE("documents round-trip byte for byte", "[store]") {
+    Fixture f;
+    Partition a = f.open(0);
+    std::vector<std::string> docs = {
+        "{}",
+        "{\"name\": \"J\xc3\xbcrgen \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x94\x91\", \"esc\": \"\\u00e9\\n\"}",
+        testutil::make_document(1024, 2),
+        testutil::make_document(1 << 20, 3),
+        "{\n    \"pretty\": [\n        1,\n        2\n    ],\n\t\"tab\"  :  true   \n}\n\n",
+        testutil::make_document(10 << 20, 4),
+    };
+    for (const auto& d : docs) {
+        INFO("size " << d.size());
+        CommitResult r = f.store.commit(a, bytes(d));
+        CHECK(r.document_bytes == d.size());
+        CHECK(r.capacity_after >= r.document_rows);
+        CHECK(r.rows_rewritten == r.capacity_after);
+        CHECK(r.shares_regenerated == r.capacity_after * 9);
+        Store fresh(f.path, testutil::test_options());
+        Partition again = fresh.unlock(f.created.keys[0], "password-0");
+        CHECK(fresh.read(again).view() == d);
+    }
+    // The other partition is untouched by all of this.
+    CHECK(f.store.read(f.open(1)).view() == "{}");
+}
+
+TEST_CASE("wrong key, wrong password and another storage's key fail alike", "[store][deniability]") {
+    Fixture f, other;
+    std::string m1, m2, m3, m4;
+    Errc e1 = error_of([&] { f.store.unlock(f.created.keys[0], "password-1"); }, &m1);            // wrong password
+    Errc e2 = error_of([&] { f.store.unlock(f.created.keys[1], "password-0"); }, &m2);            // other partition's key
+    Errc e3 = error_of([&] { f.store.unlock(other.created.keys[0], "password-0"); }, &m3);        // other storage's key
+    MapKey missing = make_map_key(40);                                                             // no such slot
+    Errc e4 = error_of([&] { f.store.unlock(missing, "password-0"); }, &m4);
+    CHECK(e1 == Errc::auth_failed);
+    CHECK(e2 == e1);
+    CHECK(e3 == e1);
+    CHECK(e4 == e1);
+    CHECK(m1 == kAuthFailedMessage);
+    CHECK(m2 == m1);
+    CHECK(m3 == m1);
+    CHECK(m4 == m1);
+}
+
+TEST_CASE("updating partition a leaves b byte-identical in its cells and readable", "[store]") {
+    Fixture f;
+    Partition a = f.open(0), b = f.open(1);
+    f.store.commit(b, bytes(testutil::make_document(2000, 9)));
+    Matrix before = f.store.load();
+    f.store.commit(a, bytes(testutil::make_document(300000, 5)));  // grows the capacity
+    const Matrix& after = f.store.load();
+    REQUIRE(after.capacity() > before.capacity());
+    const unsigned n = before.params().shares;
+    std::size_t changed_a = 0;
+    for (std::size_t r = 0; r < before.capacity(); ++r)
+        for (unsigned c = 0; c < before.columns(); ++c) {
+            bool in_a = c / n == a.slot;
+            if (in_a) changed_a += before.cell_text(r, c) != after.cell_text(r, c);
+            else CHECK(before.cell_text(r, c) == after.cell_text(r, c));
+        }
+    CHECK(changed_a == before.capacity() * n);  // all of a's cells were rewritten
+    CHECK(f.store.read(b).view() == testutil::make_document(2000, 9));
+}
+
+TEST_CASE("reads survive up to floor((n-t)/2) corrupted cells per row", "[store]") {
+    Fixture f;
+    Partition a = f.open(0);
+    std::string doc = testutil::make_document(20000, 11);
+    f.store.commit(a, bytes(doc));
+    Matrix m = f.store.load();
+    auto rows = document_rows(m, a);
+    REQUIRE(rows);
+    Rng rng;
+    // Three bad cells in every row, including the stage-2 fast-path columns.
+    for (std::size_t r = 0; r < *rows; ++r)
+        for (unsigned k = 0; k < 3; ++k) m.set(r, a.order[(r + k) % 9], rng.field_element());
+    testutil::write_file(f.path, serialize_storage(m));
+    Store reread(f.path, testutil::test_options());
+    Partition again = reread.unlock(f.created.keys[0], "password-0");
+    CHECK(reread.read(again).view() == doc);
+    // The checked read reports and fixes them.
+    std::vector<std::uint8_t> out(*rows * 64);
+    Matrix fixed = reread.load();
+    auto report = read_slot_checked(fixed, a.slot, *rows, out, &fixed);
+    CHECK(report.repaired.size() == *rows);
+    CHECK(report.unrecoverable.empty());
+    for (const auto& rr : report.repaired) CHECK(rr.columns.size() == 3);
+    auto report2 = read_slot_checked(fixed, a.slot, *rows, out);
+    CHECK(report2.repaired.empty());
+
+    // A fourth bad cell in one row is beyond repair: a clear error, no garbage.
+    m.set(1, a.order[8], rng.field_element());
+    m.set(1, a.order[7], rng.field_element());
+    testutil::write_file(f.path, serialize_storage(m));
+    Store broken(f.path, testutil::test_options());
+    Partition p = broken.unlock(f.created.keys[0], "password-0");
+    std::string msg;
+    CHECK(error_of([&] { broken.read(p); }, &msg) == Errc::damaged);
+    CHECK_THAT(msg, Catch::Contains("damaged beyond repair"));
+}
+
+TEST_CASE("an invalid document is refused and the storage stays as it was", "[store]") {
+    Fixture f;
+    Partition a = f.open(0);
+    std::string before = testutil::read_file(f.path);
+    std::string msg;
+    CHECK(error_of([&] { f.store.commit(a, bytes("{\"a\": [1, 2}")); }, &msg) == Errc::invalid_json);
+    CHECK_THAT(msg, Catch::Contains("line 1, column"));
+    CHECK(error_of([&] { f.store.commit(a, bytes("")); }) == Errc::invalid_json);
+    CHECK(testutil::read_file(f.path) == before);
+    CHECK(f.store.read(a).view() == "{}");
+}
+
+TEST_CASE("dry run reports the change without writing", "[store]") {
+    Fixture f;
+    Partition a = f.open(0);
+    std::string before = testutil::read_file(f.path);
+    std::string doc = testutil::make_document(5000, 3);
+    DryRunResult d = f.store.dry_run(a, bytes(doc));
+    CHECK(d.rows_now == 2);
+    CHECK(d.rows_after > 2);
+    CHECK(d.size_change_percent == Approx(100.0 * (double(d.rows_after) - 2.0) / 2.0));
+    CHECK(d.large_change);
+    CHECK(d.estimated_seconds > 0);
+    CHECK(testutil::read_file(f.path) == before);
+    DryRunResult same = f.store.dry_run(a, bytes("{ }"));
+    CHECK(same.rows_after == 2);
+    CHECK_FALSE(same.large_change);
+}
+
+TEST_CASE("create validates its parameters", "[store]") {
+    testutil::TempDir dir;
+    auto bad = [&](CreateSpec s, unsigned pws, const char* why) {
+        std::vector<SecureBuffer> p;
+        for (unsigned i = 0; i < pws; ++i) p.emplace_back("pw", 2);
+        std::string msg;
+        CHECK(error_of([&] { Store::create(dir.file("x.json"), s, p, testutil::test_options()); }, &msg) == Errc::usage);
+        CHECK_THAT(msg, Catch::Contains(why));
+    };
+    auto s = testutil::cheap_spec();
+    auto t = s;
+    t.threshold = 1;
+    bad(t, 2, "threshold must be at least 2");
+    t = s;
+    t.shares = 2;
+    bad(t, 2, "shares per row must be at least the threshold");
+    t = s;
+    t.slots = 1;
+    bad(t, 2, "more partitions than slots");
+    t = s;
+    t.capacity = 0;
+    bad(t, 2, "capacity");
+    bad(s, 1, "one password per partition");
+    Store::create(dir.file("y.json"), s, testutil::passwords({"a", "b"}), testutil::test_options());
+    std::string msg;
+    CHECK(error_of([&] { Store::create(dir.file("z.json"), s, testutil::passwords({"a", "b"})); }, &msg) == Errc::usage);
+    CHECK_THAT(msg, Catch::Contains("KDF ops 1"));  // production floors apply by default
+    CHECK(error_of([&] { Store::create(dir.file("w.json"), s, testutil::passwords({"a", ""}), testutil::test_options()); }) == Errc::usage);
+}
