@@ -11,7 +11,8 @@
 
 namespace shamirfs {
 
-inline constexpr std::size_t kMaxStorageBytes = std::size_t{16} << 30;
+// simdjson parses documents of up to 4 GiB.
+inline constexpr std::size_t kMaxStorageBytes = (std::size_t{4} << 30) - 4096;
 
 // Throws Error(corrupt) with a message naming the field.
 Matrix parse_storage(std::string_view text, const KdfLimits& limits);

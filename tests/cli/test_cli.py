@@ -1,0 +1,228 @@
+"""Black-box tests of the shamirfs CLI: create, cat, update, info."""
+import hashlib
+import json
+import os
+import pty
+import re
+import select
+import stat
+import subprocess
+
+from conftest import CHEAP_KDF, DATA, SHAMIRFS, Storage, run
+
+EXIT_USAGE, EXIT_IO, EXIT_CORRUPT, EXIT_MALFORMED_KEY, EXIT_AUTH, EXIT_INVALID_JSON = 2, 3, 4, 5, 6, 8
+
+
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def document(size, seed=1):
+    """A realistic JSON document of about `size` bytes."""
+    items, n = [], 0
+    while sum(len(x) for x in items) < size:
+        items.append(json.dumps({"id": n, "name": f"user-{n * seed % 9973} é日本", "score": n * 1.25,
+                                 "tags": ["x", str(n % 7)], "nested": {"ok": n % 2 == 0}}, ensure_ascii=False))
+        n += 1
+    return ("{\"users\": [\n  " + ",\n  ".join(items) + "\n]}\n").encode()
+
+
+def test_newcomer_story_two_partitions_1mb_round_trip(storage):
+    doc = document(1 << 20)
+    r = storage.update("a", doc)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    for field in ("committed:", "document rows:", "rows rewritten:", "shares regenerated:", "capacity:",
+                  "bytes written:", "time:"):
+        assert field in out
+    assert storage.cat("a") == doc
+    assert storage.cat("b") == b"{}"
+
+
+def test_create_writes_0600_files_and_prints_keys_without_key_dir(workdir):
+    s = Storage(workdir)
+    assert stat.S_IMODE(s.path.stat().st_mode) == 0o600
+    for label in ("a", "b"):
+        assert stat.S_IMODE(s.key(label).stat().st_mode) == 0o600
+        assert re.fullmatch(r"sfk1-([a-z2-7]{6}-){5}[a-z2-7]{6}\n", s.key(label).read_text())
+    pa = workdir / "pa"
+    pa.write_text("x\n")
+    r = run("create", workdir / "printed.json", "--partitions", "1", "--passfile", f"a={pa}", *CHEAP_KDF)
+    assert r.returncode == 0, r.stderr
+    assert re.fullmatch(rb"a: sfk1-[a-z2-7-]+\n", r.stdout)
+    # refuses to overwrite a storage or a key file
+    r = run("create", s.path, "--key-dir", s.keys, *CHEAP_KDF, "--passfile", f"a={pa}", "--passfile", f"b={pa}")
+    assert r.returncode == EXIT_USAGE
+    assert b"already exists" in r.stderr
+
+
+def test_update_from_file_and_pretty_unicode_kept_byte_for_byte(storage, workdir):
+    doc = '{\n\t"名前" : "Jürgen 🔑",\n    "n": [1,   2]   \n}\n\n'.encode()
+    assert storage.update("b", doc).returncode == 0
+    assert storage.cat("b") == doc
+    assert storage.cat("a") == b"{}"
+
+
+def test_invalid_json_is_refused_and_nothing_changes(storage):
+    before = sha(storage.path)
+    r = storage.update("a", b'{"a": 1,\n "b": [1, 2}\n')
+    assert r.returncode == EXIT_INVALID_JSON
+    assert b"invalid JSON at line 2, column" in r.stderr
+    assert sha(storage.path) == before
+    assert storage.update("a", b"").returncode == EXIT_INVALID_JSON
+    assert storage.cat("a") == b"{}"
+
+
+def test_dry_run_reports_without_writing(storage):
+    before = sha(storage.path)
+    r = storage.update("a", document(20000), "--dry-run")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    assert "dry run: nothing written" in out
+    assert re.search(r"chunks now: 2\n", out)
+    after = int(re.search(r"chunks after: (\d+)", out).group(1))
+    assert after > 2
+    pct = float(re.search(r"size change: \+([\d.]+) %", out).group(1))
+    assert abs(pct - 100.0 * (after - 2) / 2) < 0.1
+    assert "warning: the document's size changes by more than 50 %" in out
+    assert re.search(r"estimated time: \d+\.\d+ s", out)
+    assert sha(storage.path) == before
+
+
+def test_wrong_credentials_all_fail_the_same_way(storage, workdir):
+    other = Storage(workdir, name="other.json")
+    attempts = [
+        ["--keyfile", storage.key("a"), "--passfile", storage.pw["b"]],   # wrong password
+        ["--keyfile", storage.key("b"), "--passfile", storage.pw["a"]],   # other partition's key
+        ["--keyfile", other.key("a"), "--passfile", storage.pw["a"]],     # other storage's key
+        ["--keyfile", other.key("a"), "--passfile", other.pw["a"]],       # other storage's credentials
+    ]
+    results = {(r.returncode, r.stderr, r.stdout) for r in (run("cat", storage.path, *c) for c in attempts)}
+    assert len(results) == 1
+    rc, err, out = results.pop()
+    assert rc == EXIT_AUTH
+    assert err == b"shamirfs: cannot unlock: wrong partition map key or password\n"
+    assert out == b""
+
+
+def test_malformed_key_says_so(storage, workdir):
+    k = storage.key("a").read_text()
+    typo = workdir / "typo.key"
+    typo.write_text(k[:8] + ("a" if k[8] != "a" else "b") + k[9:])
+    r = run("cat", storage.path, "--keyfile", typo, "--passfile", storage.pw["a"])
+    assert r.returncode == EXIT_MALFORMED_KEY
+    assert b"malformed key: checksum mismatch" in r.stderr
+
+
+def test_info_prints_public_parameters_only(storage):
+    r = run("info", storage.path, "--json", check=True)
+    info = json.loads(r.stdout)
+    assert set(info) == {"format_version", "field", "threshold", "shares", "slots", "columns", "chunk_bytes",
+                         "capacity", "kdf", "file_bytes"}
+    assert info["threshold"] == 3 and info["shares"] == 9 and info["slots"] == 4 and info["columns"] == 36
+    assert info["file_bytes"] == storage.path.stat().st_size
+    text = run("info", storage.path, check=True).stdout.decode()
+    assert "threshold: 3" in text and "capacity: 32 rows" in text
+    # Nothing about partitions: no labels, no counts in use.
+    assert "partition" not in text.lower() and " a" not in text.lower().replace("argon", "")
+
+
+def test_info_is_the_same_with_one_or_two_partitions_written(workdir):
+    s1, s2 = Storage(workdir, "one.json"), Storage(workdir, "two.json")
+    s1.update("a", document(3000))
+    s2.update("a", document(3000))
+    s2.update("b", document(2500, 2))
+    i1 = json.loads(run("info", s1.path, "--json", check=True).stdout)
+    i2 = json.loads(run("info", s2.path, "--json", check=True).stdout)
+    assert i1 == i2
+    assert s1.path.stat().st_size == s2.path.stat().st_size
+
+
+def test_missing_and_corrupt_storages_are_clear_errors(storage, workdir):
+    r = run("info", workdir / "nope.json")
+    assert r.returncode == EXIT_IO and b"cannot open storage" in r.stderr
+    trunc = workdir / "trunc.json"
+    trunc.write_bytes(storage.path.read_bytes()[:5000])
+    r = run("cat", trunc, *storage.cred("a"))
+    assert r.returncode == EXIT_CORRUPT and b"invalid storage file" in r.stderr
+    garbage = workdir / "garbage.json"
+    garbage.write_bytes(os.urandom(3000))
+    r = run("info", garbage)
+    assert r.returncode == EXIT_CORRUPT
+    weak = workdir / "weak.json"
+    weak.write_text(storage.path.read_text().replace('"ops":2', '"ops":1'))
+    r = run("info", weak)
+    assert r.returncode == EXIT_CORRUPT and b"KDF ops 1 outside" in r.stderr
+
+
+def test_usage_errors(storage):
+    assert run().returncode == EXIT_USAGE
+    assert run("frobnicate").returncode == EXIT_USAGE
+    assert run("cat", storage.path, "--bogus", "1").returncode == EXIT_USAGE
+    r = run("create", storage.dir / "x.json", "--threshold", "1", *CHEAP_KDF)
+    assert r.returncode == EXIT_USAGE
+    r = run("create", storage.dir / "y.json", "--kdf-ops", "1", "--passfile", f"a={storage.pw['a']}",
+            "--partitions", "1")
+    assert r.returncode == EXIT_USAGE and b"KDF ops 1" in r.stderr
+
+
+def test_no_terminal_and_no_passfile_is_a_clear_error(storage):
+    p = subprocess.run([str(SHAMIRFS), "cat", str(storage.path), "--keyfile", str(storage.key("a"))],
+                       stdin=subprocess.DEVNULL, capture_output=True, start_new_session=True)
+    assert p.returncode == EXIT_USAGE
+    assert b"no terminal to ask on: use --passfile FILE" in p.stderr
+
+
+def _talk(argv, answers):
+    """Runs argv on a pty, answering each prompt; returns (rc, everything the terminal showed)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(argv[0], argv)
+    shown, pending = b"", list(answers)
+    while True:
+        r, _, _ = select.select([fd], [], [], 20)
+        if not r:
+            break
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        shown += data
+        while pending and shown.rstrip().endswith(pending[0][0]):
+            os.write(fd, pending.pop(0)[1] + b"\n")
+            break
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown
+
+
+def test_prompts_read_key_and_password_without_echo(storage):
+    key = storage.key("a").read_bytes().strip()
+    password = storage.pw["a"].read_bytes().strip()
+    rc, shown = _talk([str(SHAMIRFS), "cat", str(storage.path)],
+                      [(b"Partition map key:", key), (b"Password:", password)])
+    assert rc == 0, shown
+    assert shown.rstrip().endswith(b"{}")
+    assert key not in shown and password not in shown
+
+
+def test_create_asks_each_password_twice(workdir):
+    rc, shown = _talk([str(SHAMIRFS), "create", str(workdir / "p.json"), "--partitions", "1", *CHEAP_KDF],
+                      [(b"Password for partition a:", b"pw one"),
+                       (b"Repeat the password for partition a:", b"pw two")])
+    assert rc == EXIT_USAGE and b"differ" in shown
+    assert not (workdir / "p.json").exists()
+    rc, shown = _talk([str(SHAMIRFS), "create", str(workdir / "p.json"), "--partitions", "1", *CHEAP_KDF],
+                      [(b"Password for partition a:", b"pw same"),
+                       (b"Repeat the password for partition a:", b"pw same")])
+    assert rc == 0, shown
+    assert re.search(rb"a: sfk1-[a-z2-7-]{41}", shown)
+    assert b"pw same" not in shown
+
+
+def test_golden_storage_reads_through_the_cli(workdir):
+    pw = workdir / "golden.pass"
+    pw.write_text("golden password a\n")
+    r = run("cat", DATA / "golden-v1.json", "--keyfile", DATA / "golden-v1.a.key", "--passfile", pw, check=True)
+    assert r.stdout == (DATA / "golden-v1.a.json").read_bytes()

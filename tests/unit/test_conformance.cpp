@@ -1,0 +1,195 @@
+// A second, independent reader of the format, written from man/shamirfs.5
+// only: nlohmann for the file, GMP mpz for GF(p), libsodium and zstd called
+// directly. It opens the published test vector (tests/data/vector-v1.json).
+// With SHAMIRFS_PRINT_VECTOR=1 it prints the intermediate values that the man
+// page lists.
+#include <gmp.h>
+#include <sodium.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "helpers.hpp"
+
+namespace {
+
+using Bytes = std::vector<unsigned char>;
+
+std::string hex(const Bytes& b) {
+    static const char* d = "0123456789abcdef";
+    std::string s;
+    for (unsigned char c : b) {
+        s += d[c >> 4];
+        s += d[c & 15];
+    }
+    return s;
+}
+
+Bytes b64(const std::string& s) {
+    Bytes out(s.size());
+    std::size_t len = 0;
+    REQUIRE(sodium_base642bin(out.data(), out.size(), s.c_str(), s.size(), nullptr, &len, nullptr,
+                              sodium_base64_VARIANT_ORIGINAL) == 0);
+    out.resize(len);
+    return out;
+}
+
+Bytes blake2b(std::size_t outlen, const Bytes& msg, const Bytes& key = {}) {
+    Bytes out(outlen);
+    crypto_generichash(out.data(), outlen, msg.data(), msg.size(), key.empty() ? nullptr : key.data(), key.size());
+    return out;
+}
+
+Bytes be32(std::uint32_t v) { return {Bytes::value_type(v >> 24), Bytes::value_type(v >> 16), Bytes::value_type(v >> 8), Bytes::value_type(v)}; }
+
+Bytes cat(std::initializer_list<Bytes> parts) {
+    Bytes out;
+    for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+    return out;
+}
+
+Bytes str(const std::string& s) { return Bytes(s.begin(), s.end()); }
+
+struct Mpz {
+    mpz_t v;
+    Mpz() { mpz_init(v); }
+    ~Mpz() { mpz_clear(v); }
+};
+
+}  // namespace
+
+TEST_CASE("an independent reader built from man/shamirfs.5 opens the test vector", "[conformance]") {
+    REQUIRE(sodium_init() >= 0);
+    const std::string dir = SHAMIRFS_TEST_DATA;
+    auto file = nlohmann::json::parse(testutil::read_file(dir + "/vector-v1.json"));
+    const std::string password = "vector password";
+    const std::string expected_document = "{\"v\":1}";
+    const unsigned t = file["threshold"], n = file["shares"];
+    REQUIRE(file["shamirfs"] == 1);
+    REQUIRE(file["chunk"] == 64);
+
+    // The partition map key: "sfk1-", base32 (RFC 4648, lower case), dashes ignored.
+    std::string key = testutil::read_file(dir + "/vector-v1.a.key");
+    key = key.substr(5, key.find('\n') - 5);
+    key.erase(std::remove(key.begin(), key.end(), '-'), key.end());
+    REQUIRE(key.size() == 36);
+    Bytes payload;
+    unsigned acc = 0, bits = 0;
+    for (char c : key) {
+        acc = (acc << 5) | static_cast<unsigned>(std::string("abcdefghijklmnopqrstuvwxyz234567").find(c));
+        bits += 5;
+        if (bits >= 8) {
+            payload.push_back(static_cast<unsigned char>(acc >> (bits - 8)));
+            bits -= 8;
+        }
+    }
+    REQUIRE(payload.size() == 22);
+    const std::uint32_t slot = (payload[0] << 8) | payload[1];
+    const Bytes secret(payload.begin() + 2, payload.begin() + 18), check(payload.begin() + 18, payload.end());
+    Bytes expect_check = blake2b(16, cat({str("shamirfs-key-v1"), Bytes(payload.begin(), payload.begin() + 18)}));
+    CHECK(check == Bytes(expect_check.begin(), expect_check.begin() + 4));
+
+    // KDF: per-partition salt, Argon2id, sub-keys (BLAKE2b keyed by the master
+    // key, salt = id as 8 bytes little-endian + 8 zero bytes, personal = "shamirfs" + 8 zero bytes).
+    Bytes salt = blake2b(16, cat({str("shamirfs-salt-v1"), b64(file["kdf"]["salt"]), be32(slot), secret}));
+    Bytes master(32);
+    REQUIRE(crypto_pwhash(master.data(), 32, password.data(), password.size(), salt.data(), file["kdf"]["ops"],
+                          file["kdf"]["mem"], crypto_pwhash_ALG_ARGON2ID13) == 0);
+    auto subkey = [&](unsigned char id) {
+        unsigned char s[16] = {id}, personal[16] = {'s', 'h', 'a', 'm', 'i', 'r', 'f', 's'};
+        Bytes out(32);
+        crypto_generichash_blake2b_salt_personal(out.data(), 32, nullptr, 0, master.data(), 32, s, personal);
+        return out;
+    };
+    Bytes header_key = subkey(1), body_key = subkey(2), order_key = subkey(3);
+
+    // Stage 2: the slot's columns ordered by BLAKE2b-128(order key, column as u32 BE).
+    std::vector<std::pair<Bytes, std::uint32_t>> order;
+    for (std::uint32_t c = slot * n; c < slot * n + n; ++c) order.push_back({blake2b(16, be32(c), order_key), c});
+    std::sort(order.begin(), order.end());
+
+    // Each row: interpolate the first t ordered columns at 0 (x = column + 1).
+    Mpz p;
+    mpz_ui_pow_ui(p.v, 2, 521);
+    mpz_sub_ui(p.v, p.v, 1);
+    Bytes blob;
+    for (const auto& row : file["rows"]) {
+        std::string text = row;
+        Mpz sum;
+        for (unsigned i = 0; i < t; ++i) {
+            std::uint32_t col = order[i].second;
+            Bytes cell = b64(text.substr(col * 88, 88));
+            REQUIRE(cell.size() == 66);
+            Mpz y, num, den, tmp;
+            mpz_import(y.v, 66, 1, 1, 1, 0, cell.data());
+            REQUIRE(mpz_cmp(y.v, p.v) < 0);
+            mpz_set_ui(num.v, 1);
+            mpz_set_ui(den.v, 1);
+            for (unsigned j = 0; j < t; ++j) {
+                if (j == i) continue;
+                mpz_mul_ui(num.v, num.v, order[j].second + 1);
+                mpz_set_si(tmp.v, static_cast<long>(order[j].second) - static_cast<long>(col));
+                mpz_mul(den.v, den.v, tmp.v);
+            }
+            mpz_mod(den.v, den.v, p.v);
+            REQUIRE(mpz_invert(den.v, den.v, p.v) != 0);
+            mpz_mul(y.v, y.v, num.v);
+            mpz_mul(y.v, y.v, den.v);
+            mpz_add(sum.v, sum.v, y.v);
+        }
+        mpz_mod(sum.v, sum.v, p.v);
+        REQUIRE(mpz_sizeinbase(sum.v, 2) <= 512);
+        Bytes chunk(64);
+        std::size_t count = 0;
+        Bytes raw(64);
+        mpz_export(raw.data(), &count, 1, 1, 1, 0, sum.v);
+        std::copy(raw.begin(), raw.begin() + static_cast<long>(count), chunk.begin() + static_cast<long>(64 - count));
+        blob.insert(blob.end(), chunk.begin(), chunk.end());
+    }
+
+    // The sealed document: nonce, sealed header, sealed zstd frame.
+    Bytes header(20);
+    static const std::string ad = "shamirfs/v1/header";
+    REQUIRE(crypto_aead_xchacha20poly1305_ietf_decrypt(header.data(), nullptr, nullptr, blob.data() + 24, 36,
+                                                       reinterpret_cast<const unsigned char*>(ad.data()), ad.size(),
+                                                       blob.data(), header_key.data()) == 0);
+    CHECK(header[0] == 1);
+    CHECK(header[1] == 1);
+    std::uint64_t clen = 0, dlen = 0;
+    for (int i = 7; i >= 0; --i) {
+        clen = (clen << 8) | header[4 + static_cast<std::size_t>(i)];
+        dlen = (dlen << 8) | header[12 + static_cast<std::size_t>(i)];
+    }
+    REQUIRE(60 + clen + 16 <= blob.size());
+    Bytes compressed(clen);
+    REQUIRE(crypto_aead_xchacha20poly1305_ietf_decrypt(compressed.data(), nullptr, nullptr, blob.data() + 60, clen + 16,
+                                                       header.data(), 20, blob.data(), body_key.data()) == 0);
+    std::string document(dlen, '\0');
+    REQUIRE(ZSTD_decompress(document.data(), dlen, compressed.data(), clen) == dlen);
+    CHECK(document == expected_document);
+
+    // The intermediate values published in man/shamirfs.5, TEST VECTOR.
+    CHECK(slot == 1);
+    CHECK(hex(salt) == "5c496a194ec9bf27ab7020b3335e95ae");
+    CHECK(hex(header_key) == "bb2e802a834404967aa6a3e83651de18948aca6ea433b37901fd64cb88f7ad37");
+    CHECK(hex(body_key) == "b3090c616b7f4fcb4f28c8f82e495a79393999c355d1641c147a8f38e14ab8fb");
+    CHECK(hex(order_key) == "7df43079b5e19847fa4b4816b55ceb5815bfdeed0df007f1741a11aa193cce92");
+    CHECK((order[0].second == 5 && order[1].second == 3 && order[2].second == 4));
+    CHECK(hex(Bytes(blob.begin(), blob.begin() + 64)) ==
+          "c4aa45d511b4ec31d22818ec631801c93c59d5490330267b382f38ac5d1000ef"
+          "816d0ac3cad544066aca4d17ce1b0013c27f0f3bdf3194860fbc6d16c35412fe");
+    CHECK(hex(header) == "0101000010000000000000000700000000000000");
+
+    if (std::getenv("SHAMIRFS_PRINT_VECTOR")) {
+        std::cout << "slot " << slot << "\nkey secret " << hex(secret) << "\npartition salt " << hex(salt)
+                  << "\nmaster " << hex(master) << "\nheader key " << hex(header_key) << "\nbody key " << hex(body_key)
+                  << "\norder key " << hex(order_key) << "\norder";
+        for (auto& o : order) std::cout << " " << o.second;
+        std::cout << "\nrow 0 chunk " << hex(Bytes(blob.begin(), blob.begin() + 64)) << "\nheader " << hex(header)
+                  << "\n";
+    }
+}
