@@ -97,9 +97,10 @@ struct RepairReport {
     std::vector<RowRepair> repaired;     // rows with corrupted cells that were decoded
     std::vector<std::size_t> unrecoverable;
 };
-// Reads rows [0, rows) decoding every row from all n shares (corrects up to
-// floor((n - t) / 2) bad cells per row). If `fix_into` is given (it may be &m),
-// the corrected cells are rewritten there.
+// Reads rows [0, rows) from all n shares of every row: a row whose shares are
+// consistent is read directly, any other is decoded (Berlekamp-Welch corrects up
+// to floor((n - t) / 2) bad cells per row). `out` may be empty (only check).
+// If `fix_into` is given (it may be &m), corrected cells are rewritten there.
 RepairReport read_slot_checked(const Matrix& m, unsigned slot, std::size_t rows, std::span<std::uint8_t> out,
                                Matrix* fix_into = nullptr);
 

@@ -1,7 +1,9 @@
-// The service that owns one backing file: every mutation (create, commit)
-// goes through it and reports what it changed. It writes a temp file in the
-// storage's directory (O_EXCL, 0600), fsyncs it, renames it over the storage
-// and fsyncs the directory, under an flock on "<storage>.lock".
+// The service that owns one backing file (the seed's DbService): every
+// mutation (create, commit, repair) goes through it, under an flock on
+// "STORAGE.lock", through the write-ahead log (wal.hpp): a new file is written
+// beside the storage (O_EXCL, 0600) and fsynced, then renamed over it, then the
+// directory is fsynced. Recovery runs before every use. Each mutation returns
+// what it changed.
 #pragma once
 #include <chrono>
 #include <cstddef>
@@ -51,6 +53,12 @@ struct Partition {
 };
 
 struct CommitResult {
+    // Another writer committed since this Store loaded the file: the commit was
+    // re-applied on top of it (only this partition's columns change).
+    bool rebased = false;
+    // ... and that writer had changed this same partition: its version was
+    // replaced by this one (last writer wins; logged as a warning).
+    bool replaced_concurrent_change = false;
     std::size_t document_bytes = 0;
     std::size_t document_rows = 0;     // rows the sealed document occupies
     std::size_t rows_rewritten = 0;    // rows of this partition's columns rewritten (all rows)
@@ -69,6 +77,18 @@ struct DryRunResult {
     double estimated_seconds = 0;
 };
 
+struct FsckReport {
+    std::vector<std::string> recovery;         // actions of the recovery run
+    std::size_t rows_checked = 0;              // slot-rows checked (rows x slots)
+    std::size_t bad_cells = 0;                 // cells found inconsistent
+    std::size_t repaired_cells = 0;            // of those, rewritten (--repair)
+    std::size_t unrecoverable_rows = 0;        // slot-rows with too many bad cells
+    std::vector<std::string> problems;         // one line each
+    bool document_checked = false;             // credentials given
+    bool document_ok = false;                  // ... and the document authenticated
+    bool clean() const { return bad_cells == 0 && unrecoverable_rows == 0 && (!document_checked || document_ok); }
+};
+
 class Store {
 public:
     explicit Store(std::string path, StoreOptions options = {});
@@ -80,6 +100,9 @@ public:
                                const StoreOptions& options = {});
 
     const std::string& path() const { return path_; }
+    // Finishes or rolls back an interrupted commit and removes stale temp files
+    // (takes the lock only when there is something to do). Returns the actions.
+    std::vector<std::string> recover();
     // Loads (or reloads) the backing file.
     const Matrix& load();
     const Matrix& matrix();
@@ -92,11 +115,21 @@ public:
     // Validates the JSON (Error(invalid_json)), then commits under the lock.
     CommitResult commit(const Partition& p, std::span<const std::uint8_t> document);
     DryRunResult dry_run(const Partition& p, std::span<const std::uint8_t> document);
+    // Recovery, structure, and every row of every slot checked for consistent
+    // shares (needs no credentials: share IDs are public); with a partition also
+    // its document's authenticity. With `repair`, correctable cells are rewritten
+    // through the WAL protocol.
+    FsckReport fsck(const Partition* p, bool repair);
 
 private:
+    std::string read_locked_file(std::string* hash);
+    // Writes `text` as the new storage through the WAL protocol; lock held.
+    void write_locked(const std::string& text, const std::string& base_hash, bool must_not_exist);
+
     std::string path_;
     StoreOptions options_;
     std::optional<Matrix> matrix_;
+    std::string loaded_hash_;  // of the bytes matrix_ was parsed from
     double last_load_seconds_ = 0;
 };
 

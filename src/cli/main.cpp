@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -36,6 +37,7 @@ constexpr int too_large = 9;      // a size limit was exceeded
 constexpr int busy = 10;          // the storage is locked by another process
 constexpr int no_space = 11;      // no space left on the device
 constexpr int read_only = 12;     // the storage or its directory is not writable
+constexpr int repaired = 13;      // fsck: damage was found and all of it repaired
 }  // namespace exit_code
 
 namespace {
@@ -66,6 +68,7 @@ const char* kUsage =
     "  cat STORAGE [--keyfile FILE] [--passfile FILE]\n"
     "  update STORAGE NEW.json|- [--keyfile FILE] [--passfile FILE] [--dry-run]\n"
     "  info STORAGE [--json]\n"
+    "  fsck STORAGE [--keyfile FILE [--passfile FILE]] [--repair]\n"
     "See shamirfs(1).\n";
 
 std::string fixed(double v, int digits) {
@@ -189,6 +192,7 @@ int cmd_cat(int argc, char** argv, int first) {
     Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile"}, {});
     if (a.positional.size() != 1) throw Error(Errc::usage, "cat needs exactly one STORAGE path");
     Store store(a.positional[0]);
+    store.recover();
     store.load();
     MapKey key = obtain_key(a);
     SecureBuffer pw = obtain_password(a);
@@ -202,6 +206,7 @@ int cmd_update(int argc, char** argv, int first) {
     if (a.positional.size() != 2) throw Error(Errc::usage, "update needs STORAGE and NEW.json (or -)");
     SecureBuffer doc = cli::read_document(a.positional[1]);
     Store store(a.positional[0]);
+    store.recover();
     store.load();
     MapKey key = obtain_key(a);
     SecureBuffer pw = obtain_password(a);
@@ -220,7 +225,11 @@ int cmd_update(int argc, char** argv, int first) {
         return exit_code::ok;
     }
     CommitResult r = store.commit(p, doc.bytes());
+    if (r.replaced_concurrent_change)
+        std::cerr << "shamirfs: warning: another writer changed this partition since it was read; "
+                     "this update replaced that change\n";
     std::cout << "committed: " << r.document_bytes << " bytes\n"
+              << "rebased: " << (r.rebased ? "yes" : "no") << "\n"
               << "document rows: " << r.document_rows << "\n"
               << "rows rewritten: " << r.rows_rewritten << "\n"
               << "shares regenerated: " << r.shares_regenerated << "\n"
@@ -234,6 +243,7 @@ int cmd_info(int argc, char** argv, int first) {
     Args a = cli::parse_args(argc, argv, first, {}, {"json"});
     if (a.positional.size() != 1) throw Error(Errc::usage, "info needs exactly one STORAGE path");
     Store store(a.positional[0]);
+    store.recover();
     const Matrix& m = store.load();
     const auto& p = m.params();
     struct stat st{};
@@ -265,6 +275,41 @@ int cmd_info(int argc, char** argv, int first) {
     return exit_code::ok;
 }
 
+int cmd_fsck(int argc, char** argv, int first) {
+    Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile"}, {"repair"});
+    if (a.positional.size() != 1) throw Error(Errc::usage, "fsck needs exactly one STORAGE path");
+    if (a.value("passfile") && !a.value("keyfile")) throw Error(Errc::usage, "--passfile needs --keyfile");
+    Store store(a.positional[0]);
+    std::optional<Partition> p;
+    if (a.value("keyfile")) {
+        store.recover();
+        store.load();
+        MapKey key = obtain_key(a);
+        SecureBuffer pw = obtain_password(a);
+        p = store.unlock(key, pw.view());
+    }
+    FsckReport r = store.fsck(p ? &*p : nullptr, a.flag("repair"));
+    for (const auto& action : r.recovery) std::cout << "recovery: " << action << "\n";
+    std::cout << "slot rows checked: " << r.rows_checked << "\n"
+              << "bad cells: " << r.bad_cells << "\n"
+              << "repaired cells: " << r.repaired_cells << "\n"
+              << "unrecoverable rows: " << r.unrecoverable_rows << "\n";
+    for (const auto& line : r.problems) std::cout << "problem: " << line << "\n";
+    std::cout << "document: " << (!r.document_checked ? "not checked (no credentials)" : r.document_ok ? "ok" : "damaged")
+              << "\n";
+    bool all_fixed = r.unrecoverable_rows == 0 && r.repaired_cells == r.bad_cells && (!r.document_checked || r.document_ok);
+    if (r.clean()) {
+        std::cout << "status: clean\n";
+        return exit_code::ok;
+    }
+    if (a.flag("repair") && all_fixed) {
+        std::cout << "status: repaired\n";
+        return exit_code::repaired;
+    }
+    std::cout << "status: damaged" << (a.flag("repair") ? "" : " (run with --repair to fix what can be fixed)") << "\n";
+    return exit_code::damaged;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -294,6 +339,7 @@ int main(int argc, char** argv) {
         if (cmd == "cat") return cmd_cat(argc, argv, i + 1);
         if (cmd == "update") return cmd_update(argc, argv, i + 1);
         if (cmd == "info") return cmd_info(argc, argv, i + 1);
+        if (cmd == "fsck") return cmd_fsck(argc, argv, i + 1);
         std::cerr << "shamirfs: unknown command \"" << cmd << "\"\n" << kUsage;
         return exit_code::usage;
     } catch (const Error& e) {

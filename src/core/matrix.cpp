@@ -124,31 +124,78 @@ bool read_slot_fast(const Matrix& m, std::span<const std::uint32_t> order, std::
     return ok;
 }
 
+namespace {
+
+// Checks a row of a slot cheaply: the first t shares determine the polynomial;
+// each other share must equal its Lagrange prediction (t multiplications each).
+class RowChecker {
+public:
+    RowChecker(const std::vector<gf::Fe>& xs, unsigned t) : t_(t), at_zero_(std::span(xs).first(t)) {
+        std::vector<gf::Fe> base(xs.begin(), xs.begin() + t);
+        for (std::size_t j = t; j < xs.size(); ++j) {
+            std::vector<gf::Fe> c(t);
+            for (unsigned i = 0; i < t; ++i) {
+                gf::Fe num = gf::one(), den = gf::one();
+                for (unsigned k = 0; k < t; ++k) {
+                    if (k == i) continue;
+                    num = gf::mul(num, gf::sub(xs[j], base[k]));
+                    den = gf::mul(den, gf::sub(base[i], base[k]));
+                }
+                c[i] = gf::mul(num, gf::inv(den));
+            }
+            predict_.push_back(std::move(c));
+        }
+    }
+    bool consistent(const std::vector<gf::Fe>& ys) const {
+        for (std::size_t j = 0; j < predict_.size(); ++j) {
+            gf::Fe y;
+            for (unsigned i = 0; i < t_; ++i) y = gf::add(y, gf::mul(predict_[j][i], ys[i]));
+            if (!(y == ys[t_ + j])) return false;
+        }
+        return true;
+    }
+    gf::Fe secret(const std::vector<gf::Fe>& ys) const { return at_zero_.combine(std::span(ys).first(t_)); }
+
+private:
+    unsigned t_;
+    shamir::LagrangeAtZero at_zero_;
+    std::vector<std::vector<gf::Fe>> predict_;
+};
+
+}  // namespace
+
 RepairReport read_slot_checked(const Matrix& m, unsigned slot, std::size_t rows, std::span<std::uint8_t> out,
                                Matrix* fix_into) {
     const auto& p = m.params();
-    if (out.size() < rows * 64 || rows > m.capacity()) throw Error(Errc::internal, "bad slot read");
+    const bool want_chunks = !out.empty();
+    if ((want_chunks && out.size() < rows * 64) || rows > m.capacity()) throw Error(Errc::internal, "bad slot read");
     auto xs = m.slot_share_ids(slot);
+    RowChecker checker(xs, p.threshold);
     std::vector<gf::Fe> ys(xs.size());
     RepairReport report;
     for (std::size_t r = 0; r < rows; ++r) {
-        std::vector<std::uint32_t> unreadable;
+        bool readable = true;
         for (unsigned i = 0; i < p.shares; ++i) {
             try {
                 ys[i] = m.get(r, slot * p.shares + i);
             } catch (const Error&) {
                 ys[i] = gf::zero();  // treated as a wrong share
-                unreadable.push_back(slot * p.shares + i);
+                readable = false;
             }
         }
+        std::array<std::uint8_t, 64> chunk{};
+        if (readable && checker.consistent(ys)) {
+            if (!gf::to_chunk(checker.secret(ys), chunk)) report.unrecoverable.push_back(r);
+            else if (want_chunks) std::copy(chunk.begin(), chunk.end(), out.begin() + static_cast<long>(r * 64));
+            continue;
+        }
         auto d = shamir::decode(xs, ys, p.threshold);
-        std::uint8_t* chunk = out.data() + r * 64;
-        if (!d || !gf::to_chunk(d->secret, std::span<std::uint8_t, 64>(chunk, 64))) {
-            std::memset(chunk, 0, 64);
+        if (!d || !gf::to_chunk(d->secret, chunk)) {
+            if (want_chunks) std::fill_n(out.begin() + static_cast<long>(r * 64), 64, 0);
             report.unrecoverable.push_back(r);
             continue;
         }
-        if (d->bad.empty()) continue;
+        if (want_chunks) std::copy(chunk.begin(), chunk.end(), out.begin() + static_cast<long>(r * 64));
         RowRepair rr{r, {}};
         for (auto i : d->bad) rr.columns.push_back(slot * p.shares + static_cast<unsigned>(i));
         if (fix_into != nullptr) {
@@ -159,7 +206,8 @@ RepairReport read_slot_checked(const Matrix& m, unsigned slot, std::size_t rows,
                 gx.push_back(xs[i]);
                 gy.push_back(ys[i]);
             }
-            for (auto i : d->bad) fix_into->set(r, slot * p.shares + static_cast<unsigned>(i), shamir::interpolate_at(gx, gy, xs[i]));
+            for (auto i : d->bad)
+                fix_into->set(r, slot * p.shares + static_cast<unsigned>(i), shamir::interpolate_at(gx, gy, xs[i]));
         }
         report.repaired.push_back(std::move(rr));
     }

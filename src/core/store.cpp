@@ -2,127 +2,26 @@
 
 #include <fcntl.h>
 #include <sodium.h>
-#include <stdio.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cmath>
-#include <random>
-#include <thread>
 
 #include "shamirfs/codec.hpp"
 #include "shamirfs/error.hpp"
+#include "shamirfs/fault.hpp"
+#include "shamirfs/fileio.hpp"
 #include "shamirfs/json_check.hpp"
 #include "shamirfs/log.hpp"
 #include "shamirfs/storage_format.hpp"
+#include "shamirfs/wal.hpp"
 
 namespace shamirfs {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-std::string dir_of(const std::string& path) {
-    auto slash = path.rfind('/');
-    if (slash == std::string::npos) return ".";
-    if (slash == 0) return "/";
-    return path.substr(0, slash);
-}
-std::string base_of(const std::string& path) {
-    auto slash = path.rfind('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
-// flock on "<storage>.lock", retried with exponential backoff and jitter.
-class FileLock {
-public:
-    FileLock(const std::string& storage, const StoreOptions& o) {
-        std::string lock_path = storage + ".lock";
-        fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd_ < 0) throw_errno("cannot open lock file " + lock_path, errno);
-        std::mt19937 jitter(static_cast<unsigned>(randombytes_random()));
-        auto delay = o.lock_backoff;
-        for (int attempt = 1;; ++attempt) {
-            if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
-            if (errno != EWOULDBLOCK && errno != EINTR) {
-                int e = errno;
-                ::close(fd_);
-                throw_errno("cannot lock " + lock_path, e);
-            }
-            if (attempt >= o.lock_tries) {
-                ::close(fd_);
-                throw Error(Errc::busy, "storage busy: " + storage + " is locked by another process (" +
-                                            std::to_string(attempt) + " tries)");
-            }
-            auto sleep = delay + std::chrono::milliseconds(jitter() % (delay.count() / 2 + 1));
-            log::debug("storage locked, retrying in " + std::to_string(sleep.count()) + " ms");
-            std::this_thread::sleep_for(sleep);
-            delay *= 2;
-        }
-    }
-    ~FileLock() { ::close(fd_); }  // closing releases the flock
-    FileLock(const FileLock&) = delete;
-    FileLock& operator=(const FileLock&) = delete;
-
-private:
-    int fd_ = -1;
-};
-
-void write_all(int fd, const std::string& data, const std::string& what) {
-    std::size_t off = 0;
-    while (off < data.size()) {
-        ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            throw_errno("cannot write " + what, errno);
-        }
-        off += static_cast<std::size_t>(n);
-    }
-}
-
-void fsync_dir(const std::string& dir) {
-    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) throw_errno("cannot open directory " + dir, errno);
-    int rc = ::fsync(dfd);
-    int e = errno;
-    ::close(dfd);
-    if (rc != 0) throw_errno("cannot fsync directory " + dir, e);
-}
-
-// Writes `data` to a new temp file beside `path` (O_EXCL, 0600), fsyncs it and
-// renames it onto `path` (with RENAME_NOREPLACE when `must_not_exist`), then
-// fsyncs the directory. A failure removes the temp file and leaves `path` as it was.
-void replace_file(const std::string& path, const std::string& data, bool must_not_exist) {
-    std::string dir = dir_of(path);
-    char rnd[9];
-    std::snprintf(rnd, sizeof(rnd), "%08x", randombytes_random());
-    std::string tmp = dir + "/." + base_of(path) + ".tmp-" + std::to_string(::getpid()) + "-" + rnd;
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) throw_errno("cannot create a temporary file in " + dir, errno);
-    try {
-        write_all(fd, data, tmp);
-        if (::fsync(fd) != 0) throw_errno("cannot fsync " + tmp, errno);
-        if (::close(fd) != 0) {
-            fd = -1;
-            throw_errno("cannot close " + tmp, errno);
-        }
-        fd = -1;
-        int rc = must_not_exist ? ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE)
-                                : ::rename(tmp.c_str(), path.c_str());
-        if (rc != 0) {
-            if (errno == EEXIST) throw Error(Errc::usage, path + " already exists");
-            throw_errno("cannot rename the new storage onto " + path, errno);
-        }
-    } catch (...) {
-        if (fd >= 0) ::close(fd);
-        ::unlink(tmp.c_str());
-        throw;
-    }
-    fsync_dir(dir);
-}
 
 std::vector<std::uint8_t> read_rows(const Matrix& m, const Partition& p, std::size_t rows, bool checked) {
     std::vector<std::uint8_t> blob(rows * codec::kChunk);
@@ -161,14 +60,71 @@ std::optional<std::size_t> document_rows(const Matrix& m, const Partition& p) {
 
 Store::Store(std::string path, StoreOptions options) : path_(std::move(path)), options_(options) {}
 
+namespace {
+FileLock lock_storage(const std::string& path, const StoreOptions& o) {
+    return FileLock(path + ".lock", o.lock_tries, o.lock_backoff);
+}
+}  // namespace
+
+std::vector<std::string> Store::recover() {
+    Wal wal(path_);
+    if (!wal.needs_recovery()) return {};
+    FileLock lock = lock_storage(path_, options_);
+    return wal.recover();
+}
+
+std::string Store::read_locked_file(std::string* hash) {
+    auto text = read_file(path_);
+    if (!text) throw_errno("cannot open storage " + path_, ENOENT);
+    *hash = content_hash(*text);
+    return std::move(*text);
+}
+
 const Matrix& Store::load() {
     auto t0 = Clock::now();
-    matrix_ = load_storage(path_, options_.kdf_limits);
+    std::string hash;
+    std::string text = read_locked_file(&hash);
+    matrix_ = parse_storage(text, options_.kdf_limits);
+    loaded_hash_ = std::move(hash);
     last_load_seconds_ = since(t0);
     return *matrix_;
 }
 
 const Matrix& Store::matrix() { return matrix_ ? *matrix_ : load(); }
+
+void Store::write_locked(const std::string& text, const std::string& base_hash, bool must_not_exist) {
+    Wal wal(path_);
+    const std::string name = wal.new_temp_name(), temp = wal.temp_path(name);
+    fault::point("before-wal-start");
+    wal.write({"start", name, base_hash, ""});
+    fault::point("after-wal-start");
+    try {
+        write_new_file(temp, text);
+        fault::point("after-temp-write");
+        wal.write({"ready", name, base_hash, content_hash(text)});
+        fault::point("after-wal-ready");
+        int rc = must_not_exist ? ::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, path_.c_str(), RENAME_NOREPLACE)
+                                : ::rename(temp.c_str(), path_.c_str());
+        if (rc != 0) {
+            if (errno == EEXIST) throw Error(Errc::usage, path_ + " already exists");
+            throw_errno("cannot rename the new storage onto " + path_, errno);
+        }
+    } catch (...) {
+        // Not renamed: roll back now (what recovery would do for "start").
+        ::unlink(temp.c_str());
+        try {
+            wal.remove();
+        } catch (const Error& e) {
+            log::error("could not remove the write-ahead log after a failed commit: " + std::string(e.what()));
+        }
+        throw;
+    }
+    fault::point("after-rename");
+    fsync_dir(dir_of(path_));  // if this fails, the WAL stays and recovery completes it
+    fault::point("after-dir-fsync");
+    wal.remove();
+    fault::point("after-wal-remove");
+}
 
 CreateResult Store::create(const std::string& path, const CreateSpec& spec, const std::vector<SecureBuffer>& passwords,
                            const StoreOptions& options) {
@@ -189,6 +145,7 @@ CreateResult Store::create(const std::string& path, const CreateSpec& spec, cons
     params.kdf.mem = spec.kdf_mem;
     randombytes_buf(params.kdf.salt.data(), params.kdf.salt.size());
     check_kdf(params.kdf, options.kdf_limits, Errc::usage);
+    if (::access(path.c_str(), F_OK) == 0) throw Error(Errc::usage, path + " already exists");
 
     Rng rng;
     Matrix m(params, 0);
@@ -211,9 +168,11 @@ CreateResult Store::create(const std::string& path, const CreateSpec& spec, cons
         result.keys.push_back(std::move(key));
     }
     std::string text = serialize_storage(m);
+    Store store(path, options);
     {
-        FileLock lock(path, options);
-        replace_file(path, text, true);
+        FileLock lock = lock_storage(path, options);
+        Wal(path).recover();
+        store.write_locked(text, "", true);
     }
     result.capacity = m.capacity();
     result.bytes_written = text.size();
@@ -255,13 +214,29 @@ SecureBuffer Store::read(const Partition& p) {
 CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> document) {
     auto t0 = Clock::now();
     require_valid_json(document);
-    FileLock lock(path_, options_);
+    FileLock lock = lock_storage(path_, options_);
+    Wal(path_).recover();
+    std::optional<Matrix> before = std::move(matrix_);
+    std::string before_hash = loaded_hash_;
     load();  // under the lock: other partitions' latest commits are kept as they are
     Matrix& m = *matrix_;
     if (!header_of(m, p)) auth_failed();  // the file was replaced by another storage
+    CommitResult r;
+    if (before && before_hash != loaded_hash_) {
+        // Another writer committed since we loaded: rebase (only our columns change).
+        r.rebased = true;
+        const unsigned n = m.params().shares;
+        for (std::size_t row = 0; row < std::min(before->capacity(), m.capacity()) && !r.replaced_concurrent_change; ++row)
+            r.replaced_concurrent_change =
+                before->row_text(row).substr(std::size_t{p.slot} * n * kCellChars, n * kCellChars) !=
+                m.row_text(row).substr(std::size_t{p.slot} * n * kCellChars, n * kCellChars);
+        if (r.replaced_concurrent_change)
+            log::warn("this partition was changed by another writer since it was read; that version is replaced by this commit");
+        else
+            log::info("another partition was committed meanwhile; this commit is applied on top of it");
+    }
     Rng rng;
     auto blob = codec::seal(document, p.keys, rng, options_.compression_level);
-    CommitResult r;
     r.document_bytes = document.size();
     r.document_rows = blob.size() / codec::kChunk;
     r.capacity_before = m.capacity();
@@ -271,7 +246,13 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
     r.rows_rewritten = m.capacity();
     r.shares_regenerated = m.capacity() * m.params().shares;
     std::string text = serialize_storage(m);
-    replace_file(path_, text, false);
+    try {
+        write_locked(text, loaded_hash_, false);
+    } catch (...) {
+        matrix_.reset();  // the in-memory matrix no longer matches the file
+        throw;
+    }
+    loaded_hash_ = content_hash(text);
     r.bytes_written = text.size();
     r.seconds = since(t0);
     log::info("committed " + std::to_string(r.document_rows) + " rows to " + path_ + " (capacity " +
@@ -306,6 +287,52 @@ DryRunResult Store::dry_run(const Partition& p, std::span<const std::uint8_t> do
     d.estimated_seconds = since(t0) + last_load_seconds_ * static_cast<double>(copy.capacity()) /
                                           static_cast<double>(m.capacity());
     return d;
+}
+
+FsckReport Store::fsck(const Partition* p, bool repair) {
+    FsckReport rep;
+    std::optional<FileLock> lock;
+    if (repair) lock.emplace(path_ + ".lock", options_.lock_tries, options_.lock_backoff);
+    Wal wal(path_);
+    if (wal.needs_recovery()) {
+        if (!lock) lock.emplace(path_ + ".lock", options_.lock_tries, options_.lock_backoff);
+        rep.recovery = wal.recover();
+    }
+    load();
+    Matrix& m = *matrix_;
+    std::vector<std::uint8_t> none;
+    for (unsigned slot = 0; slot < m.params().slots; ++slot) {
+        RepairReport r = read_slot_checked(m, slot, m.capacity(), none, repair ? &m : nullptr);
+        rep.rows_checked += m.capacity();
+        for (const auto& row : r.repaired) {
+            rep.bad_cells += row.columns.size();
+            std::string cols;
+            for (auto c : row.columns) cols += " " + std::to_string(c);
+            rep.problems.push_back("row " + std::to_string(row.row) + ": bad cells in columns" + cols +
+                                   (repair ? " (repaired)" : " (repairable)"));
+        }
+        for (auto row : r.unrecoverable)
+            rep.problems.push_back("row " + std::to_string(row) + ", slot " + std::to_string(slot) +
+                                   ": more bad cells than the redundancy can correct");
+        rep.unrecoverable_rows += r.unrecoverable.size();
+        if (repair) for (const auto& row : r.repaired) rep.repaired_cells += row.columns.size();
+    }
+    if (repair && rep.repaired_cells > 0) {
+        std::string text = serialize_storage(m);
+        write_locked(text, loaded_hash_, false);
+        loaded_hash_ = content_hash(text);
+    }
+    if (p != nullptr) {
+        rep.document_checked = true;
+        try {
+            read(*p);
+            rep.document_ok = true;
+        } catch (const Error& e) {
+            if (e.code() == Errc::auth_failed) throw;
+            rep.problems.push_back(std::string("document: ") + e.what());
+        }
+    }
+    return rep;
 }
 
 }  // namespace shamirfs

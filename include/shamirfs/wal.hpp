@@ -1,0 +1,45 @@
+// The write-ahead log of one storage: "STORAGE.wal", a small JSON record that
+// is replaced durably (temp, fsync, rename, directory fsync) at each state:
+//   start  {"wal":1,"state":"start","temp":NAME,"base":HASH}
+//   ready  {"wal":1,"state":"ready","temp":NAME,"base":HASH,"new":HASH}
+// and removed once the new storage is renamed into place and the directory
+// fsynced. NAME is the temp file's name in the storage's directory
+// (".STORAGE.tmp-PID-RANDOM"), HASH the BLAKE2b-256 of the file's bytes.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace shamirfs {
+
+struct WalRecord {
+    std::string state;  // "start" or "ready"
+    std::string temp;   // file name, no directory
+    std::string base;   // hash of the storage being replaced ("" for create)
+    std::string next;   // hash of the new storage (ready only)
+};
+
+class Wal {
+public:
+    explicit Wal(std::string storage_path);
+    const std::string& path() const { return wal_path_; }
+    // A fresh temp file name beside the storage.
+    std::string new_temp_name() const;
+    std::string temp_path(const std::string& name) const;
+
+    void write(const WalRecord& r);  // durable
+    void remove();                   // durable
+
+    // Is there anything for recover() to do (a WAL or temp files)? Needs no lock.
+    bool needs_recovery() const;
+    // Finishes or rolls back an interrupted commit and removes stale temp
+    // files. Call with the storage lock held (every temp file is then stale).
+    // Returns the actions taken, each also logged. A WAL that is not a valid
+    // record is left in place: Error(corrupt).
+    std::vector<std::string> recover();
+
+private:
+    std::vector<std::string> temp_files() const;
+    std::string storage_, dir_, base_, wal_path_;
+};
+
+}  // namespace shamirfs

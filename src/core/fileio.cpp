@@ -1,0 +1,142 @@
+#include "shamirfs/fileio.hpp"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <random>
+#include <thread>
+
+#include "shamirfs/error.hpp"
+#include "shamirfs/log.hpp"
+
+namespace shamirfs {
+
+std::string dir_of(const std::string& path) {
+    auto slash = path.rfind('/');
+    if (slash == std::string::npos) return ".";
+    if (slash == 0) return "/";
+    return path.substr(0, slash);
+}
+
+std::string base_of(const std::string& path) {
+    auto slash = path.rfind('/');
+    return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+FileLock::FileLock(const std::string& lock_path, int tries, std::chrono::milliseconds backoff) {
+    fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ < 0) throw_errno("cannot open lock file " + lock_path, errno);
+    std::mt19937 jitter(randombytes_random());
+    auto delay = backoff;
+    for (int attempt = 1;; ++attempt) {
+        if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            int e = errno;
+            ::close(fd_);
+            throw_errno("cannot lock " + lock_path, e);
+        }
+        if (attempt >= tries) {
+            ::close(fd_);
+            throw Error(Errc::busy, "storage busy: " + lock_path + " is held by another process (" +
+                                        std::to_string(attempt) + " tries)");
+        }
+        auto sleep = delay + std::chrono::milliseconds(jitter() % (static_cast<unsigned>(delay.count()) / 2 + 1));
+        log::debug("storage locked, retrying in " + std::to_string(sleep.count()) + " ms");
+        std::this_thread::sleep_for(sleep);
+        delay *= 2;
+    }
+}
+
+FileLock::~FileLock() { ::close(fd_); }
+
+void write_all(int fd, std::string_view data, const std::string& what) {
+    std::size_t off = 0;
+    while (off < data.size()) {
+        ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("cannot write " + what, errno);
+        }
+        off += static_cast<std::size_t>(n);
+    }
+}
+
+void fsync_dir(const std::string& dir) {
+    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) throw_errno("cannot open directory " + dir, errno);
+    int rc = ::fsync(dfd);
+    int e = errno;
+    ::close(dfd);
+    if (rc != 0) throw_errno("cannot fsync directory " + dir, e);
+}
+
+void write_new_file(const std::string& path, std::string_view data) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) throw_errno("cannot create " + path, errno);
+    try {
+        write_all(fd, data, path);
+        if (::fsync(fd) != 0) throw_errno("cannot fsync " + path, errno);
+        int rc = ::close(fd);
+        fd = -1;
+        if (rc != 0) throw_errno("cannot close " + path, errno);
+    } catch (...) {
+        if (fd >= 0) ::close(fd);
+        ::unlink(path.c_str());
+        throw;
+    }
+}
+
+void replace_small_file(const std::string& path, std::string_view data) {
+    std::string tmp = path + ".tmp";
+    remove_file(tmp);
+    write_new_file(tmp, data);
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+        int e = errno;
+        ::unlink(tmp.c_str());
+        throw_errno("cannot rename " + tmp + " onto " + path, e);
+    }
+    fsync_dir(dir_of(path));
+}
+
+std::optional<std::string> read_file(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return std::nullopt;
+        throw_errno("cannot open " + path, errno);
+    }
+    std::string out;
+    struct stat st{};
+    if (::fstat(fd, &st) == 0 && st.st_size > 0) out.reserve(static_cast<std::size_t>(st.st_size));
+    char buf[1 << 16];
+    for (;;) {
+        ssize_t n = ::read(fd, buf, sizeof(buf));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            int e = errno;
+            ::close(fd);
+            throw_errno("cannot read " + path, e);
+        }
+        if (n == 0) break;
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    return out;
+}
+
+void remove_file(const std::string& path) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("cannot remove " + path, errno);
+}
+
+std::string content_hash(std::string_view data) {
+    unsigned char h[32];
+    crypto_generichash(h, sizeof(h), reinterpret_cast<const unsigned char*>(data.data()), data.size(), nullptr, 0);
+    char hex[65];
+    sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+    return hex;
+}
+
+}  // namespace shamirfs
