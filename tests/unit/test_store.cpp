@@ -216,3 +216,61 @@ TEST_CASE("create validates its parameters", "[store]") {
     CHECK_THAT(msg, Catch::Contains("KDF ops 1"));  // production floors apply by default
     CHECK(error_of([&] { Store::create(dir.file("w.json"), s, testutil::passwords({"a", ""}), testutil::test_options()); }) == Errc::usage);
 }
+
+TEST_CASE("a commit rebases on another writer's commit of a different partition", "[store][conflict]") {
+    Fixture f;
+    Store w1(f.path, testutil::test_options()), w2(f.path, testutil::test_options());
+    Partition a = w1.unlock(f.created.keys[0], "password-0");
+    Partition b = w2.unlock(f.created.keys[1], "password-1");
+    CommitResult rb = w2.commit(b, bytes("{\"b\": 1}"));
+    CHECK_FALSE(rb.rebased);
+    CommitResult ra = w1.commit(a, bytes("{\"a\": 1}"));  // w1 loaded before b's commit
+    CHECK(ra.rebased);
+    CHECK_FALSE(ra.replaced_concurrent_change);
+    Store check(f.path, testutil::test_options());
+    CHECK(check.read(check.unlock(f.created.keys[0], "password-0")).view() == "{\"a\": 1}");
+    CHECK(check.read(check.unlock(f.created.keys[1], "password-1")).view() == "{\"b\": 1}");
+}
+
+TEST_CASE("the same partition changed by two writers: the last commit wins and says so", "[store][conflict]") {
+    Fixture f;
+    Store w1(f.path, testutil::test_options()), w2(f.path, testutil::test_options());
+    Partition a1 = w1.unlock(f.created.keys[0], "password-0");
+    Partition a2 = w2.unlock(f.created.keys[0], "password-0");
+    w2.commit(a2, bytes("{\"by\": 2}"));
+    CommitResult r = w1.commit(a1, bytes("{\"by\": 1}"));
+    CHECK(r.rebased);
+    CHECK(r.replaced_concurrent_change);
+    Store check(f.path, testutil::test_options());
+    CHECK(check.read(check.unlock(f.created.keys[0], "password-0")).view() == "{\"by\": 1}");
+    // A writer that committed last itself has no conflict on its next commit.
+    CommitResult again = w1.commit(a1, bytes("{\"by\": 3}"));
+    CHECK_FALSE(again.rebased);
+}
+
+TEST_CASE("fsck finds and repairs bad cells in every slot without credentials", "[store][fsck]") {
+    Fixture f;
+    f.store.commit(f.open(0), bytes(testutil::make_document(4000, 1)));
+    Matrix m = f.store.load();
+    Rng rng;
+    m.set(0, 0, rng.field_element());                   // slot 0
+    m.set(5, m.columns() - 1, rng.field_element());     // last slot
+    m.set(5, m.columns() - 2, rng.field_element());
+    testutil::write_file(f.path, serialize_storage(m));
+    Store s(f.path, testutil::test_options());
+    FsckReport r = s.fsck(nullptr, false);
+    CHECK(r.bad_cells == 3);
+    CHECK(r.repaired_cells == 0);
+    CHECK(r.unrecoverable_rows == 0);
+    CHECK(r.rows_checked == m.capacity() * m.params().slots);
+    CHECK_FALSE(r.clean());
+    FsckReport fixed = s.fsck(nullptr, true);
+    CHECK(fixed.repaired_cells == 3);
+    FsckReport after = s.fsck(nullptr, false);
+    CHECK(after.clean());
+    Partition a = s.unlock(f.created.keys[0], "password-0");
+    FsckReport with_doc = s.fsck(&a, false);
+    CHECK(with_doc.document_checked);
+    CHECK(with_doc.document_ok);
+    CHECK(s.read(a).view() == testutil::make_document(4000, 1));
+}
