@@ -243,3 +243,16 @@ def test_fsck_reports_repairs_and_refuses_the_unrepairable(storage):
     assert r.returncode == EXIT_DAMAGED
     assert b"unrecoverable rows: 1" in r.stdout
     assert b"more bad cells than the redundancy can correct" in r.stdout
+
+
+def test_storage_busy_after_the_backoff_runs_out(storage):
+    import fcntl
+    with open(str(storage.path) + ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        t0 = time.monotonic()
+        r = storage.update("a", doc(1))
+        waited = time.monotonic() - t0
+    assert r.returncode == 10, r.stderr
+    assert b"storage busy" in r.stderr and b"5 tries" in r.stderr
+    assert waited >= 1.5  # 0.1 + 0.2 + 0.4 + 0.8 s of backoff before giving up
+    assert storage.update("a", doc(2)).returncode == 0  # free again
