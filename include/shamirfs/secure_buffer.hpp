@@ -27,6 +27,8 @@ public:
     void shrink(std::size_t new_size);
     std::span<const std::uint8_t> bytes() const noexcept { return {data_, size_}; }
     std::span<std::uint8_t> bytes() noexcept { return {data_, size_}; }
+    // Locks the pages again (after fork(2), whose child inherits no locks).
+    void relock() noexcept;
     std::string_view view() const noexcept {
         return {reinterpret_cast<const char*>(data_), size_};
     }

@@ -1,6 +1,7 @@
 #include "credentials.hpp"
 
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -88,6 +89,41 @@ SecureBuffer read_secret_file(const std::string& path, const char* what) {
         ::close(fd);
         throw;
     }
+}
+
+SecureBuffer read_secret_fd(int fd, const std::string& what) {
+    return first_line(read_fd(fd, what, kMaxSecret), what);
+}
+
+SecureBuffer run_extpass(const std::string& command, const std::string& label, const std::string& storage) {
+    int pipefd[2];
+    if (::pipe2(pipefd, O_CLOEXEC) != 0) throw_errno("cannot run extpass", errno);
+    pid_t pid = ::fork();
+    if (pid < 0) throw_errno("cannot run extpass", errno);
+    if (pid == 0) {
+        ::dup2(pipefd[1], 1);
+        ::setenv("SHAMIRFS_LABEL", label.c_str(), 1);
+        ::setenv("SHAMIRFS_STORAGE", storage.c_str(), 1);
+        ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    ::close(pipefd[1]);
+    SecureBuffer out;
+    std::string error;
+    try {
+        out = read_secret_fd(pipefd[0], "the output of extpass");
+    } catch (const Error& e) {
+        error = e.what();
+    }
+    ::close(pipefd[0]);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        throw Error(Errc::usage, "the extpass command failed (" +
+                                     (WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
+                                                        : std::string("killed")) + ")");
+    if (!error.empty()) throw Error(Errc::usage, error);
+    return out;
 }
 
 SecureBuffer read_document(const std::string& path) {

@@ -14,6 +14,8 @@
 
 #include "args.hpp"
 #include "credentials.hpp"
+#include "exit_codes.hpp"
+#include "labels.hpp"
 #include "shamirfs/error.hpp"
 #include "shamirfs/keys.hpp"
 #include "shamirfs/log.hpp"
@@ -22,43 +24,10 @@
 
 using namespace shamirfs;
 using shamirfs::cli::Args;
-
-namespace exit_code {
-constexpr int ok = 0;
-constexpr int internal = 1;       // unexpected failure (a bug)
-constexpr int usage = 2;          // bad command line or parameters
-constexpr int io = 3;             // a file could not be read or written
-constexpr int corrupt = 4;        // the storage file is invalid
-constexpr int malformed_key = 5;  // the partition map key is malformed
-constexpr int auth_failed = 6;    // wrong key or password, or no such partition
-constexpr int damaged = 7;        // unlocked, but the data cannot be recovered
-constexpr int invalid_json = 8;   // the new document is not valid JSON
-constexpr int too_large = 9;      // a size limit was exceeded
-constexpr int busy = 10;          // the storage is locked by another process
-constexpr int no_space = 11;      // no space left on the device
-constexpr int read_only = 12;     // the storage or its directory is not writable
-constexpr int repaired = 13;      // fsck: damage was found and all of it repaired
-}  // namespace exit_code
+using shamirfs::cli::check_label;
+using shamirfs::cli::default_label;
 
 namespace {
-
-int exit_for(Errc c) {
-    switch (c) {
-    case Errc::internal: return exit_code::internal;
-    case Errc::usage: return exit_code::usage;
-    case Errc::io: return exit_code::io;
-    case Errc::no_space: return exit_code::no_space;
-    case Errc::corrupt: return exit_code::corrupt;
-    case Errc::malformed_key: return exit_code::malformed_key;
-    case Errc::auth_failed: return exit_code::auth_failed;
-    case Errc::damaged: return exit_code::damaged;
-    case Errc::invalid_json: return exit_code::invalid_json;
-    case Errc::too_large: return exit_code::too_large;
-    case Errc::busy: return exit_code::busy;
-    case Errc::read_only: return exit_code::read_only;
-    }
-    return exit_code::internal;
-}
 
 const char* kUsage =
     "usage: shamirfs [-v|-q] COMMAND ...\n"
@@ -69,6 +38,7 @@ const char* kUsage =
     "  update STORAGE NEW.json|- [--keyfile FILE] [--passfile FILE] [--dry-run]\n"
     "  info STORAGE [--json]\n"
     "  fsck STORAGE [--keyfile FILE [--passfile FILE]] [--repair]\n"
+    "  STORAGE MOUNTPOINT [-o OPTIONS]   (runs mount.shamirfs; for fstab type fuse.shamirfs)\n"
     "See shamirfs(1).\n";
 
 std::string fixed(double v, int digits) {
@@ -91,17 +61,6 @@ std::vector<std::string> split_labels(const std::string& s) {
         cur.clear();
     }
     return out;
-}
-
-void check_label(const std::string& l) {
-    if (l.empty() || l.size() > 64 || l[0] == '.' ||
-        l.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != std::string::npos)
-        throw Error(Errc::usage, "label \"" + l + "\" must be 1-64 of [A-Za-z0-9._-], not starting with '.'");
-}
-
-std::string default_label(unsigned i) {
-    if (i < 26) return std::string(1, static_cast<char>('a' + i));
-    return "p" + std::to_string(i + 1);
 }
 
 MapKey obtain_key(const Args& a) {
@@ -310,6 +269,28 @@ int cmd_fsck(int argc, char** argv, int first) {
     return exit_code::damaged;
 }
 
+// "shamirfs STORAGE MOUNTPOINT -o OPTIONS" is how mount.fuse3 runs an fstab
+// line of type fuse.shamirfs: hand it to mount.shamirfs beside this binary.
+int exec_mount_helper(int argc, char** argv, int first) {
+    char self[4096];
+    ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) throw_errno("cannot find mount.shamirfs", errno);
+    self[n] = '\0';
+    std::string dir(self), helper;
+    dir = dir.substr(0, dir.rfind('/'));
+    for (const std::string& candidate : {dir + "/mount.shamirfs", dir + "/../sbin/mount.shamirfs", std::string("/sbin/mount.shamirfs")})
+        if (::access(candidate.c_str(), X_OK) == 0) {
+            helper = candidate;
+            break;
+        }
+    if (helper.empty()) throw Error(Errc::io, "mount.shamirfs not found beside " + std::string(self));
+    std::vector<char*> args{const_cast<char*>(helper.c_str())};
+    for (int i = first; i < argc; ++i) args.push_back(argv[i]);
+    args.push_back(nullptr);
+    ::execv(helper.c_str(), args.data());
+    throw_errno("cannot run " + helper, errno);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -340,6 +321,7 @@ int main(int argc, char** argv) {
         if (cmd == "update") return cmd_update(argc, argv, i + 1);
         if (cmd == "info") return cmd_info(argc, argv, i + 1);
         if (cmd == "fsck") return cmd_fsck(argc, argv, i + 1);
+        if (cmd[0] != '-' && argc - i >= 2) return exec_mount_helper(argc, argv, i);
         std::cerr << "shamirfs: unknown command \"" << cmd << "\"\n" << kUsage;
         return exit_code::usage;
     } catch (const Error& e) {

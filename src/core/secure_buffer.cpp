@@ -64,6 +64,11 @@ void SecureBuffer::shrink(std::size_t new_size) {
     size_ = new_size;
 }
 
+void SecureBuffer::relock() noexcept {
+    if (data_ != nullptr && sodium_mlock(data_, size_) != 0 && !g_lock_failed.exchange(true))
+        log::warn("memory is not locked (RLIMIT_MEMLOCK too small): secrets may be swapped out");
+}
+
 void SecureBuffer::release() noexcept {
     if (data_ != nullptr) sodium_free(data_);  // wipes and unlocks
     data_ = nullptr;

@@ -1,56 +1,11 @@
 """Fixtures for the black-box tests of the shamirfs command line."""
-import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("SHAMIRFS_BUILD", ROOT / "build"))
-SHAMIRFS = BUILD / "shamirfs"
-DATA = ROOT / "tests" / "data"
-# The cheapest KDF the production floors allow (ops 2, 64 MiB).
-CHEAP_KDF = ["--kdf-ops", "2", "--kdf-mem", str(64 << 20)]
-
-
-def run(*args, input=None, check=False, **kw):
-    """Runs shamirfs; returns the CompletedProcess (bytes)."""
-    p = subprocess.run([str(SHAMIRFS), *map(str, args)], input=input, capture_output=True, **kw)
-    if check and p.returncode != 0:
-        raise AssertionError(f"shamirfs {args} failed ({p.returncode}): {p.stderr.decode()}")
-    return p
-
-
-class Storage:
-    """A storage with partitions a and b, their keys and password files."""
-
-    def __init__(self, root: Path, name="enc.json", extra=()):
-        self.dir = root
-        self.path = root / name
-        self.keys = root / (name + ".keys")
-        self.keys.mkdir()
-        self.pw = {}
-        for label in ("a", "b"):
-            f = root / f"{name}.{label}.pass"
-            f.write_text(f"password of {label} in {name}\n")
-            f.chmod(0o600)
-            self.pw[label] = f
-        run("create", self.path, "--key-dir", self.keys, *CHEAP_KDF, *extra,
-            "--passfile", f"a={self.pw['a']}", "--passfile", f"b={self.pw['b']}", check=True)
-
-    def key(self, label):
-        return self.keys / f"{label}.key"
-
-    def cred(self, label):
-        return ["--keyfile", self.key(label), "--passfile", self.pw[label]]
-
-    def cat(self, label):
-        return run("cat", self.path, *self.cred(label), check=True).stdout
-
-    def update(self, label, doc: bytes, *extra):
-        return run("update", self.path, "-", *self.cred(label), *extra, input=doc)
+from sfs_common import ROOT, Storage
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import select
 import stat
 import subprocess
 
-from conftest import CHEAP_KDF, DATA, SHAMIRFS, Storage, run
+from sfs_common import CHEAP_KDF, DATA, SHAMIRFS, Storage, run
 
 EXIT_USAGE, EXIT_IO, EXIT_CORRUPT, EXIT_MALFORMED_KEY, EXIT_AUTH, EXIT_INVALID_JSON = 2, 3, 4, 5, 6, 8
 

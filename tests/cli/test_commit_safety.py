@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHEAP_KDF, SHAMIRFS, Storage, run
+from sfs_common import CHEAP_KDF, SHAMIRFS, Storage, run
 
 EXIT_CORRUPT, EXIT_DAMAGED, EXIT_NO_SPACE, EXIT_READ_ONLY, EXIT_REPAIRED = 4, 7, 11, 12, 13
 

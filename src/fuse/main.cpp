@@ -1,0 +1,173 @@
+// mount.shamirfs: unlocks partitions of a storage and mounts them as a FUSE
+// file system. Runs as mount(8)'s helper and directly. Exit codes as shamirfs(1).
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdlib>
+#include <iostream>
+#include <set>
+
+#include "../cli/credentials.hpp"
+#include "../cli/exit_codes.hpp"
+#include "../cli/labels.hpp"
+#include "fuse_ops.hpp"
+#include "memfs.hpp"
+#include "mount_options.hpp"
+#include "shamirfs/error.hpp"
+#include "shamirfs/keys.hpp"
+#include "shamirfs/log.hpp"
+#include "shamirfs/store.hpp"
+
+using namespace shamirfs;
+
+namespace {
+
+const char* kUsage =
+    "usage: mount.shamirfs STORAGE MOUNTPOINT [-f] [-d] [-v] [-o OPTIONS]\n"
+    "options: keyfile=FILE, passfile=FILE (pair in order, repeatable), extpass=CMD, label=NAME,\n"
+    "         ro, allow_other, uid=N, gid=N, umask=OCTAL, memory_max=BYTES\n"
+    "Without keyfile= it asks for a partition map key and a password, then for more\n"
+    "partitions until an empty key. See mount.shamirfs(8).\n";
+
+std::string absolute(const std::string& path, bool must_be_dir) {
+    char buf[PATH_MAX];
+    if (::realpath(path.c_str(), buf) == nullptr) throw_errno("cannot find " + path, errno);
+    struct stat st{};
+    if (must_be_dir && (::stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)))
+        throw Error(Errc::usage, path + " is not a directory");
+    return buf;
+}
+
+std::string key_label(const std::string& keyfile) {
+    std::string base = keyfile.substr(keyfile.rfind('/') == std::string::npos ? 0 : keyfile.rfind('/') + 1);
+    if (base.size() > 4 && base.compare(base.size() - 4, 4, ".key") == 0) base.resize(base.size() - 4);
+    return base;
+}
+
+// fuse_opt escapes: ',' and '\' inside a value.
+std::string escape_option(const std::string& s) {
+    std::string out;
+    for (char c : s) {
+        if (c == ',' || c == '\\') out.push_back('\\');
+        out.push_back(c);
+    }
+    return out;
+}
+
+int run(int argc, char** argv) {
+    fs::MountArgs a = fs::parse_mount_args(argc, argv);
+    if (a.help) {
+        std::cout << kUsage;
+        return exit_code::ok;
+    }
+    if (a.version) {
+        std::cout << "mount.shamirfs 0.1.0 (storage format " << kFormatVersion << ")\n";
+        return exit_code::ok;
+    }
+    if (a.verbose || a.debug) log::set_level(log::Level::debug);
+    const std::string storage = absolute(a.storage, false);
+    const std::string mountpoint = absolute(a.mountpoint, true);
+
+    Store store(storage);
+    store.recover();
+    store.load();
+
+    std::vector<fs::MountedPartition> parts;
+    std::vector<SecureBuffer> docs;
+    std::set<std::string> labels;
+    auto add = [&](MapKey key, const SecureBuffer& password, const std::string& label) {
+        cli::check_label(label);
+        if (!labels.insert(label).second) throw Error(Errc::usage, "label \"" + label + "\" is given twice");
+        Partition p = store.unlock(key, password.view());
+        for (const auto& other : parts)
+            if (other.partition.slot == p.slot) throw Error(Errc::usage, "the same partition is given twice");
+        docs.push_back(store.read(p));
+        parts.push_back({label, std::move(p)});
+    };
+    auto label_at = [&](std::size_t i, const std::string& fallback) {
+        return i < a.labels.size() ? a.labels[i] : fallback;
+    };
+    auto password_for = [&](std::size_t i, const std::string& label) {
+        if (i < a.passfiles.size()) return cli::read_secret_file(a.passfiles[i], "password file");
+        if (!a.extpass.empty()) return cli::run_extpass(a.extpass, label, storage);
+        return cli::prompt_secret("Password for " + label + ": ", "use -o passfile=FILE or -o extpass=CMD");
+    };
+    if (!a.keyfiles.empty()) {
+        for (std::size_t i = 0; i < a.keyfiles.size(); ++i) {
+            std::string label = label_at(i, key_label(a.keyfiles[i]));
+            MapKey key = parse_map_key(cli::read_secret_file(a.keyfiles[i], "key file").view());
+            add(std::move(key), password_for(i, label), label);
+        }
+    } else {
+        for (std::size_t i = 0;; ++i) {
+            std::string prompt = i == 0 ? "Partition map key: " : "Partition map key (empty to finish): ";
+            SecureBuffer text = cli::prompt_secret(prompt, "use -o keyfile=FILE");
+            if (text.empty()) break;
+            std::string label = label_at(i, cli::default_label(static_cast<unsigned>(i)));
+            MapKey key = parse_map_key(text.view());
+            add(std::move(key), password_for(i, label), label);
+        }
+    }
+    if (parts.empty()) throw Error(Errc::usage, "nothing to mount: no partition was unlocked");
+
+    struct stat st{};
+    ::stat(storage.c_str(), &st);
+    fs::FsOptions fo;
+    fo.uid = a.uid.value_or(::getuid());
+    fo.gid = a.gid.value_or(::getgid());
+    fo.umask = a.umask;
+    fo.memory_max = a.memory_max;
+    fs::MemFs memfs(store, std::move(parts), std::move(docs), fo, st.st_mtim);
+
+    std::string opts = "fsname=" + escape_option(storage) + ",subtype=shamirfs";
+    for (const auto& k : a.kernel_options) opts += "," + k;
+    fuse_args args = FUSE_ARGS_INIT(0, nullptr);
+    fuse_opt_add_arg(&args, argv[0]);
+    fuse_opt_add_arg(&args, "-o");
+    fuse_opt_add_arg(&args, opts.c_str());
+    if (a.debug) fuse_opt_add_arg(&args, "-d");
+    fuse* f = fuse_new(&args, &fs::operations(), sizeof(fuse_operations), &memfs);
+    fuse_opt_free_args(&args);
+    if (f == nullptr) throw Error(Errc::usage, "cannot set up FUSE with options " + opts);
+    if (fuse_mount(f, mountpoint.c_str()) != 0) {
+        fuse_destroy(f);
+        throw Error(Errc::io, "cannot mount on " + mountpoint + " (is /dev/fuse usable and fusermount3 installed?)");
+    }
+    fuse_session* se = fuse_get_session(f);
+    fuse_set_signal_handlers(se);
+    log::info("mounted " + storage + " on " + mountpoint);
+    if (fuse_daemonize(a.foreground ? 1 : 0) != 0) log::warn("could not run in the background");
+    if (!a.foreground) {
+        log::use_syslog("mount.shamirfs");
+        memfs.relock();  // fork(2) does not pass memory locks on to the child
+    }
+    int rc = fuse_loop(f);
+    memfs.finish();  // commit valid drafts, log discarded ones
+    fuse_remove_signal_handlers(se);
+    fuse_unmount(f);
+    fuse_destroy(f);
+    log::info("unmounted " + mountpoint);
+    return rc == 0 ? exit_code::ok : exit_code::io;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // A core dump would hold keys and documents.
+    struct rlimit no_core = {0, 0};
+    ::setrlimit(RLIMIT_CORE, &no_core);
+    ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    try {
+        return run(argc, argv);
+    } catch (const Error& e) {
+        std::cerr << "mount.shamirfs: " << e.what() << "\n";
+        if (e.code() == Errc::usage) std::cerr << kUsage;
+        return exit_for(e.code());
+    } catch (const std::exception& e) {
+        std::cerr << "mount.shamirfs: internal error: " << e.what() << "\n";
+        return exit_code::internal;
+    }
+}

@@ -1,0 +1,516 @@
+#include "memfs.hpp"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sodium.h>
+#include <sys/xattr.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "shamirfs/codec.hpp"
+#include "shamirfs/error.hpp"
+#include "shamirfs/fileio.hpp"
+#include "shamirfs/log.hpp"
+
+namespace shamirfs::fs {
+namespace {
+
+constexpr const char* kErrorXattr = "user.shamirfs.error";
+
+struct timespec now() {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return t;
+}
+
+// Where a failed commit's errno comes from (documented in mount.shamirfs(8)).
+int errno_for(Errc c) {
+    switch (c) {
+    case Errc::invalid_json: return EINVAL;
+    case Errc::no_space: return ENOSPC;
+    case Errc::read_only: return EROFS;
+    case Errc::busy: return EBUSY;
+    case Errc::too_large: return EFBIG;
+    default: return EIO;
+    }
+}
+
+}  // namespace
+
+struct MemFs::Node {
+    std::uint64_t ino = 0;
+    bool is_symlink = false;
+    std::string target;
+    mode_t mode = S_IFREG | 0600;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    struct timespec atime {}, mtime{}, ctime{};
+    SecureBuffer buf;            // capacity; the content is the first `size` bytes
+    std::size_t size = 0;
+    std::string error;           // why the last commit of this content was refused
+    std::size_t* memory_used = nullptr;
+
+    std::string_view content() const { return {reinterpret_cast<const char*>(buf.data()), size}; }
+    ~Node() {
+        if (memory_used) *memory_used -= size;
+    }
+};
+
+struct MemFs::Handle {
+    std::shared_ptr<Node> node;
+    int flags = 0;
+    bool modified = false;       // wrote (or ftruncated) since its last commit
+    bool commit_failed = false;  // ... and a commit of that was refused
+};
+
+MemFs::MemFs(Store& store, std::vector<MountedPartition> partitions, std::vector<SecureBuffer> documents,
+             FsOptions options, struct timespec mtime)
+    : store_(store), parts_(std::move(partitions)), opt_(options), root_(std::make_shared<Node>()) {
+    root_->ino = 1;
+    root_->mode = S_IFDIR | (0777 & ~opt_.umask);
+    root_->uid = opt_.uid;
+    root_->gid = opt_.gid;
+    root_->atime = root_->mtime = root_->ctime = mtime;
+    for (std::size_t i = 0; i < parts_.size(); ++i) {
+        auto n = std::make_shared<Node>();
+        n->ino = next_ino_++;
+        n->mode = S_IFREG | (0666 & ~opt_.umask);
+        n->uid = opt_.uid;
+        n->gid = opt_.gid;
+        n->atime = n->mtime = n->ctime = mtime;
+        n->memory_used = &memory_used_;
+        n->size = documents[i].size();
+        memory_used_ += n->size;
+        n->buf = std::move(documents[i]);
+        committed_hash_.push_back(content_hash(n->content()));
+        entries_[parts_[i].label + ".json"] = n;
+    }
+}
+
+MemFs::~MemFs() = default;
+
+int MemFs::partition_index(const std::string& name) const {
+    for (std::size_t i = 0; i < parts_.size(); ++i)
+        if (name == parts_[i].label + ".json") return static_cast<int>(i);
+    return -1;
+}
+
+int MemFs::partition_of(const std::shared_ptr<Node>& n) const {
+    for (std::size_t i = 0; i < parts_.size(); ++i) {
+        auto it = entries_.find(parts_[i].label + ".json");
+        if (it != entries_.end() && it->second == n) return static_cast<int>(i);
+    }
+    return -1;
+}
+
+std::shared_ptr<MemFs::Node> MemFs::lookup(const char* path, int* err) {
+    if (path != nullptr && std::strcmp(path, "/") == 0) return root_;
+    if (path == nullptr || path[0] != '/' || std::strchr(path + 1, '/') != nullptr) {
+        *err = -ENOENT;
+        return nullptr;
+    }
+    auto it = entries_.find(path + 1);
+    if (it == entries_.end()) {
+        *err = -ENOENT;
+        return nullptr;
+    }
+    return it->second;
+}
+
+MemFs::Handle* MemFs::handle(std::uint64_t fh) {
+    auto it = handles_.find(fh);
+    return it == handles_.end() ? nullptr : it->second.get();
+}
+
+std::shared_ptr<MemFs::Node> MemFs::node_of(const char* path, std::uint64_t fh, int* err) {
+    if (fh != 0) {
+        if (Handle* h = handle(fh)) return h->node;
+        *err = -EBADF;
+        return nullptr;
+    }
+    return lookup(path, err);
+}
+
+void MemFs::fill_stat(const Node& n, struct stat* st) const {
+    std::memset(st, 0, sizeof(*st));
+    st->st_ino = n.ino;
+    st->st_mode = n.mode;
+    st->st_nlink = S_ISDIR(n.mode) ? 2 : 1;
+    st->st_uid = n.uid;
+    st->st_gid = n.gid;
+    st->st_size = static_cast<off_t>(S_ISDIR(n.mode) ? 4096 : n.is_symlink ? n.target.size() : n.size);
+    st->st_blksize = 4096;
+    st->st_blocks = (st->st_size + 511) / 512;
+    st->st_atim = n.atime;
+    st->st_mtim = n.mtime;
+    st->st_ctim = n.ctime;
+}
+
+int MemFs::getattr(const char* path, std::uint64_t fh, struct stat* st) {
+    int err = 0;
+    auto n = node_of(path, fh, &err);
+    if (!n) return err;
+    fill_stat(*n, st);
+    return 0;
+}
+
+int MemFs::list(std::vector<std::pair<std::string, struct stat>>& out) {
+    for (const auto& [name, n] : entries_) {
+        struct stat st;
+        fill_stat(*n, &st);
+        out.emplace_back(name, st);
+    }
+    return 0;
+}
+
+int MemFs::resize(Node& n, std::size_t size) {
+    if (size > codec::kMaxDocument) return -EFBIG;
+    if (size > n.size && memory_used_ + (size - n.size) > opt_.memory_max) return -ENOSPC;
+    if (size > n.buf.size()) {
+        std::size_t cap = std::max(size, std::max<std::size_t>(n.buf.size() * 2, 4096));
+        cap = std::min<std::size_t>(cap, codec::kMaxDocument);
+        try {
+            SecureBuffer bigger(cap);
+            if (n.size) std::memcpy(bigger.data(), n.buf.data(), n.size);
+            n.buf = std::move(bigger);
+        } catch (const std::exception&) {
+            return -ENOSPC;
+        }
+    }
+    if (size > n.size) std::memset(n.buf.data() + n.size, 0, size - n.size);
+    else if (size < n.size) sodium_memzero(n.buf.data() + size, n.size - size);
+    memory_used_ = memory_used_ - n.size + size;
+    n.size = size;
+    n.mtime = n.ctime = now();
+    return 0;
+}
+
+int MemFs::create(const char* path, mode_t mode, int flags, uid_t uid, gid_t gid, std::uint64_t* fh) {
+    int err = 0;
+    auto n = lookup(path, &err);
+    if (n) {
+        if (flags & O_EXCL) return -EEXIST;
+        return open(path, flags, fh);  // (the directory answers EISDIR there)
+    }
+    if (path == nullptr || path[0] != '/' || path[1] == '\0' || std::strchr(path + 1, '/') != nullptr ||
+        std::strlen(path + 1) > 255)
+        return -ENOENT;
+    n = std::make_shared<Node>();
+    n->ino = next_ino_++;
+    n->mode = S_IFREG | (mode & 07777);
+    n->uid = uid;
+    n->gid = gid;
+    n->atime = n->mtime = n->ctime = now();
+    n->memory_used = &memory_used_;
+    entries_[path + 1] = n;
+    auto h = std::make_unique<Handle>();
+    h->node = n;
+    h->flags = flags;
+    *fh = next_fh_++;
+    handles_[*fh] = std::move(h);
+    return 0;
+}
+
+int MemFs::open(const char* path, int flags, std::uint64_t* fh) {
+    int err = 0;
+    auto n = lookup(path, &err);
+    if (!n) return err;
+    if (n == root_) return -EISDIR;
+    if (n->is_symlink) return -ELOOP;
+    if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
+        // Truncated at open: not a finished write, so no commit point by itself.
+        if (int r = resize(*n, 0)) return r;
+    }
+    auto h = std::make_unique<Handle>();
+    h->node = n;
+    h->flags = flags;
+    *fh = next_fh_++;
+    handles_[*fh] = std::move(h);
+    return 0;
+}
+
+long MemFs::read(std::uint64_t fh, char* buf, std::size_t size, off_t offset) {
+    Handle* h = handle(fh);
+    if (!h) return -EBADF;
+    const Node& n = *h->node;
+    if (offset < 0) return -EINVAL;
+    auto off = static_cast<std::size_t>(offset);
+    if (off >= n.size) return 0;
+    std::size_t len = std::min(size, n.size - off);
+    std::memcpy(buf, n.buf.data() + off, len);
+    return static_cast<long>(len);
+}
+
+long MemFs::write(std::uint64_t fh, const char* buf, std::size_t size, off_t offset) {
+    Handle* h = handle(fh);
+    if (!h) return -EBADF;
+    if ((h->flags & O_ACCMODE) == O_RDONLY) return -EBADF;
+    Node& n = *h->node;
+    if (offset < 0) return -EINVAL;
+    std::size_t off = (h->flags & O_APPEND) ? n.size : static_cast<std::size_t>(offset);
+    if (off + size > n.size)
+        if (int r = resize(n, off + size)) return r;
+    std::memcpy(n.buf.data() + off, buf, size);
+    n.mtime = n.ctime = now();
+    h->modified = true;
+    h->commit_failed = false;
+    return static_cast<long>(size);
+}
+
+int MemFs::truncate(const char* path, std::uint64_t fh, off_t size) {
+    if (size < 0) return -EINVAL;
+    int err = 0;
+    auto n = node_of(path, fh, &err);
+    if (!n) return err;
+    if (n == root_) return -EISDIR;
+    if (n->is_symlink) return -EINVAL;
+    if (int r = resize(*n, static_cast<std::size_t>(size))) return r;
+    if (fh != 0) {
+        Handle* h = handle(fh);
+        h->modified = true;  // an explicit ftruncate is a change made by this handle
+        h->commit_failed = false;
+        return 0;
+    }
+    // truncate(2) by name is a complete change by itself.
+    int part = partition_of(n);
+    return part < 0 ? 0 : commit(n, part, "truncate");
+}
+
+int MemFs::commit(const std::shared_ptr<Node>& n, int part, const char* why) {
+    const std::string& label = parts_[static_cast<std::size_t>(part)].label;
+    std::string hash = content_hash(n->content());
+    if (hash == committed_hash_[static_cast<std::size_t>(part)]) {
+        n->error.clear();
+        return 0;
+    }
+    try {
+        CommitResult r = store_.commit(parts_[static_cast<std::size_t>(part)].partition,
+                                       std::span(n->buf.data(), n->size));
+        committed_hash_[static_cast<std::size_t>(part)] = hash;
+        n->error.clear();
+        log::info("partition " + label + ": committed at " + why + " (" + std::to_string(r.document_bytes) +
+                  " bytes, " + std::to_string(r.rows_rewritten) + " rows, " + std::to_string(r.seconds) + " s)");
+        return 0;
+    } catch (const Error& e) {
+        n->error = e.what();
+        log::error("partition " + label + ": commit at " + why + " refused: " + e.what());
+        return -errno_for(e.code());
+    } catch (const std::exception& e) {
+        n->error = std::string("internal error: ") + e.what();
+        log::error("partition " + label + ": commit at " + why + " failed: " + e.what());
+        return -EIO;
+    }
+}
+
+int MemFs::flush(std::uint64_t fh) {
+    Handle* h = handle(fh);
+    if (!h) return -EBADF;
+    if (!h->modified) return 0;
+    int part = partition_of(h->node);
+    if (part < 0) return 0;  // a scratch file: nothing to commit (yet)
+    int r = commit(h->node, part, "close");
+    if (r == 0) h->modified = false;
+    else h->commit_failed = true;
+    return r;
+}
+
+int MemFs::fsync(std::uint64_t fh) {
+    Handle* h = handle(fh);
+    if (!h) return -EBADF;
+    if (!h->modified) return 0;
+    int part = partition_of(h->node);
+    if (part < 0) return 0;
+    int r = commit(h->node, part, "fsync");
+    if (r == 0) h->modified = false;
+    else h->commit_failed = true;
+    return r;
+}
+
+int MemFs::release(std::uint64_t fh) {
+    Handle* h = handle(fh);
+    if (!h) return -EBADF;
+    if (h->modified && !h->commit_failed) {
+        // Last resort: nobody will see this error, so it is logged only.
+        int part = partition_of(h->node);
+        if (part >= 0) commit(h->node, part, "release");
+    }
+    handles_.erase(fh);
+    return 0;
+}
+
+int MemFs::unlink(const char* path) {
+    int err = 0;
+    auto n = lookup(path, &err);
+    if (!n) return err;
+    if (n == root_) return -EISDIR;
+    entries_.erase(path + 1);  // a document's committed version stays in the storage
+    return 0;
+}
+
+int MemFs::rename(const char* from, const char* to, unsigned flags) {
+    if (flags & ~static_cast<unsigned>(RENAME_NOREPLACE)) return -EINVAL;
+    int err = 0;
+    auto src = lookup(from, &err);
+    if (!src) return err;
+    if (src == root_) return -EBUSY;
+    if (to == nullptr || to[0] != '/' || to[1] == '\0' || std::strchr(to + 1, '/') != nullptr ||
+        std::strlen(to + 1) > 255)
+        return -ENOENT;
+    if (std::strcmp(from, to) == 0) return 0;
+    if ((flags & RENAME_NOREPLACE) && entries_.count(to + 1)) return -EEXIST;
+    int part = partition_index(to + 1);
+    if (part >= 0) {
+        if (src->is_symlink) return -EPERM;
+        // A rename onto a document's name commits the content; refused, nothing moves.
+        if (int r = commit(src, part, "rename")) return r;
+    }
+    entries_[to + 1] = src;
+    entries_.erase(from + 1);
+    src->ctime = now();
+    return 0;
+}
+
+int MemFs::symlink(const char* target, const char* path, uid_t uid, gid_t gid) {
+    int err = 0;
+    if (lookup(path, &err)) return -EEXIST;
+    if (path == nullptr || path[0] != '/' || path[1] == '\0' || std::strchr(path + 1, '/') != nullptr) return -ENOENT;
+    if (partition_index(path + 1) >= 0) return -EPERM;
+    auto n = std::make_shared<Node>();
+    n->ino = next_ino_++;
+    n->is_symlink = true;
+    n->target = target;
+    n->mode = S_IFLNK | 0777;
+    n->uid = uid;
+    n->gid = gid;
+    n->atime = n->mtime = n->ctime = now();
+    entries_[path + 1] = n;
+    return 0;
+}
+
+int MemFs::readlink(const char* path, char* buf, std::size_t size) {
+    int err = 0;
+    auto n = lookup(path, &err);
+    if (!n) return err;
+    if (!n->is_symlink) return -EINVAL;
+    if (size == 0) return -EINVAL;
+    std::size_t len = std::min(size - 1, n->target.size());
+    std::memcpy(buf, n->target.data(), len);
+    buf[len] = '\0';
+    return 0;
+}
+
+int MemFs::chmod(const char* path, std::uint64_t fh, mode_t mode) {
+    int err = 0;
+    auto n = node_of(path, fh, &err);
+    if (!n) return err;
+    n->mode = (n->mode & S_IFMT) | (mode & 07777);
+    n->ctime = now();
+    return 0;
+}
+
+int MemFs::chown(const char* path, std::uint64_t fh, uid_t uid, gid_t gid, uid_t caller) {
+    int err = 0;
+    auto n = node_of(path, fh, &err);
+    if (!n) return err;
+    bool uid_same = uid == static_cast<uid_t>(-1) || uid == n->uid;
+    bool gid_same = gid == static_cast<gid_t>(-1) || gid == n->gid;
+    if (caller != 0 && !(uid_same && gid_same)) return -EPERM;
+    if (uid != static_cast<uid_t>(-1)) n->uid = uid;
+    if (gid != static_cast<gid_t>(-1)) n->gid = gid;
+    n->ctime = now();
+    return 0;
+}
+
+int MemFs::utimens(const char* path, std::uint64_t fh, const struct timespec tv[2]) {
+    int err = 0;
+    auto n = node_of(path, fh, &err);
+    if (!n) return err;
+    struct timespec t = now();
+    auto apply = [&](struct timespec& field, const struct timespec& v) {
+        if (v.tv_nsec == UTIME_OMIT) return;
+        field = v.tv_nsec == UTIME_NOW ? t : v;
+    };
+    if (tv == nullptr) {
+        n->atime = n->mtime = t;
+    } else {
+        apply(n->atime, tv[0]);
+        apply(n->mtime, tv[1]);
+    }
+    n->ctime = t;
+    return 0;
+}
+
+long MemFs::getxattr(const char* path, const char* name, char* value, std::size_t size) {
+    int err = 0;
+    auto n = lookup(path, &err);
+    if (!n) return err;
+    if (std::strcmp(name, kErrorXattr) != 0 || n->error.empty()) return -ENODATA;
+    if (size == 0) return static_cast<long>(n->error.size());
+    if (size < n->error.size()) return -ERANGE;
+    std::memcpy(value, n->error.data(), n->error.size());
+    return static_cast<long>(n->error.size());
+}
+
+long MemFs::listxattr(const char* path, char* list, std::size_t size) {
+    int err = 0;
+    auto n = lookup(path, &err);
+    if (!n) return err;
+    if (n->error.empty()) return 0;
+    std::size_t need = std::strlen(kErrorXattr) + 1;
+    if (size == 0) return static_cast<long>(need);
+    if (size < need) return -ERANGE;
+    std::memcpy(list, kErrorXattr, need);
+    return static_cast<long>(need);
+}
+
+int MemFs::setxattr(const char* path, const char*) {
+    int err = 0;
+    if (!lookup(path, &err)) return err;
+    return -EOPNOTSUPP;  // ACLs and user attributes are not stored; tools fall back to chmod
+}
+
+int MemFs::removexattr(const char* path, const char*) {
+    int err = 0;
+    if (!lookup(path, &err)) return err;
+    return -ENODATA;
+}
+
+int MemFs::statfs(struct statvfs* st) {
+    std::memset(st, 0, sizeof(*st));
+    st->f_bsize = st->f_frsize = 4096;
+    st->f_blocks = opt_.memory_max / 4096;
+    st->f_bfree = st->f_bavail = (opt_.memory_max - std::min(memory_used_, opt_.memory_max)) / 4096;
+    st->f_files = 1u << 20;
+    st->f_ffree = st->f_favail = st->f_files - entries_.size();
+    st->f_namemax = 255;
+    return 0;
+}
+
+void MemFs::relock() {
+    for (auto& [name, n] : entries_) n->buf.relock();
+    for (auto& [fh, h] : handles_) h->node->buf.relock();
+    for (auto& p : parts_) {
+        p.partition.keys.header_key.relock();
+        p.partition.keys.body_key.relock();
+        p.partition.keys.order_key.relock();
+    }
+}
+
+void MemFs::finish() {
+    if (finished_) return;
+    finished_ = true;
+    for (std::size_t i = 0; i < parts_.size(); ++i) {
+        auto it = entries_.find(parts_[i].label + ".json");
+        if (it == entries_.end() || it->second->is_symlink) continue;
+        if (content_hash(it->second->content()) == committed_hash_[i]) continue;
+        if (commit(it->second, static_cast<int>(i), "unmount") == 0)
+            log::info("partition " + parts_[i].label + ": committed the unsaved draft at unmount");
+        else
+            log::warn("partition " + parts_[i].label + ": discarded the invalid draft at unmount: " + it->second->error);
+    }
+}
+
+}  // namespace shamirfs::fs

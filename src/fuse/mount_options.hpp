@@ -1,0 +1,29 @@
+// Command line of mount.shamirfs, both run directly and as mount(8)'s helper
+// ("STORAGE MOUNTPOINT [-sfnv] [-N ns] [-t type] [-o options]").
+#pragma once
+#include <sys/types.h>
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace shamirfs::fs {
+
+struct MountArgs {
+    std::string storage, mountpoint;
+    bool foreground = false, debug = false, verbose = false, help = false, version = false;
+    std::vector<std::string> keyfiles, passfiles, labels;
+    std::string extpass;
+    std::optional<uid_t> uid;
+    std::optional<gid_t> gid;
+    mode_t umask = 077;
+    std::size_t memory_max = std::size_t{1} << 30;
+    bool read_only = false;
+    std::vector<std::string> kernel_options;  // passed on to the FUSE mount
+};
+
+// Throws Error(usage) for unknown options (unless -s, "sloppy") or bad values.
+MountArgs parse_mount_args(int argc, char** argv);
+
+}  // namespace shamirfs::fs

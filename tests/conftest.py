@@ -1,0 +1,5 @@
+"""Puts tests/ on the import path for the shared helper module sfs_common."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -1,0 +1,92 @@
+"""Helpers for black-box tests against real shamirfs mounts.
+
+Mounts live under build/mount-scratch (outside /tmp: editors skip backups
+there). Every document contains MARKER, a string made at run time (so it is
+in no source file); the last test checks that it is nowhere on disk."""
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from sfs_common import ROOT, SHAMIRFS
+
+BUILD = SHAMIRFS.parent
+MOUNT_HELPER = BUILD / "mount.shamirfs"
+SCRATCH = ROOT / "build" / "mount-scratch"
+MARKER = "SFSMARK" + secrets.token_hex(6)
+
+
+def require_fuse():
+    if not os.path.exists("/dev/fuse"):
+        pytest.fail("/dev/fuse is missing: the mount tests need FUSE")
+    if shutil.which("fusermount3") is None:
+        pytest.fail("fusermount3 is missing (Debian package fuse3)")
+
+
+def mounted_at(path):
+    with open("/proc/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if fields[1] == str(path):
+                return fields
+    return None
+
+
+def wait_until(fn, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Mount:
+    """mount.shamirfs run in the foreground (-f) on a fresh mount point."""
+
+    def __init__(self, storage, labels=("a", "b"), options=(), env=None, prefix=(), mnt=None):
+        require_fuse()
+        self.storage = storage
+        self.mnt = Path(mnt) if mnt else Path(tempfile.mkdtemp(prefix="mnt-", dir=storage.dir))
+        self.log = storage.dir / f"{self.mnt.name}.log"
+        opts = []
+        for label in labels:
+            opts += [f"keyfile={storage.key(label)}", f"passfile={storage.pw[label]}"]
+        opts += list(options)
+        argv = [*prefix, str(MOUNT_HELPER), str(storage.path), str(self.mnt), "-f", "-o", ",".join(opts)]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.log, "w"), env={**os.environ, **(env or {})})
+        wait_until(lambda: mounted_at(self.mnt) or self.proc.poll() is not None, what="the mount")
+        if not mounted_at(self.mnt):
+            raise AssertionError(f"mount failed ({self.proc.returncode}): {self.log.read_text()}")
+
+    def path(self, name):
+        return self.mnt / name
+
+    def names(self):
+        return sorted(os.listdir(self.mnt))
+
+    def unmount(self, expect_rc=0):
+        if mounted_at(self.mnt):
+            subprocess.run(["fusermount3", "-u", str(self.mnt)], check=True)
+        rc = self.proc.wait(timeout=30)
+        assert rc == expect_rc, f"mount.shamirfs exited {rc}: {self.log.read_text()}"
+        return self.log.read_text()
+
+    def cleanup(self):
+        if mounted_at(self.mnt):
+            subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], check=False)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def doc(text="old", n=1):
+    """A small pretty-printed document with the marker."""
+    return f'{{\n  "note": "{text} {MARKER}",\n  "n": {n}\n}}\n'.encode()
