@@ -19,6 +19,10 @@ BUILD = SHAMIRFS.parent
 MOUNT_HELPER = BUILD / "mount.shamirfs"
 SCRATCH = ROOT / "build" / "mount-scratch"
 MARKER = "SFSMARK" + secrets.token_hex(6)
+# Only files changed (ctime) after this stamp can hold the marker.
+SCRATCH.mkdir(parents=True, exist_ok=True)
+STAMP = SCRATCH / f".stamp-{os.getpid()}"
+STAMP.touch()
 
 
 def require_fuse():

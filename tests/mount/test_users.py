@@ -1,0 +1,142 @@
+"""An ordinary user creates, mounts (through fusermount3), edits and unmounts,
+with a locked-memory limit too small for the document."""
+import os
+import pwd
+import stat
+import subprocess
+
+import pytest
+
+from mountlib import MARKER, MOUNT_HELPER, SHAMIRFS, mounted_at, wait_until
+from sfs_common import CHEAP_KDF
+
+USER = "sfstestuser"
+
+
+@pytest.fixture
+def user():
+    if os.geteuid() != 0:
+        pytest.fail("this test creates a user and needs root (CI runs as root)")
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER], check=True)
+    # Debian's udev makes /dev/fuse 0666; some containers leave it 0600, and then
+    # libfuse cannot mount for ordinary users at all. Test as on a standard system.
+    mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
+    os.chmod("/dev/fuse", 0o666)
+    yield pwd.getpwnam(USER)
+    os.chmod("/dev/fuse", mode)
+
+
+def as_user(cmd, **kw):
+    return subprocess.run(["runuser", "-u", USER, "--", "sh", "-c", cmd], capture_output=True, timeout=120, **kw)
+
+
+def test_unprivileged_user_with_a_small_memlock_limit(workdir, user):
+    d = workdir / "home"
+    d.mkdir()
+    os.chown(d, user.pw_uid, user.pw_gid)
+    os.chmod(d, 0o700)
+    r = as_user(f"cd {d} && umask 077 && printf 'user pw\\n' > pw && mkdir keys mnt && "
+                f"{SHAMIRFS} create enc.json --partitions 1 {' '.join(CHEAP_KDF)} --key-dir keys --passfile a=pw")
+    assert r.returncode == 0, r.stderr
+    big = '{"items": [' + ",".join(f'"{MARKER} item {i:06d}"' for i in range(8000)) + "]}"
+    r = as_user(f"cd {d} && {SHAMIRFS} update enc.json - --keyfile keys/a.key --passfile pw", input=big.encode())
+    assert r.returncode == 0, r.stderr
+    # 64 KiB of locked memory cannot hold the ~250 KB document: the mount works, with one warning.
+    r = as_user(f"cd {d} && ulimit -l 64 && {MOUNT_HELPER} enc.json mnt -o keyfile=keys/a.key,passfile=pw")
+    try:
+        assert r.returncode == 0, r.stderr
+        assert r.stderr.count(b"memory is not locked") == 1, r.stderr
+        assert b"WARN" in r.stderr
+        fields = mounted_at(d / "mnt")
+        assert fields and fields[2] == "fuse.shamirfs" and f"user_id={user.pw_uid}" in fields[3]
+        r = as_user(f"cd {d}/mnt && stat -c '%U %a' a.json && wc -c < a.json")
+        assert r.stdout.split() == [USER.encode(), b"600", str(len(big)).encode()]
+        r = as_user(f"cd {d}/mnt && sed -i 's/item 000000/item changed/' a.json && grep -c 'item changed' a.json")
+        assert r.returncode == 0 and r.stdout == b"1\n", r.stderr
+    finally:
+        u = as_user(f"fusermount3 -u {d}/mnt")
+        if mounted_at(d / "mnt"):
+            subprocess.run(["umount", "-l", str(d / "mnt")])
+    assert u.returncode == 0, u.stderr
+    wait_until(lambda: subprocess.run(["pgrep", "-u", USER, "-f", "mount.shamirfs"]).returncode != 0, 10,
+               "the user's daemon to exit")
+    r = as_user(f"cd {d} && {SHAMIRFS} cat enc.json --keyfile keys/a.key --passfile pw")
+    assert r.returncode == 0
+    assert r.stdout == big.replace("item 000000", "item changed").encode()
+
+
+def test_uid_gid_umask_and_allow_other(storage, mount, user):
+    m = mount(options=[f"uid={user.pw_uid}", f"gid={user.pw_gid}", "umask=022", "allow_other"])
+    st = os.stat(m.path("a.json"))
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (user.pw_uid, user.pw_gid, 0o644)
+    root = os.stat(m.mnt)
+    assert stat.S_IMODE(root.st_mode) == 0o755 and root.st_uid == user.pw_uid
+    assert "allow_other" in mounted_at(m.mnt)[3] and "default_permissions" in mounted_at(m.mnt)[3]
+    # Another user reads through allow_other; the kernel checks the modes (default_permissions).
+    r = as_user(f"cat {m.path('a.json')}")
+    assert r.returncode == 0 and MARKER.encode() in r.stdout
+    os.chmod(m.path("b.json"), 0o600)
+    os.chown(m.path("b.json"), 0, 0)
+    r = as_user(f"cat {m.path('b.json')}")
+    assert r.returncode != 0 and b"Permission denied" in r.stderr
+
+
+def test_prompts_for_keys_and_passwords_until_an_empty_key(storage):
+    import pty
+    import select
+    import tempfile
+    mnt = tempfile.mkdtemp(prefix="mnt-", dir=storage.dir)
+    answers = [(b"Partition map key:", storage.key("a").read_bytes().strip()),
+               (b"Password for a:", storage.pw["a"].read_bytes().strip()),
+               (b"Partition map key (empty to finish):", storage.key("b").read_bytes().strip()),
+               (b"Password for b:", storage.pw["b"].read_bytes().strip()),
+               (b"Partition map key (empty to finish):", b"")]
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(str(MOUNT_HELPER), [str(MOUNT_HELPER), str(storage.path), mnt])
+    shown = b""
+    while True:
+        r, _, _ = select.select([fd], [], [], 30)
+        if not r:
+            break
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        shown += data
+        if answers and shown.rstrip().endswith(answers[0][0]):
+            os.write(fd, answers.pop(0)[1] + b"\n")
+    _, status = os.waitpid(pid, 0)
+    try:
+        assert os.waitstatus_to_exitcode(status) == 0, shown
+        assert answers == []
+        assert sorted(os.listdir(mnt)) == ["a.json", "b.json"]
+        for secret in (storage.key("a").read_bytes().strip(), storage.pw["a"].read_bytes().strip()):
+            assert secret not in shown  # no echo
+    finally:
+        subprocess.run(["fusermount3", "-u", mnt])
+    # An empty first key unlocks nothing: an error, nothing mounted.
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(str(MOUNT_HELPER), [str(MOUNT_HELPER), str(storage.path), mnt])
+    shown = b""
+    while b"Partition map key:" not in shown:
+        shown += os.read(fd, 4096)
+    os.write(fd, b"\n")
+    try:
+        while True:
+            data = os.read(fd, 4096)
+            if not data:
+                break
+            shown += data
+    except OSError:
+        pass
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 2
+    assert b"nothing to mount" in shown
+    assert mounted_at(mnt) is None
