@@ -1,6 +1,7 @@
 #include "shamirfs/codec.hpp"
 
 #include <sodium.h>
+#define ZSTD_STATIC_LINKING_ONLY  // ZSTD_customMem: zstd's work buffers in locked memory
 #include <zstd.h>
 
 #include <cstring>
@@ -23,6 +24,17 @@ std::uint64_t get_u64(const std::uint8_t* p) {
     return v;
 }
 
+// zstd's windows and tables hold document text: allocate them like SecureBuffer.
+void* zstd_alloc(void*, std::size_t n) {
+    void* p = sodium_malloc(n);
+    if (p != nullptr) sodium_mlock(p, n);
+    return p;
+}
+void zstd_free(void*, void* p) {
+    if (p != nullptr) sodium_free(p);
+}
+constexpr ZSTD_customMem kSecureMem = {zstd_alloc, zstd_free, nullptr};
+
 void encode_header(const Header& h, std::uint8_t out[kHeader]) {
     out[0] = kVersion;
     out[1] = kZstd;
@@ -39,7 +51,10 @@ std::vector<std::uint8_t> seal(std::span<const std::uint8_t> document, const Par
         throw Error(Errc::too_large, "document of " + std::to_string(document.size()) + " bytes exceeds the " +
                                          std::to_string(kMaxDocument >> 20) + " MiB limit");
     SecureBuffer compressed(ZSTD_compressBound(document.size()));
-    std::size_t clen = ZSTD_compress(compressed.data(), compressed.size(), document.data(), document.size(), level);
+    ZSTD_CCtx* cctx = ZSTD_createCCtx_advanced(kSecureMem);
+    if (cctx == nullptr) throw Error(Errc::internal, "zstd: out of memory");
+    std::size_t clen = ZSTD_compressCCtx(cctx, compressed.data(), compressed.size(), document.data(), document.size(), level);
+    ZSTD_freeCCtx(cctx);
     if (ZSTD_isError(clen)) throw Error(Errc::internal, std::string("zstd: ") + ZSTD_getErrorName(clen));
 
     Header h{clen, document.size()};
@@ -82,7 +97,10 @@ std::optional<SecureBuffer> open_body(std::span<const std::uint8_t> blob, const 
                                                    keys.body_key.data()) != 0)
         return std::nullopt;
     SecureBuffer doc(h.document_len);
-    std::size_t n = ZSTD_decompress(doc.data(), doc.size(), compressed.data(), compressed.size());
+    ZSTD_DCtx* dctx = ZSTD_createDCtx_advanced(kSecureMem);
+    if (dctx == nullptr) throw Error(Errc::internal, "zstd: out of memory");
+    std::size_t n = ZSTD_decompressDCtx(dctx, doc.data(), doc.size(), compressed.data(), compressed.size());
+    ZSTD_freeDCtx(dctx);
     if (ZSTD_isError(n) || n != h.document_len)
         throw Error(Errc::damaged, "sealed document does not decompress to its stated length");
     return doc;

@@ -1,8 +1,12 @@
 #include "shamirfs/gf521.hpp"
 
 #include <gmp.h>
+#include <sodium.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
 
 #include "shamirfs/error.hpp"
 
@@ -11,6 +15,32 @@ static_assert(sizeof(mp_limb_t) == sizeof(std::uint64_t));
 
 namespace shamirfs::gf {
 namespace {
+
+// GMP's temporaries (mpz inversion, decimal conversion, Karatsuba scratch) may
+// hold secret values: every block GMP frees or moves is wiped first.
+void* gmp_alloc(std::size_t n) {
+    void* p = std::malloc(n ? n : 1);
+    if (p == nullptr) throw std::bad_alloc();
+    return p;
+}
+void* gmp_realloc(void* old, std::size_t old_size, std::size_t n) {
+    void* p = gmp_alloc(n);
+    if (old != nullptr) {
+        std::memcpy(p, old, std::min(old_size, n));
+        sodium_memzero(old, old_size);
+        std::free(old);
+    }
+    return p;
+}
+void gmp_free(void* p, std::size_t n) {
+    if (p == nullptr) return;
+    sodium_memzero(p, n);
+    std::free(p);
+}
+const bool gmp_wiping_installed = [] {
+    mp_set_memory_functions(gmp_alloc, gmp_realloc, gmp_free);
+    return true;
+}();
 
 constexpr std::uint64_t kTopMask = (std::uint64_t{1} << (kBits - 512)) - 1;  // 9 bits
 

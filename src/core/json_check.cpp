@@ -2,6 +2,11 @@
 
 #include <nlohmann/json.hpp>
 #include <simdjson.h>
+#include <sodium.h>
+
+#include <cstring>
+
+#include "shamirfs/secure_buffer.hpp"
 
 namespace shamirfs {
 namespace {
@@ -44,13 +49,27 @@ std::string redact(std::string msg) {
     return msg;
 }
 
+// simdjson keeps copies of the document's strings and numbers in its tape and
+// string buffer; wipe them (sizes as document::allocate in simdjson 3.0.1).
+void wipe(simdjson::dom::parser& parser) {
+    std::size_t cap = parser.doc.capacity();
+    if (cap == 0) return;
+    if (parser.doc.string_buf)
+        sodium_memzero(parser.doc.string_buf.get(), SIMDJSON_ROUNDUP_N(5 * cap / 3 + simdjson::SIMDJSON_PADDING, 64));
+    if (parser.doc.tape) sodium_memzero(parser.doc.tape.get(), SIMDJSON_ROUNDUP_N(cap + 3, 64) * sizeof(std::uint64_t));
+}
+
 }  // namespace
 
 JsonVerdict check_json(std::string_view text) {
     {
+        // The padded copy simdjson needs lives in locked memory too.
+        SecureBuffer padded(text.size() + simdjson::SIMDJSON_PADDING);
+        if (!text.empty()) std::memcpy(padded.data(), text.data(), text.size());
         simdjson::dom::parser parser;
-        simdjson::padded_string padded(text);
-        if (parser.parse(padded).error() == simdjson::SUCCESS) return {};
+        bool ok = parser.parse(padded.data(), text.size(), false).error() == simdjson::SUCCESS;
+        wipe(parser);
+        if (ok) return {};
     }
     // simdjson refuses some valid JSON (integers beyond 64 bits, deep nesting):
     // nlohmann decides, and says where the first error is.

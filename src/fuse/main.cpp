@@ -1,5 +1,6 @@
 // mount.shamirfs: unlocks partitions of a storage and mounts them as a FUSE
 // file system. Runs as mount(8)'s helper and directly. Exit codes as shamirfs(1).
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -143,6 +144,12 @@ int run(int argc, char** argv) {
     if (!a.foreground) {
         log::use_syslog("mount.shamirfs");
         memfs.relock();  // fork(2) does not pass memory locks on to the child
+    }
+    // Where locking costs nothing and cannot fail later (root, or no limit), lock
+    // everything, libfuse's request buffers included; else SecureBuffers only.
+    struct rlimit ml{};
+    if (::geteuid() == 0 || (::getrlimit(RLIMIT_MEMLOCK, &ml) == 0 && ml.rlim_cur == RLIM_INFINITY)) {
+        if (::mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0) log::warn("mlockall failed; secrets stay in locked buffers only");
     }
     int rc = fuse_loop(f);
     memfs.finish();  // commit valid drafts, log discarded ones
