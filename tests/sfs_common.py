@@ -1,5 +1,7 @@
 """Shared helpers of the black-box tests: paths, running shamirfs, a storage with partitions a and b."""
 import os
+import pty
+import select
 import subprocess
 from pathlib import Path
 
@@ -47,3 +49,26 @@ class Storage:
 
     def update(self, label, doc: bytes, *extra):
         return run("update", self.path, "-", *self.cred(label), *extra, input=doc)
+
+
+def talk(argv, answers, timeout=20):
+    """Runs argv on a pty, answering each prompt; returns (rc, everything the terminal showed)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(argv[0], argv)
+    shown, pending = b"", list(answers)
+    while True:
+        r, _, _ = select.select([fd], [], [], timeout)
+        if not r:
+            break
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        shown += data
+        if pending and shown.rstrip().endswith(pending[0][0]):
+            os.write(fd, pending.pop(0)[1] + b"\n")
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown

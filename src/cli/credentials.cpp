@@ -47,6 +47,19 @@ SecureBuffer first_line(SecureBuffer data, const std::string& what) {
     return data;
 }
 
+SecureBuffer read_path(const std::string& path, const std::string& what, std::size_t limit) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw_errno("cannot open " + what + " " + path, errno);
+    try {
+        SecureBuffer data = read_fd(fd, what + " " + path, limit);
+        ::close(fd);
+        return data;
+    } catch (...) {
+        ::close(fd);
+        throw;
+    }
+}
+
 }  // namespace
 
 SecureBuffer prompt_secret(const std::string& prompt, const std::string& hint_if_no_tty) {
@@ -79,16 +92,7 @@ SecureBuffer prompt_secret(const std::string& prompt, const std::string& hint_if
 }
 
 SecureBuffer read_secret_file(const std::string& path, const char* what) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw_errno(std::string("cannot open ") + what + " " + path, errno);
-    try {
-        SecureBuffer data = read_fd(fd, std::string(what) + " " + path, kMaxSecret);
-        ::close(fd);
-        return first_line(std::move(data), std::string(what) + " " + path);
-    } catch (...) {
-        ::close(fd);
-        throw;
-    }
+    return first_line(read_path(path, what, kMaxSecret), std::string(what) + " " + path);
 }
 
 SecureBuffer read_secret_fd(int fd, const std::string& what) {
@@ -128,16 +132,7 @@ SecureBuffer run_extpass(const std::string& command, const std::string& label, c
 
 SecureBuffer read_document(const std::string& path) {
     if (path == "-") return read_fd(0, "standard input", std::size_t{1} << 30);
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw_errno("cannot open document " + path, errno);
-    try {
-        SecureBuffer data = read_fd(fd, "document " + path, std::size_t{1} << 30);
-        ::close(fd);
-        return data;
-    } catch (...) {
-        ::close(fd);
-        throw;
-    }
+    return read_path(path, "document", std::size_t{1} << 30);
 }
 
 void write_stdout(const SecureBuffer& data) {

@@ -75,6 +75,15 @@ SecureBuffer obtain_password(const Args& a) {
     return cli::prompt_secret("Password: ", "use --passfile FILE");
 }
 
+// Recovery, then the partition the command line's (or the prompted) key and password open.
+Partition open_partition(Store& store, const Args& a) {
+    store.recover();
+    store.load();
+    MapKey key = obtain_key(a);
+    SecureBuffer pw = obtain_password(a);
+    return store.unlock(key, pw.view());
+}
+
 void write_key_file(const std::string& path, const std::string& key) {
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) throw_errno("cannot create key file " + path, errno);
@@ -153,11 +162,7 @@ int cmd_cat(int argc, char** argv, int first) {
     Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile"}, {});
     if (a.positional.size() != 1) throw Error(Errc::usage, "cat needs exactly one STORAGE path");
     Store store(a.positional[0]);
-    store.recover();
-    store.load();
-    MapKey key = obtain_key(a);
-    SecureBuffer pw = obtain_password(a);
-    Partition p = store.unlock(key, pw.view());
+    Partition p = open_partition(store, a);
     cli::write_stdout(store.read(p));
     return exit_code::ok;
 }
@@ -167,11 +172,7 @@ int cmd_update(int argc, char** argv, int first) {
     if (a.positional.size() != 2) throw Error(Errc::usage, "update needs STORAGE and NEW.json (or -)");
     SecureBuffer doc = cli::read_document(a.positional[1]);
     Store store(a.positional[0]);
-    store.recover();
-    store.load();
-    MapKey key = obtain_key(a);
-    SecureBuffer pw = obtain_password(a);
-    Partition p = store.unlock(key, pw.view());
+    Partition p = open_partition(store, a);
     if (a.flag("dry-run")) {
         DryRunResult d = store.dry_run(p, doc.bytes());
         std::cout << "dry run: nothing written\n"
@@ -242,13 +243,7 @@ int cmd_fsck(int argc, char** argv, int first) {
     if (a.value("passfile") && !a.value("keyfile")) throw Error(Errc::usage, "--passfile needs --keyfile");
     Store store(a.positional[0]);
     std::optional<Partition> p;
-    if (a.value("keyfile")) {
-        store.recover();
-        store.load();
-        MapKey key = obtain_key(a);
-        SecureBuffer pw = obtain_password(a);
-        p = store.unlock(key, pw.view());
-    }
+    if (a.value("keyfile")) p = open_partition(store, a);
     FsckReport r = store.fsck(p ? &*p : nullptr, a.flag("repair"));
     for (const auto& action : r.recovery) std::cout << "recovery: " << action << "\n";
     std::cout << "slot rows checked: " << r.rows_checked << "\n"

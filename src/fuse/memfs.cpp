@@ -305,29 +305,20 @@ int MemFs::commit(const std::shared_ptr<Node>& n, int part, const char* why) {
     }
 }
 
-int MemFs::flush(std::uint64_t fh) {
+int MemFs::commit_handle(std::uint64_t fh, const char* why) {
     Handle* h = handle(fh);
     if (!h) return -EBADF;
     if (!h->modified) return 0;
     int part = partition_of(h->node);
     if (part < 0) return 0;  // a scratch file: nothing to commit (yet)
-    int r = commit(h->node, part, "close");
+    int r = commit(h->node, part, why);
     if (r == 0) h->modified = false;
-    else h->commit_failed = true;
+    else h->commit_failed = true;  // close keeps failing while the content is refused
     return r;
 }
 
-int MemFs::fsync(std::uint64_t fh) {
-    Handle* h = handle(fh);
-    if (!h) return -EBADF;
-    if (!h->modified) return 0;
-    int part = partition_of(h->node);
-    if (part < 0) return 0;
-    int r = commit(h->node, part, "fsync");
-    if (r == 0) h->modified = false;
-    else h->commit_failed = true;
-    return r;
-}
+int MemFs::flush(std::uint64_t fh) { return commit_handle(fh, "close"); }
+int MemFs::fsync(std::uint64_t fh) { return commit_handle(fh, "fsync"); }
 
 int MemFs::release(std::uint64_t fh) {
     Handle* h = handle(fh);

@@ -78,6 +78,8 @@ private:
     int partition_index(const std::string& name) const;  // -1 for scratch names
     int partition_of(const std::shared_ptr<Node>& n) const;
     int commit(const std::shared_ptr<Node>& n, int part, const char* why);
+    // fsync and close: commit what this handle wrote, if it is at a document's name.
+    int commit_handle(std::uint64_t fh, const char* why);
     void fill_stat(const Node& n, struct stat* st) const;
     int resize(Node& n, std::size_t size);
 

@@ -2,13 +2,11 @@
 import hashlib
 import json
 import os
-import pty
 import re
-import select
 import stat
 import subprocess
 
-from sfs_common import CHEAP_KDF, DATA, SHAMIRFS, Storage, run
+from sfs_common import CHEAP_KDF, DATA, SHAMIRFS, Storage, run, talk
 
 EXIT_USAGE, EXIT_IO, EXIT_CORRUPT, EXIT_MALFORMED_KEY, EXIT_AUTH, EXIT_INVALID_JSON = 2, 3, 4, 5, 6, 8
 
@@ -173,34 +171,10 @@ def test_no_terminal_and_no_passfile_is_a_clear_error(storage):
     assert b"no terminal to ask on: use --passfile FILE" in p.stderr
 
 
-def _talk(argv, answers):
-    """Runs argv on a pty, answering each prompt; returns (rc, everything the terminal showed)."""
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execv(argv[0], argv)
-    shown, pending = b"", list(answers)
-    while True:
-        r, _, _ = select.select([fd], [], [], 20)
-        if not r:
-            break
-        try:
-            data = os.read(fd, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        shown += data
-        while pending and shown.rstrip().endswith(pending[0][0]):
-            os.write(fd, pending.pop(0)[1] + b"\n")
-            break
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), shown
-
-
 def test_prompts_read_key_and_password_without_echo(storage):
     key = storage.key("a").read_bytes().strip()
     password = storage.pw["a"].read_bytes().strip()
-    rc, shown = _talk([str(SHAMIRFS), "cat", str(storage.path)],
+    rc, shown = talk([str(SHAMIRFS), "cat", str(storage.path)],
                       [(b"Partition map key:", key), (b"Password:", password)])
     assert rc == 0, shown
     assert shown.rstrip().endswith(b"{}")
@@ -208,12 +182,12 @@ def test_prompts_read_key_and_password_without_echo(storage):
 
 
 def test_create_asks_each_password_twice(workdir):
-    rc, shown = _talk([str(SHAMIRFS), "create", str(workdir / "p.json"), "--partitions", "1", *CHEAP_KDF],
+    rc, shown = talk([str(SHAMIRFS), "create", str(workdir / "p.json"), "--partitions", "1", *CHEAP_KDF],
                       [(b"Password for partition a:", b"pw one"),
                        (b"Repeat the password for partition a:", b"pw two")])
     assert rc == EXIT_USAGE and b"differ" in shown
     assert not (workdir / "p.json").exists()
-    rc, shown = _talk([str(SHAMIRFS), "create", str(workdir / "p.json"), "--partitions", "1", *CHEAP_KDF],
+    rc, shown = talk([str(SHAMIRFS), "create", str(workdir / "p.json"), "--partitions", "1", *CHEAP_KDF],
                       [(b"Password for partition a:", b"pw same"),
                        (b"Repeat the password for partition a:", b"pw same")])
     assert rc == 0, shown

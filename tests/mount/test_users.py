@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from mountlib import MARKER, MOUNT_HELPER, SHAMIRFS, mounted_at, wait_until
-from sfs_common import CHEAP_KDF
+from sfs_common import CHEAP_KDF, talk
 
 USER = "sfstestuser"
 
@@ -85,58 +85,22 @@ def test_uid_gid_umask_and_allow_other(storage, mount, user):
 
 
 def test_prompts_for_keys_and_passwords_until_an_empty_key(storage):
-    import pty
-    import select
     import tempfile
     mnt = tempfile.mkdtemp(prefix="mnt-", dir=storage.dir)
-    answers = [(b"Partition map key:", storage.key("a").read_bytes().strip()),
-               (b"Password for a:", storage.pw["a"].read_bytes().strip()),
-               (b"Partition map key (empty to finish):", storage.key("b").read_bytes().strip()),
-               (b"Password for b:", storage.pw["b"].read_bytes().strip()),
-               (b"Partition map key (empty to finish):", b"")]
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execv(str(MOUNT_HELPER), [str(MOUNT_HELPER), str(storage.path), mnt])
-    shown = b""
-    while True:
-        r, _, _ = select.select([fd], [], [], 30)
-        if not r:
-            break
-        try:
-            data = os.read(fd, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        shown += data
-        if answers and shown.rstrip().endswith(answers[0][0]):
-            os.write(fd, answers.pop(0)[1] + b"\n")
-    _, status = os.waitpid(pid, 0)
+    secrets = [storage.key("a").read_bytes().strip(), storage.pw["a"].read_bytes().strip()]
+    rc, shown = talk([str(MOUNT_HELPER), str(storage.path), mnt],
+                     [(b"Partition map key:", secrets[0]), (b"Password for a:", secrets[1]),
+                      (b"Partition map key (empty to finish):", storage.key("b").read_bytes().strip()),
+                      (b"Password for b:", storage.pw["b"].read_bytes().strip()),
+                      (b"Partition map key (empty to finish):", b"")], timeout=30)
     try:
-        assert os.waitstatus_to_exitcode(status) == 0, shown
-        assert answers == []
+        assert rc == 0, shown
         assert sorted(os.listdir(mnt)) == ["a.json", "b.json"]
-        for secret in (storage.key("a").read_bytes().strip(), storage.pw["a"].read_bytes().strip()):
+        for secret in secrets:
             assert secret not in shown  # no echo
     finally:
         subprocess.run(["fusermount3", "-u", mnt])
     # An empty first key unlocks nothing: an error, nothing mounted.
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execv(str(MOUNT_HELPER), [str(MOUNT_HELPER), str(storage.path), mnt])
-    shown = b""
-    while b"Partition map key:" not in shown:
-        shown += os.read(fd, 4096)
-    os.write(fd, b"\n")
-    try:
-        while True:
-            data = os.read(fd, 4096)
-            if not data:
-                break
-            shown += data
-    except OSError:
-        pass
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 2
-    assert b"nothing to mount" in shown
+    rc, shown = talk([str(MOUNT_HELPER), str(storage.path), mnt], [(b"Partition map key:", b"")], timeout=30)
+    assert rc == 2 and b"nothing to mount" in shown
     assert mounted_at(mnt) is None
