@@ -25,7 +25,10 @@ std::uint64_t get_u64(const std::uint8_t* p) {
 }
 
 // zstd's windows and tables hold document text: allocate them like SecureBuffer.
+// sodium_malloc puts a block right before a guard page, so its start is aligned
+// only when the size is a multiple of the alignment: round up to 64 bytes.
 void* zstd_alloc(void*, std::size_t n) {
+    n = (n + 63) & ~std::size_t{63};
     void* p = sodium_malloc(n);
     if (p != nullptr) sodium_mlock(p, n);
     return p;
