@@ -1,0 +1,61 @@
+// Times the core with the KDF excluded (scripts/bench): unlock (KDF + one row)
+// once, then RUNS commits of DOCUMENT and RUNS reads (load + parse + decode).
+// Prints one JSON object of seconds.
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "shamirfs/keys.hpp"
+#include "shamirfs/log.hpp"
+#include "shamirfs/store.hpp"
+
+using namespace shamirfs;
+using Clock = std::chrono::steady_clock;
+
+static std::string slurp(const char* path) {
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+static std::string list(const std::vector<double>& v) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + std::to_string(v[i]);
+    return out + "]";
+}
+
+int main(int argc, char** argv) {
+    if (argc != 6) {
+        std::fprintf(stderr, "usage: bench_core STORAGE KEYFILE PASSFILE DOCUMENT RUNS\n");
+        return 2;
+    }
+    log::set_level(log::Level::error);
+    Store store(argv[1]);
+    store.load();
+    std::string pw = slurp(argv[3]);
+    pw = pw.substr(0, pw.find('\n'));
+    auto t0 = Clock::now();
+    Partition p = store.unlock(parse_map_key(slurp(argv[2])), pw);
+    double unlock = std::chrono::duration<double>(Clock::now() - t0).count();
+    std::string doc = slurp(argv[4]);
+    int runs = std::stoi(argv[5]);
+    std::vector<double> commit, read;
+    for (int i = 0; i < runs; ++i) {
+        t0 = Clock::now();
+        store.commit(p, std::span(reinterpret_cast<const std::uint8_t*>(doc.data()), doc.size()));
+        commit.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+    for (int i = 0; i < runs; ++i) {
+        t0 = Clock::now();
+        store.load();
+        SecureBuffer got = store.read(p);
+        read.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+        if (got.size() != doc.size()) return 1;
+    }
+    std::printf("{\"unlock\": %f, \"commit\": %s, \"read\": %s}\n", unlock, list(commit).c_str(), list(read).c_str());
+    return 0;
+}
