@@ -5,6 +5,8 @@
 // directory is fsynced. Recovery runs before every use. Each mutation returns
 // what it changed.
 #pragma once
+#include <sys/stat.h>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -122,14 +124,25 @@ public:
     FsckReport fsck(const Partition* p, bool repair);
 
 private:
-    std::string read_locked_file(std::string* hash);
+    // The file's identity when it was read: a commit renames a new inode into
+    // place and any write changes ctime, so an equal identity means equal bytes.
+    struct FileIdentity {
+        dev_t dev = 0;
+        ino_t ino = 0;
+        off_t size = -1;
+        struct timespec mtime {}, ctime{};
+        bool operator==(const FileIdentity& o) const;
+    };
+    static std::optional<FileIdentity> identity_of(const std::string& path);
     // Writes `text` as the new storage through the WAL protocol; lock held.
-    void write_locked(const std::string& text, const std::string& base_hash, bool must_not_exist);
+    // Returns the new file's hash.
+    std::string write_locked(const std::string& text, const std::string& base_hash, bool must_not_exist);
 
     std::string path_;
     StoreOptions options_;
     std::optional<Matrix> matrix_;
     std::string loaded_hash_;  // of the bytes matrix_ was parsed from
+    std::optional<FileIdentity> loaded_identity_;
     double last_load_seconds_ = 0;
 };
 

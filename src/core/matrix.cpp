@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <exception>
+#include <thread>
 
 #include "shamirfs/base64.hpp"
 #include "shamirfs/error.hpp"
@@ -94,16 +97,44 @@ std::size_t capacity_for(std::size_t current, std::size_t rows) {
 
 void write_slot(Matrix& m, unsigned slot, std::span<const std::uint8_t> blob, Rng& rng) {
     const auto& p = m.params();
-    std::size_t rows = blob.size() / 64;
-    if (blob.size() % 64 != 0 || rows > m.capacity()) throw Error(Errc::internal, "blob does not fit the matrix");
-    auto xs = m.slot_share_ids(slot);
-    std::vector<gf::Fe> ys(xs.size());
-    for (std::size_t r = 0; r < rows; ++r) {
-        gf::Fe secret = gf::from_chunk(std::span<const std::uint8_t, 64>(blob.data() + r * 64, 64));
-        shamir::split(secret, p.threshold, xs, ys, rng);
-        for (unsigned i = 0; i < p.shares; ++i) m.set(r, slot * p.shares + i, ys[i]);
+    const std::size_t rows = blob.size() / 64, capacity = m.capacity();
+    if (blob.size() % 64 != 0 || rows > capacity) throw Error(Errc::internal, "blob does not fit the matrix");
+    const auto xs = m.slot_share_ids(slot);
+    // Rows [begin, end): shares of the blob's chunks, then codewords of random secrets.
+    auto work = [&](std::size_t begin, std::size_t end, Rng& r) {
+        std::vector<gf::Fe> ys(xs.size());
+        for (std::size_t row = begin; row < std::min(end, rows); ++row) {
+            gf::Fe secret = gf::from_chunk(std::span<const std::uint8_t, 64>(blob.data() + row * 64, 64));
+            shamir::split(secret, p.threshold, xs, ys, r);
+            for (unsigned i = 0; i < p.shares; ++i) m.set(row, slot * p.shares + i, ys[i]);
+        }
+        m.randomize_slot(slot, std::max(begin, rows), end, r);
+    };
+    // Rows are independent: large slots are split between threads (each with
+    // its own random stream); every thread writes only its own rows' cells.
+    const std::size_t threads = capacity >= 4096 ? std::min<std::size_t>(std::max(1u, std::thread::hardware_concurrency()), 8) : 1;
+    std::vector<std::thread> pool;
+    std::vector<std::unique_ptr<Rng>> rngs;
+    std::vector<std::exception_ptr> errors(threads);
+    const std::size_t step = (capacity + threads - 1) / threads;
+    for (std::size_t t = 1; t < threads; ++t) {
+        rngs.push_back(std::make_unique<Rng>());
+        pool.emplace_back([&, t, r = rngs.back().get()] {
+            try {
+                work(std::min(capacity, t * step), std::min(capacity, (t + 1) * step), *r);
+            } catch (...) {
+                errors[t] = std::current_exception();
+            }
+        });
     }
-    m.randomize_slot(slot, rows, m.capacity(), rng);
+    try {
+        work(0, std::min(capacity, step), rng);
+    } catch (...) {
+        errors[0] = std::current_exception();
+    }
+    for (auto& th : pool) th.join();
+    for (auto& e : errors)
+        if (e) std::rethrow_exception(e);
 }
 
 bool read_slot_fast(const Matrix& m, std::span<const std::uint32_t> order, std::size_t rows, std::span<std::uint8_t> out) {

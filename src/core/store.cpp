@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <future>
 
 #include "shamirfs/codec.hpp"
 #include "shamirfs/error.hpp"
@@ -73,27 +74,44 @@ std::vector<std::string> Store::recover() {
     return wal.recover();
 }
 
-std::string Store::read_locked_file(std::string* hash) {
-    auto text = read_file(path_);
-    if (!text) throw_errno("cannot open storage " + path_, ENOENT);
-    *hash = content_hash(*text);
-    return std::move(*text);
+bool Store::FileIdentity::operator==(const FileIdentity& o) const {
+    return dev == o.dev && ino == o.ino && size == o.size && mtime.tv_sec == o.mtime.tv_sec &&
+           mtime.tv_nsec == o.mtime.tv_nsec && ctime.tv_sec == o.ctime.tv_sec && ctime.tv_nsec == o.ctime.tv_nsec;
+}
+
+std::optional<Store::FileIdentity> Store::identity_of(const std::string& path) {
+    struct stat st{};
+    if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+    return FileIdentity{st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
 }
 
 const Matrix& Store::load() {
     auto t0 = Clock::now();
-    std::string hash;
-    std::string text = read_locked_file(&hash);
-    matrix_ = parse_storage(text, options_.kdf_limits);
-    loaded_hash_ = std::move(hash);
+    // The identity is taken before reading: if the file changes meanwhile, the
+    // next commit sees a different identity and reads it again.
+    loaded_identity_ = identity_of(path_);
+    auto text = read_file(path_);
+    if (!text) throw_errno("cannot open storage " + path_, ENOENT);
+    // Hash (the WAL's base) while the text is parsed.
+    auto hashing = std::async(std::launch::async, [&text] { return content_hash(*text); });
+    try {
+        matrix_ = parse_storage(*text, options_.kdf_limits);
+    } catch (...) {
+        hashing.wait();
+        throw;
+    }
+    loaded_hash_ = hashing.get();
     last_load_seconds_ = since(t0);
     return *matrix_;
 }
 
 const Matrix& Store::matrix() { return matrix_ ? *matrix_ : load(); }
 
-void Store::write_locked(const std::string& text, const std::string& base_hash, bool must_not_exist) {
+std::string Store::write_locked(const std::string& text, const std::string& base_hash, bool must_not_exist) {
     Wal wal(path_);
+    // The hash for the "ready" record is computed while the temp file is written.
+    auto hashing = std::async(std::launch::async, [&text] { return content_hash(text); });
+    std::string hash;
     const std::string name = wal.new_temp_name(), temp = wal.temp_path(name);
     fault::point("before-wal-start");
     wal.write({"start", name, base_hash, ""});
@@ -101,7 +119,8 @@ void Store::write_locked(const std::string& text, const std::string& base_hash, 
     try {
         write_new_file(temp, text);
         fault::point("after-temp-write");
-        wal.write({"ready", name, base_hash, content_hash(text)});
+        hash = hashing.get();
+        wal.write({"ready", name, base_hash, hash});
         fault::point("after-wal-ready");
         int rc = must_not_exist ? ::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, path_.c_str(), RENAME_NOREPLACE)
                                 : ::rename(temp.c_str(), path_.c_str());
@@ -110,6 +129,7 @@ void Store::write_locked(const std::string& text, const std::string& base_hash, 
             throw_errno("cannot rename the new storage onto " + path_, errno);
         }
     } catch (...) {
+        if (hashing.valid()) hashing.wait();  // it reads `text`
         // Not renamed: roll back now (what recovery would do for "start").
         ::unlink(temp.c_str());
         try {
@@ -124,6 +144,8 @@ void Store::write_locked(const std::string& text, const std::string& base_hash, 
     fault::point("after-dir-fsync");
     wal.remove();
     fault::point("after-wal-remove");
+    loaded_identity_ = identity_of(path_);  // what we wrote is what is loaded now
+    return hash;
 }
 
 CreateResult Store::create(const std::string& path, const CreateSpec& spec, const std::vector<SecureBuffer>& passwords,
@@ -216,9 +238,14 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
     require_valid_json(document);
     FileLock lock = lock_storage(path_, options_);
     Wal(path_).recover();
-    std::optional<Matrix> before = std::move(matrix_);
+    // Under the lock, the file is read again unless it is still the version
+    // loaded (same identity): other partitions' commits are kept as they are.
+    std::optional<Matrix> before;
     std::string before_hash = loaded_hash_;
-    load();  // under the lock: other partitions' latest commits are kept as they are
+    if (!matrix_ || !loaded_identity_ || !(identity_of(path_) == loaded_identity_)) {
+        before = std::move(matrix_);
+        load();
+    }
     Matrix& m = *matrix_;
     if (!header_of(m, p)) auth_failed();  // the file was replaced by another storage
     CommitResult r;
@@ -247,12 +274,12 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
     r.shares_regenerated = m.capacity() * m.params().shares;
     std::string text = serialize_storage(m);
     try {
-        write_locked(text, loaded_hash_, false);
+        loaded_hash_ = write_locked(text, loaded_hash_, false);
     } catch (...) {
         matrix_.reset();  // the in-memory matrix no longer matches the file
+        loaded_identity_.reset();
         throw;
     }
-    loaded_hash_ = content_hash(text);
     r.bytes_written = text.size();
     r.seconds = since(t0);
     log::info("committed " + std::to_string(r.document_rows) + " rows to " + path_ + " (capacity " +
@@ -317,11 +344,7 @@ FsckReport Store::fsck(const Partition* p, bool repair) {
         rep.unrecoverable_rows += r.unrecoverable.size();
         if (repair) for (const auto& row : r.repaired) rep.repaired_cells += row.columns.size();
     }
-    if (repair && rep.repaired_cells > 0) {
-        std::string text = serialize_storage(m);
-        write_locked(text, loaded_hash_, false);
-        loaded_hash_ = content_hash(text);
-    }
+    if (repair && rep.repaired_cells > 0) loaded_hash_ = write_locked(serialize_storage(m), loaded_hash_, false);
     if (p != nullptr) {
         rep.document_checked = true;
         try {
