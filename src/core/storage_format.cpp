@@ -108,6 +108,7 @@ Matrix parse_storage(std::string_view text, const KdfLimits& limits) {
     StorageParams p;
     std::uint64_t version = 0, capacity = 0;
     std::string cells;
+    cells.reserve(text.size());  // the cells are most of the text: no regrowth
     std::size_t rows = 0, row_chars = 0;
     std::set<std::string, std::less<>> seen;
     for (auto field : obj) {
