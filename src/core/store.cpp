@@ -267,20 +267,20 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
     r.document_bytes = document.size();
     r.document_rows = blob.size() / codec::kChunk;
     r.capacity_before = m.capacity();
-    m.grow(capacity_for(m.capacity(), r.document_rows), rng);
-    r.capacity_after = m.capacity();
-    write_slot(m, p.slot, blob, rng);
-    r.rows_rewritten = m.capacity();
-    r.shares_regenerated = m.capacity() * m.params().shares;
-    std::string text = serialize_storage(m);
     try {
+        m.grow(capacity_for(m.capacity(), r.document_rows), rng);
+        r.capacity_after = m.capacity();
+        write_slot(m, p.slot, blob, rng);
+        r.rows_rewritten = m.capacity();
+        r.shares_regenerated = m.capacity() * m.params().shares;
+        std::string text = serialize_storage(m);
         loaded_hash_ = write_locked(text, loaded_hash_, false);
+        r.bytes_written = text.size();
     } catch (...) {
-        matrix_.reset();  // the in-memory matrix no longer matches the file
+        matrix_.reset();  // the in-memory matrix may no longer match the file: read it again next time
         loaded_identity_.reset();
         throw;
     }
-    r.bytes_written = text.size();
     r.seconds = since(t0);
     log::info("committed " + std::to_string(r.document_rows) + " rows to " + path_ + " (capacity " +
               std::to_string(r.capacity_before) + " -> " + std::to_string(r.capacity_after) + ")");

@@ -5,16 +5,14 @@ the tmpfs tests, root (they fail loudly otherwise)."""
 import hashlib
 import os
 import random
-import re
 import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from sfs_common import CHEAP_KDF, SHAMIRFS, Storage, run
+from sfs_common import SHAMIRFS, Storage, run
 
 EXIT_CORRUPT, EXIT_DAMAGED, EXIT_NO_SPACE, EXIT_READ_ONLY, EXIT_REPAIRED = 4, 7, 11, 12, 13
 

@@ -3,7 +3,6 @@ text through a real mount and leaves no stray name behind."""
 import json
 import os
 import subprocess
-import time
 
 import pytest
 

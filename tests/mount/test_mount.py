@@ -3,18 +3,15 @@ mounts, options, POSIX details, drafts at unmount, crashes, mount(8) and fstab."
 import ctypes
 import errno
 import fcntl
-import json
 import os
 import signal
 import stat
 import struct
 import subprocess
-import time
 
 import pytest
 
-from mountlib import MARKER, MOUNT_HELPER, SHAMIRFS, Mount, doc, mounted_at, wait_until
-from sfs_common import Storage, run
+from mountlib import MARKER, MOUNT_HELPER, SHAMIRFS, doc, mounted_at, wait_until
 
 BASE = ["a.json", "b.json"]
 
