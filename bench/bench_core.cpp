@@ -3,6 +3,7 @@
 // Prints one JSON object of seconds.
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -33,7 +34,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "usage: bench_core STORAGE KEYFILE PASSFILE DOCUMENT RUNS\n");
         return 2;
     }
-    log::set_level(log::Level::error);
+    log::set_level(std::getenv("BENCH_DEBUG") ? log::Level::debug : log::Level::error);  // BENCH_DEBUG=1: commit phases
     Store store(argv[1]);
     store.load();
     std::string pw = slurp(argv[3]);

@@ -35,7 +35,7 @@ struct Header {
 
 // Compresses and seals; the result is a whole number of chunks.
 std::vector<std::uint8_t> seal(std::span<const std::uint8_t> document, const PartitionKeys& keys,
-                               Rng& rng, int level = 3);
+                               Rng& rng, int level = 1);
 
 // Opens the header from the first chunk; nothing on authentication failure.
 std::optional<Header> open_header(std::span<const std::uint8_t, kChunk> first,

@@ -33,11 +33,17 @@ void fsync_dir(const std::string& dir);
 void write_new_file(const std::string& path, std::string_view data);
 // Replaces `path` durably: write_new_file(path + ".tmp"), rename, fsync dir.
 void replace_small_file(const std::string& path, std::string_view data);
-// Whole file, or nothing if it does not exist; Error(io) otherwise.
-std::optional<std::string> read_file(const std::string& path);
+// Whole file (at most `limit` + 1 bytes of it, so a caller can tell it is too
+// long), or nothing if it does not exist; Error(io) otherwise. The string has
+// `spare` bytes of capacity past its end (simdjson's padding).
+std::optional<std::string> read_file(const std::string& path, std::size_t spare = 0,
+                                     std::size_t limit = std::size_t{1} << 40);
 void remove_file(const std::string& path);  // ENOENT is fine
 
-// BLAKE2b-256 of the bytes, as 64 hex digits.
+// XXH3-128 of the bytes, as 32 hex digits: tells whether bytes changed (a
+// storage file, a temp file named in the WAL, a mounted document); never used
+// against someone choosing the bytes. About 20 times faster than BLAKE2b,
+// which would cost more than the disk write of a large storage.
 std::string content_hash(std::string_view data);
 
 }  // namespace shamirfs

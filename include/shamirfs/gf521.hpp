@@ -29,6 +29,8 @@ Fe add(const Fe& a, const Fe& b);
 Fe sub(const Fe& a, const Fe& b);
 Fe neg(const Fe& a);
 Fe mul(const Fe& a, const Fe& b);
+// a * k for a word k: one 9 x 1 limb product and a fold (share IDs are small).
+Fe mul_u64(const Fe& a, std::uint64_t k);
 Fe sqr(const Fe& a);
 Fe pow(const Fe& a, const Fe& e);
 // Throws Error(usage) for 0.

@@ -9,8 +9,10 @@
 // groups of a written, an unwritten and an unassigned partition have exactly
 // the same distribution (see man/shamirfs.5, "Why every group is a codeword").
 //
-// Cells are kept as their file text (88 base64 characters each) so that cells
-// a commit does not touch are copied byte for byte.
+// The matrix keeps the storage file's own text: the header, then one JSON
+// string per row at a fixed stride, each cell 88 base64 characters. A commit
+// rewrites its slot's cells in place and writes the text as it is, so cells it
+// does not touch are kept byte for byte and nothing is serialised or copied.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -47,8 +49,12 @@ void check_params(const StorageParams& p, bool from_file);
 class Matrix {
 public:
     Matrix() = default;
-    Matrix(StorageParams params, std::size_t capacity);  // cells zeroed: fill before use
-    Matrix(StorageParams params, std::size_t capacity, std::string cells);  // cells already checked
+    // A storage of `capacity` rows in the canonical layout (man/shamirfs.5);
+    // every cell is "AAA...A" (0): fill before use.
+    Matrix(StorageParams params, std::size_t capacity);
+    // Adopts the text of a checked storage file whose row r's cells start at
+    // first + r * stride (storage_format.cpp checks all of that).
+    Matrix(StorageParams params, std::size_t capacity, std::string text, std::size_t first, std::size_t stride);
 
     const StorageParams& params() const { return params_; }
     std::size_t capacity() const { return capacity_; }
@@ -60,9 +66,9 @@ public:
     gf::Fe get(std::size_t row, unsigned column) const;  // Error(corrupt) if the text is bad
     void set(std::size_t row, unsigned column, const gf::Fe& v);
     std::string_view cell_text(std::size_t row, unsigned column) const;
-    std::string_view row_text(std::size_t row) const;
-    std::string& text() { return cells_; }
-    const std::string& text() const { return cells_; }
+    std::string_view row_text(std::size_t row) const;  // the row's cells, without quotes
+    // The whole storage file, as it is written.
+    std::string_view file_text() const { return {text_.data(), text_.size()}; }
 
     // Codewords of random 512-bit secrets in `slot`, rows [begin, end).
     void randomize_slot(unsigned slot, std::size_t begin, std::size_t end, Rng& rng);
@@ -70,9 +76,13 @@ public:
     void grow(std::size_t new_capacity, Rng& rng);
 
 private:
+    char* cell_ptr(std::size_t row, unsigned column) { return text_.data() + first_ + row * stride_ + column * kCellChars; }
+
     StorageParams params_;
     std::size_t capacity_ = 0;
-    std::string cells_;  // capacity * columns * kCellChars
+    std::string text_;        // the file
+    std::size_t first_ = 0;   // offset of row 0's first cell
+    std::size_t stride_ = 0;  // from one row's first cell to the next's
 };
 
 // The capacity a storage needs for a document of `rows` rows: the current

@@ -23,6 +23,20 @@ void validate(unsigned threshold, std::span<const gf::Fe> xs);
 void split(const gf::Fe& secret, unsigned threshold, std::span<const gf::Fe> xs,
            std::span<gf::Fe> ys, Rng& rng);
 
+// split() for many secrets over one set of share IDs: the IDs are checked once,
+// and IDs below 2^64 (every column's ID) cost one word product per Horner step.
+class Splitter {
+public:
+    Splitter(unsigned threshold, std::span<const gf::Fe> xs);
+    void split(const gf::Fe& secret, std::span<gf::Fe> ys, Rng& rng) const;
+    std::size_t size() const { return xs_.size(); }
+
+private:
+    unsigned t_;
+    std::vector<gf::Fe> xs_;
+    std::vector<std::uint64_t> small_;  // the IDs as words, or empty if one is >= 2^64
+};
+
 // Lagrange basis at 0 for a fixed set of t share IDs: computed once, then each
 // row costs t multiplications.
 class LagrangeAtZero {

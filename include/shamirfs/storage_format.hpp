@@ -1,6 +1,7 @@
 // The backing file: a strict reader (every field walked, unknown and duplicate
 // keys, wrong types, out-of-range numbers and trailing content rejected, sizes
-// capped, KDF floors enforced, every cell checked < p) and a fast writer.
+// capped, KDF floors enforced, every cell checked < p). Writing is the
+// matrix's own text (matrix.hpp).
 // The exact format is man/shamirfs.5.
 #pragma once
 #include <string>
@@ -14,10 +15,15 @@ namespace shamirfs {
 // simdjson parses documents of up to 4 GiB.
 inline constexpr std::size_t kMaxStorageBytes = (std::size_t{4} << 30) - 4096;
 
-// Throws Error(corrupt) with a message naming the field.
-Matrix parse_storage(std::string_view text, const KdfLimits& limits);
+// Throws Error(corrupt) with a message naming the field. The matrix keeps
+// `text` when its rows are at a fixed stride (as shamirfs writes them); give it
+// SIMDJSON_PADDING bytes of spare capacity to spare a copy.
+Matrix parse_storage(std::string text, const KdfLimits& limits);
 // Throws Error(io) if the file cannot be read, else as parse_storage.
 Matrix load_storage(const std::string& path, const KdfLimits& limits);
-std::string serialize_storage(const Matrix& m);
+// The canonical text before the rows (what a Matrix of these parameters and
+// capacity starts with); the file is then '"' row '",\n' ..., the last row
+// without the comma, then "]}\n".
+std::string storage_header(const StorageParams& p, std::size_t capacity);
 
 }  // namespace shamirfs

@@ -1,10 +1,11 @@
 // The write-ahead log of one storage: "STORAGE.wal", a small JSON record that
 // is replaced durably (temp, fsync, rename, directory fsync) at each state:
-//   start  {"wal":1,"state":"start","temp":NAME,"base":HASH}
-//   ready  {"wal":1,"state":"ready","temp":NAME,"base":HASH,"new":HASH}
+//   start  {"wal":2,"state":"start","temp":NAME}
+//   ready  {"wal":2,"state":"ready","temp":NAME,"new":HASH}
 // and removed once the new storage is renamed into place and the directory
 // fsynced. NAME is the temp file's name in the storage's directory
-// (".STORAGE.tmp-PID-RANDOM"), HASH the BLAKE2b-256 of the file's bytes.
+// (".STORAGE.tmp-PID-RANDOM"), HASH the content_hash() of the new file.
+// Records of version 1 (with "base", and BLAKE2b-256 hashes) still recover.
 #pragma once
 #include <string>
 #include <vector>
@@ -14,7 +15,6 @@ namespace shamirfs {
 struct WalRecord {
     std::string state;  // "start" or "ready"
     std::string temp;   // file name, no directory
-    std::string base;   // hash of the storage being replaced ("" for create)
     std::string next;   // hash of the new storage (ready only)
 };
 

@@ -5,8 +5,11 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <random>
 #include <thread>
 
@@ -102,18 +105,25 @@ void replace_small_file(const std::string& path, std::string_view data) {
     fsync_dir(dir_of(path));
 }
 
-std::optional<std::string> read_file(const std::string& path) {
+std::optional<std::string> read_file(const std::string& path, std::size_t spare, std::size_t limit) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT) return std::nullopt;
         throw_errno("cannot open " + path, errno);
     }
-    std::string out;
     struct stat st{};
-    if (::fstat(fd, &st) == 0 && st.st_size > 0) out.reserve(static_cast<std::size_t>(st.st_size));
-    char buf[1 << 16];
+    std::size_t want = 1 << 16;  // grows for files whose size stat does not tell
+    if (::fstat(fd, &st) == 0 && st.st_size > 0) want = std::min<std::size_t>(static_cast<std::size_t>(st.st_size), limit) + 1;
+    std::string out;
+    std::size_t used = 0;
     for (;;) {
-        ssize_t n = ::read(fd, buf, sizeof(buf));
+        if (used == out.size()) {
+            if (used > limit) break;
+            out.reserve(used + want + spare);
+            out.resize(used + want);
+            want = out.size();
+        }
+        ssize_t n = ::read(fd, out.data() + used, out.size() - used);
         if (n < 0) {
             if (errno == EINTR) continue;
             int e = errno;
@@ -121,9 +131,10 @@ std::optional<std::string> read_file(const std::string& path) {
             throw_errno("cannot read " + path, e);
         }
         if (n == 0) break;
-        out.append(buf, static_cast<std::size_t>(n));
+        used += static_cast<std::size_t>(n);
     }
     ::close(fd);
+    out.resize(used);
     return out;
 }
 
@@ -132,10 +143,10 @@ void remove_file(const std::string& path) {
 }
 
 std::string content_hash(std::string_view data) {
-    unsigned char h[32];
-    crypto_generichash(h, sizeof(h), reinterpret_cast<const unsigned char*>(data.data()), data.size(), nullptr, 0);
-    char hex[65];
-    sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+    XXH128_hash_t h = XXH3_128bits(data.data(), data.size());
+    char hex[33];
+    std::snprintf(hex, sizeof(hex), "%016llx%016llx", static_cast<unsigned long long>(h.high64),
+                  static_cast<unsigned long long>(h.low64));
     return hex;
 }
 

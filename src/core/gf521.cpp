@@ -124,6 +124,19 @@ Fe mul(const Fe& a, const Fe& b) {
     return reduce_wide(t);
 }
 
+Fe mul_u64(const Fe& a, std::uint64_t k) {
+    Fe r;
+    mp_limb_t hi = mpn_mul_1(L(r), L(a), kLimbs, k);  // a * k < 2^(521 + 64): r holds its low 576 bits
+    // a * k mod p = (a * k & p) + (a * k >> 521); the high part is < 2^64.
+    Fe h;
+    h.limb[0] = (r.limb[kLimbs - 1] >> (kBits - 512)) | (hi << (64 - (kBits - 512)));
+    h.limb[1] = hi >> (kBits - 512);
+    r.limb[kLimbs - 1] &= kTopMask;
+    mpn_add_n(L(r), L(r), L(h), kLimbs);  // < 2^521 + 2^64: fold handles it
+    fold(r);
+    return r;
+}
+
 Fe sqr(const Fe& a) {
     mp_limb_t t[2 * kLimbs];
     mpn_sqr(t, L(a), kLimbs);
@@ -146,22 +159,26 @@ Fe inv(const Fe& a) {
     return pow(a, e);
 }
 
+// 66 big-endian bytes: 2 bytes of the top limb, then limbs 7..0 as 8 bytes each.
 bool from_bytes(std::span<const std::uint8_t, kBytes> in, Fe& out) {
     Fe r;
-    for (std::size_t i = 0; i < kBytes; ++i) {
-        std::size_t bit = (kBytes - 1 - i) * 8;
-        r.limb[bit / 64] |= std::uint64_t{in[i]} << (bit % 64);
+    r.limb[kLimbs - 1] = (std::uint64_t{in[0]} << 8) | in[1];
+    for (std::size_t i = 0; i < kLimbs - 1; ++i) {
+        std::uint64_t be;
+        std::memcpy(&be, in.data() + 2 + 8 * i, 8);
+        r.limb[kLimbs - 2 - i] = __builtin_bswap64(be);
     }
-    // 66 bytes = 528 bits: the top limb may hold up to 16 bits.
     if ((r.limb[kLimbs - 1] >> (kBits - 512)) != 0 || is_p(r)) return false;
     out = r;
     return true;
 }
 
 void to_bytes(const Fe& a, std::span<std::uint8_t, kBytes> out) {
-    for (std::size_t i = 0; i < kBytes; ++i) {
-        std::size_t bit = (kBytes - 1 - i) * 8;
-        out[i] = static_cast<std::uint8_t>(a.limb[bit / 64] >> (bit % 64));
+    out[0] = static_cast<std::uint8_t>(a.limb[kLimbs - 1] >> 8);
+    out[1] = static_cast<std::uint8_t>(a.limb[kLimbs - 1]);
+    for (std::size_t i = 0; i < kLimbs - 1; ++i) {
+        std::uint64_t be = __builtin_bswap64(a.limb[kLimbs - 2 - i]);
+        std::memcpy(out.data() + 2 + 8 * i, &be, 8);
     }
 }
 

@@ -4,6 +4,7 @@
 #include <simdjson.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "shamirfs/secure_buffer.hpp"
@@ -50,13 +51,39 @@ std::string redact(std::string msg) {
 }
 
 // simdjson keeps copies of the document's strings and numbers in its tape and
-// string buffer; wipe them (sizes as document::allocate in simdjson 3.0.1).
-void wipe(simdjson::dom::parser& parser) {
-    std::size_t cap = parser.doc.capacity();
-    if (cap == 0) return;
-    if (parser.doc.string_buf)
-        sodium_memzero(parser.doc.string_buf.get(), SIMDJSON_ROUNDUP_N(5 * cap / 3 + simdjson::SIMDJSON_PADDING, 64));
-    if (parser.doc.tape) sodium_memzero(parser.doc.tape.get(), SIMDJSON_ROUNDUP_N(cap + 3, 64) * sizeof(std::uint64_t));
+// string buffer; wipe them. Only the parts this parse wrote: the buffers are
+// sized for the capacity (9 bytes per input byte), and clearing all of that
+// would cost more than the parse. The tape (simdjson's doc/tape.md): word 0 is
+// the root, whose payload is the number of words written; a string word's
+// payload is its offset in the string buffer, where a 4-byte length, the bytes
+// and a NUL follow; numbers take a second word. Strings are appended in order.
+// A parse that failed may not have written the root: then everything is wiped.
+void wipe(simdjson::dom::parser& parser, bool parsed) {
+    auto& doc = parser.doc;
+    if (doc.capacity() == 0 || !doc.tape) return;
+    constexpr std::uint64_t kPayload = (std::uint64_t{1} << 56) - 1;
+    const std::size_t tape_words = SIMDJSON_ROUNDUP_N(doc.capacity() + 3, 64);
+    const std::size_t string_bytes = SIMDJSON_ROUNDUP_N(5 * doc.capacity() / 3 + simdjson::SIMDJSON_PADDING, 64);
+    if (!parsed) {
+        sodium_memzero(doc.tape.get(), tape_words * sizeof(std::uint64_t));
+        if (doc.string_buf) sodium_memzero(doc.string_buf.get(), string_bytes);
+        return;
+    }
+    const std::size_t words = std::min<std::size_t>(doc.tape[0] & kPayload, tape_words);
+    std::size_t strings_end = 0;
+    for (std::size_t i = 1; i < words; ++i) {
+        const auto type = static_cast<char>(doc.tape[i] >> 56);
+        if (type == 'l' || type == 'u' || type == 'd') {
+            ++i;
+        } else if (type == '"' && doc.string_buf) {
+            const std::size_t off = doc.tape[i] & kPayload;
+            std::uint32_t len;
+            std::memcpy(&len, doc.string_buf.get() + off, sizeof(len));
+            strings_end = off + sizeof(len) + len + 1;
+        }
+    }
+    sodium_memzero(doc.tape.get(), words * sizeof(std::uint64_t));
+    if (doc.string_buf) sodium_memzero(doc.string_buf.get(), std::min(strings_end, string_bytes));
 }
 
 }  // namespace
@@ -68,7 +95,7 @@ JsonVerdict check_json(std::string_view text) {
         if (!text.empty()) std::memcpy(padded.data(), text.data(), text.size());
         simdjson::dom::parser parser;
         bool ok = parser.parse(padded.data(), text.size(), false).error() == simdjson::SUCCESS;
-        wipe(parser);
+        wipe(parser, ok);
         if (ok) return {};
     }
     // simdjson refuses some valid JSON (integers beyond 64 bits, deep nesting):

@@ -12,6 +12,7 @@
 #include "shamirfs/base64.hpp"
 #include "shamirfs/error.hpp"
 #include "shamirfs/shamir.hpp"
+#include "shamirfs/storage_format.hpp"
 
 namespace shamirfs {
 
@@ -31,13 +32,28 @@ void check_params(const StorageParams& p, bool from_file) {
 Matrix::Matrix(StorageParams params, std::size_t capacity) : params_(params), capacity_(capacity) {
     check_params(params_, false);
     if (capacity > kMaxCapacity) throw Error(Errc::too_large, "capacity exceeds " + std::to_string(kMaxCapacity) + " rows");
-    cells_.assign(capacity_ * columns() * kCellChars, 'A');
+    // The canonical layout: the header, then '"' cells '",\n' per row, the last
+    // row without its comma, then "]}\n".
+    const std::size_t row_chars = std::size_t{columns()} * kCellChars;
+    const std::string head = storage_header(params_, capacity_);
+    first_ = head.size() + 1;
+    stride_ = row_chars + 4;
+    text_.reserve(head.size() + capacity_ * stride_ + 3);
+    text_ = head;
+    for (std::size_t r = 0; r < capacity_; ++r) {
+        text_ += '"';
+        text_.append(row_chars, 'A');
+        text_ += r + 1 < capacity_ ? "\",\n" : "\"\n";
+    }
+    text_ += "]}\n";
 }
 
-Matrix::Matrix(StorageParams params, std::size_t capacity, std::string cells)
-    : params_(params), capacity_(capacity), cells_(std::move(cells)) {
+Matrix::Matrix(StorageParams params, std::size_t capacity, std::string text, std::size_t first, std::size_t stride)
+    : params_(params), capacity_(capacity), text_(std::move(text)), first_(first), stride_(stride) {
     check_params(params_, true);
-    if (cells_.size() != capacity_ * columns() * kCellChars) throw Error(Errc::internal, "matrix text size mismatch");
+    const std::size_t row_chars = std::size_t{columns()} * kCellChars;
+    if (capacity_ > 0 && (stride_ < row_chars || first_ + (capacity_ - 1) * stride_ + row_chars > text_.size()))
+        throw Error(Errc::internal, "matrix layout does not fit its text");
 }
 
 std::vector<gf::Fe> Matrix::slot_share_ids(unsigned slot) const {
@@ -47,11 +63,11 @@ std::vector<gf::Fe> Matrix::slot_share_ids(unsigned slot) const {
 }
 
 std::string_view Matrix::cell_text(std::size_t row, unsigned column) const {
-    return std::string_view(cells_).substr((row * columns() + column) * kCellChars, kCellChars);
+    return {text_.data() + first_ + row * stride_ + column * kCellChars, kCellChars};
 }
 
 std::string_view Matrix::row_text(std::size_t row) const {
-    return std::string_view(cells_).substr(row * columns() * kCellChars, columns() * kCellChars);
+    return {text_.data() + first_ + row * stride_, std::size_t{columns()} * kCellChars};
 }
 
 gf::Fe Matrix::get(std::size_t row, unsigned column) const {
@@ -66,24 +82,25 @@ gf::Fe Matrix::get(std::size_t row, unsigned column) const {
 void Matrix::set(std::size_t row, unsigned column, const gf::Fe& v) {
     std::uint8_t b[gf::kBytes];
     gf::to_bytes(v, b);
-    base64::encode(b, cells_.data() + (row * columns() + column) * kCellChars);
+    base64::encode(b, cell_ptr(row, column));
 }
 
 void Matrix::randomize_slot(unsigned slot, std::size_t begin, std::size_t end, Rng& rng) {
-    auto xs = slot_share_ids(slot);
-    std::vector<gf::Fe> ys(xs.size());
+    const shamir::Splitter splitter(params_.threshold, slot_share_ids(slot));
+    std::vector<gf::Fe> ys(params_.shares);
     for (std::size_t r = begin; r < end; ++r) {
-        shamir::split(rng.chunk_element(), params_.threshold, xs, ys, rng);
+        splitter.split(rng.chunk_element(), ys, rng);
         for (unsigned i = 0; i < params_.shares; ++i) set(r, slot * params_.shares + i, ys[i]);
     }
 }
 
 void Matrix::grow(std::size_t new_capacity, Rng& rng) {
     if (new_capacity <= capacity_) return;
-    if (new_capacity > kMaxCapacity) throw Error(Errc::too_large, "capacity exceeds " + std::to_string(kMaxCapacity) + " rows");
-    std::size_t old = capacity_;
-    cells_.resize(new_capacity * columns() * kCellChars, 'A');
-    capacity_ = new_capacity;
+    Matrix bigger(params_, new_capacity);
+    const std::size_t row_chars = std::size_t{columns()} * kCellChars;
+    for (std::size_t r = 0; r < capacity_; ++r) std::memcpy(bigger.cell_ptr(r, 0), cell_ptr(r, 0), row_chars);
+    const std::size_t old = capacity_;
+    *this = std::move(bigger);
     for (unsigned s = 0; s < params_.slots; ++s) randomize_slot(s, old, new_capacity, rng);
 }
 
@@ -99,13 +116,13 @@ void write_slot(Matrix& m, unsigned slot, std::span<const std::uint8_t> blob, Rn
     const auto& p = m.params();
     const std::size_t rows = blob.size() / 64, capacity = m.capacity();
     if (blob.size() % 64 != 0 || rows > capacity) throw Error(Errc::internal, "blob does not fit the matrix");
-    const auto xs = m.slot_share_ids(slot);
+    const shamir::Splitter splitter(p.threshold, m.slot_share_ids(slot));
     // Rows [begin, end): shares of the blob's chunks, then codewords of random secrets.
     auto work = [&](std::size_t begin, std::size_t end, Rng& r) {
-        std::vector<gf::Fe> ys(xs.size());
+        std::vector<gf::Fe> ys(p.shares);
         for (std::size_t row = begin; row < std::min(end, rows); ++row) {
             gf::Fe secret = gf::from_chunk(std::span<const std::uint8_t, 64>(blob.data() + row * 64, 64));
-            shamir::split(secret, p.threshold, xs, ys, r);
+            splitter.split(secret, ys, r);
             for (unsigned i = 0; i < p.shares; ++i) m.set(row, slot * p.shares + i, ys[i]);
         }
         m.randomize_slot(slot, std::max(begin, rows), end, r);

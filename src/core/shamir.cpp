@@ -1,5 +1,8 @@
 #include "shamirfs/shamir.hpp"
 
+#include <sodium.h>
+
+#include <algorithm>
 #include <string>
 
 #include "shamirfs/error.hpp"
@@ -21,17 +24,33 @@ void validate(unsigned threshold, std::span<const Fe> xs) {
     }
 }
 
-void split(const Fe& secret, unsigned threshold, std::span<const Fe> xs, std::span<Fe> ys, Rng& rng) {
+Splitter::Splitter(unsigned threshold, std::span<const Fe> xs) : t_(threshold), xs_(xs.begin(), xs.end()) {
     validate(threshold, xs);
-    if (ys.size() != xs.size()) throw Error(Errc::usage, "shamir: output size differs from share count");
-    Fe coeff[kMaxShares];
-    for (unsigned k = 1; k < threshold; ++k) coeff[k] = rng.field_element();
-    for (std::size_t i = 0; i < xs.size(); ++i) {
-        Fe y = coeff[threshold - 1];
-        for (unsigned k = threshold - 1; k-- > 1;) y = gf::add(gf::mul(y, xs[i]), coeff[k]);
-        ys[i] = gf::add(gf::mul(y, xs[i]), secret);
+    for (const auto& x : xs) {
+        if (!std::all_of(x.limb.begin() + 1, x.limb.end(), [](std::uint64_t l) { return l == 0; })) {
+            small_.clear();
+            break;
+        }
+        small_.push_back(x.limb[0]);
     }
-    for (auto& c : coeff) c = Fe{};
+}
+
+void Splitter::split(const Fe& secret, std::span<Fe> ys, Rng& rng) const {
+    if (ys.size() != xs_.size()) throw Error(Errc::usage, "shamir: output size differs from share count");
+    Fe coeff[kMaxShares];
+    for (unsigned k = 1; k < t_; ++k) coeff[k] = rng.field_element();
+    // Horner: y = ((c_{t-1} x + c_{t-2}) x + ...) x + secret.
+    auto times = [&](const Fe& y, std::size_t i) { return small_.empty() ? gf::mul(y, xs_[i]) : gf::mul_u64(y, small_[i]); };
+    for (std::size_t i = 0; i < xs_.size(); ++i) {
+        Fe y = coeff[t_ - 1];
+        for (unsigned k = t_ - 1; k-- > 1;) y = gf::add(times(y, i), coeff[k]);
+        ys[i] = gf::add(times(y, i), secret);
+    }
+    sodium_memzero(coeff, sizeof(coeff));
+}
+
+void split(const Fe& secret, unsigned threshold, std::span<const Fe> xs, std::span<Fe> ys, Rng& rng) {
+    Splitter(threshold, xs).split(secret, ys, rng);
 }
 
 LagrangeAtZero::LagrangeAtZero(std::span<const Fe> xs) {

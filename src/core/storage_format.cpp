@@ -6,9 +6,11 @@
 #include <cstring>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "shamirfs/base64.hpp"
 #include "shamirfs/error.hpp"
+#include "shamirfs/fileio.hpp"
 #include "shamirfs/shamir.hpp"
 
 namespace shamirfs {
@@ -67,49 +69,82 @@ KdfParams parse_kdf(simdjson::ondemand::value v) {
     return k;
 }
 
+// True if every character is in the standard base64 alphabet. Written without
+// a table or an early exit so that the compiler vectorises it.
+bool all_base64(const char* s, std::size_t n) {
+    unsigned bad = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        const bool ok = static_cast<unsigned char>(c - 'A') < 26 || static_cast<unsigned char>(c - 'a') < 26 ||
+                        static_cast<unsigned char>(c - '0') < 10 || c == '+' || c == '/';
+        bad |= ok ? 0u : 1u;
+    }
+    return bad == 0;
+}
+
 // Every cell must be 88 base64 characters of a value < p. The first byte of
 // the 66-byte big-endian value is 0 or 1, so the text starts with 'A' and a
 // character of value < 32 ('A'..'Z', 'a'..'f'); and it is not the text of p.
-void check_cells(const std::string& cells, std::size_t columns) {
+void check_row(const char* row, std::size_t r, unsigned columns) {
     static const std::string p_text = [] {
         std::array<std::uint8_t, gf::kBytes> b{};
         b[0] = 1;
         for (std::size_t i = 1; i < b.size(); ++i) b[i] = 0xff;
         return base64::encode(b);
     }();
-    static const auto valid = [] {
-        std::array<bool, 256> t{};
-        for (char c : std::string_view("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"))
-            t[static_cast<unsigned char>(c)] = true;
-        return t;
-    }();
-    for (std::size_t off = 0; off < cells.size(); off += kCellChars) {
-        const char* c = cells.data() + off;
-        bool good = c[0] == 'A' && ((c[1] >= 'A' && c[1] <= 'Z') || (c[1] >= 'a' && c[1] <= 'f'));
-        for (std::size_t i = 2; good && i < kCellChars; ++i) good = valid[static_cast<unsigned char>(c[i])];
-        if (good && c[1] == 'f') good = std::memcmp(c, p_text.data(), kCellChars) != 0;
-        if (!good) {
-            std::size_t cell = off / kCellChars;
-            corrupt("cell (row " + std::to_string(cell / columns) + ", column " + std::to_string(cell % columns) +
-                    ") is not a base64 value < 2^521-1");
+    bool good = all_base64(row, std::size_t{columns} * kCellChars);
+    for (unsigned c = 0; c < columns; ++c) {
+        const char* cell = row + std::size_t{c} * kCellChars;
+        good = good && cell[0] == 'A' && ((cell[1] >= 'A' && cell[1] <= 'Z') || (cell[1] >= 'a' && cell[1] <= 'f')) &&
+               !(cell[1] == 'f' && std::memcmp(cell, p_text.data(), kCellChars) == 0);
+        if (good) continue;
+        for (c = 0; c < columns; ++c) {  // name the first bad cell
+            cell = row + std::size_t{c} * kCellChars;
+            bool ok = all_base64(cell, kCellChars) && cell[0] == 'A' &&
+                      ((cell[1] >= 'A' && cell[1] <= 'Z') || (cell[1] >= 'a' && cell[1] <= 'f')) &&
+                      std::memcmp(cell, p_text.data(), kCellChars) != 0;
+            if (!ok) break;
         }
+        corrupt("cell (row " + std::to_string(r) + ", column " + std::to_string(c) + ") is not a base64 value < 2^521-1");
     }
+}
+
+// A row of the "rows" array: a JSON string token (with the whitespace after
+// it, as simdjson hands it out). Its content is checked to be base64 later, so
+// it holds no escapes and its characters are the cells.
+std::string_view row_content(simdjson::ondemand::value item) {
+    std::string_view tok = item.raw_json_token();
+    while (!tok.empty() && (tok.back() == ' ' || tok.back() == '\n' || tok.back() == '\r' || tok.back() == '\t'))
+        tok.remove_suffix(1);
+    if (tok.size() < 2 || tok.front() != '"' || tok.back() != '"') corrupt("every row must be a string");
+    return tok.substr(1, tok.size() - 2);
 }
 
 }  // namespace
 
-Matrix parse_storage(std::string_view text, const KdfLimits& limits) {
+std::string storage_header(const StorageParams& p, std::size_t capacity) {
+    return "{\"shamirfs\":" + std::to_string(kFormatVersion) + ",\"field\":\"" + std::string(kField) +
+           "\",\"threshold\":" + std::to_string(p.threshold) + ",\"shares\":" + std::to_string(p.shares) +
+           ",\"slots\":" + std::to_string(p.slots) + ",\"chunk\":" + std::to_string(kChunkBytes) +
+           ",\n\"kdf\":{\"algorithm\":\"" + std::string(kKdfAlgorithm) + "\",\"ops\":" + std::to_string(p.kdf.ops) +
+           ",\"mem\":" + std::to_string(p.kdf.mem) + ",\"salt\":\"" + base64::encode(p.kdf.salt) +
+           "\"},\n\"capacity\":" + std::to_string(capacity) + ",\n\"rows\":[\n";
+}
+
+Matrix parse_storage(std::string text, const KdfLimits& limits) {
     if (text.size() > kMaxStorageBytes) corrupt("larger than " + std::to_string(kMaxStorageBytes) + " bytes");
-    simdjson::padded_string padded(text);
-    simdjson::ondemand::parser parser(std::max<std::size_t>(padded.size(), 64));
+    // simdjson reads up to SIMDJSON_PADDING bytes past the end (load_storage
+    // reserves them, so this copies nothing there).
+    if (text.capacity() < text.size() + simdjson::SIMDJSON_PADDING) text.reserve(text.size() + simdjson::SIMDJSON_PADDING);
+    simdjson::padded_string_view padded(text.data(), text.size(), text.capacity());
+    simdjson::ondemand::parser parser(std::max<std::size_t>(text.size(), 64));
     auto doc = ok_or(parser.iterate(padded), "not JSON");
     auto obj = ok_or(doc.get_object(), "the top level must be an object");
 
     StorageParams p;
     std::uint64_t version = 0, capacity = 0;
-    std::string cells;
-    cells.reserve(text.size());  // the cells are most of the text: no regrowth
-    std::size_t rows = 0, row_chars = 0;
+    std::vector<std::size_t> row_at;  // offset of each row's content in `text`
+    std::size_t row_chars = 0;
     std::set<std::string, std::less<>> seen;
     for (auto field : obj) {
         std::string_view key = ok_or(field.unescaped_key(), "bad key");
@@ -138,12 +173,12 @@ Matrix parse_storage(std::string_view text, const KdfLimits& limits) {
         } else if (key == "rows") {
             auto arr = ok_or(val.get_array(), "\"rows\" must be an array");
             for (auto item : arr) {
-                std::string_view row = ok_or(item.get_string(), "every row must be a string");
-                if (rows == 0) row_chars = row.size();
+                std::string_view row = row_content(ok_or(std::move(item), "bad row"));
+                if (row_at.empty()) row_chars = row.size();
                 if (row.size() != row_chars || row_chars == 0 || row_chars % kCellChars != 0)
-                    corrupt("row " + std::to_string(rows) + " has a wrong length");
-                if (++rows > kMaxCapacity) corrupt("more rows than the capacity limit");
-                cells.append(row);
+                    corrupt("row " + std::to_string(row_at.size()) + " has a wrong length");
+                if (row_at.size() >= kMaxCapacity) corrupt("more rows than the capacity limit");
+                row_at.push_back(static_cast<std::size_t>(row.data() - text.data()));
             }
         } else {
             corrupt("unknown key \"" + std::string(key) + "\"");
@@ -154,53 +189,29 @@ Matrix parse_storage(std::string_view text, const KdfLimits& limits) {
         if (!seen.count(req)) corrupt(std::string("missing key \"") + req + "\"");
     check_params(p, true);
     check_kdf(p.kdf, limits, Errc::corrupt);
+    const std::size_t rows = row_at.size();
     if (rows != capacity) corrupt("\"capacity\" is " + std::to_string(capacity) + " but there are " + std::to_string(rows) + " rows");
     if (row_chars != std::size_t{p.columns()} * kCellChars)
         corrupt("rows hold " + std::to_string(row_chars / kCellChars) + " cells, expected slots x shares = " +
                 std::to_string(p.columns()));
-    check_cells(cells, p.columns());
-    return Matrix(p, rows, std::move(cells));
+    for (std::size_t r = 0; r < rows; ++r) check_row(text.data() + row_at[r], r, p.columns());
+
+    // Rows at a fixed stride (always so in files shamirfs writes): the matrix
+    // keeps this text. Otherwise the cells move into the canonical layout.
+    const std::size_t stride = rows > 1 ? row_at[1] - row_at[0] : row_chars + 4;
+    bool uniform = true;
+    for (std::size_t r = 0; r < rows && uniform; ++r) uniform = row_at[r] == row_at[0] + r * stride;
+    if (uniform) return Matrix(p, rows, std::move(text), row_at[0], stride);
+    Matrix m(p, rows);
+    for (std::size_t r = 0; r < rows; ++r)
+        std::memcpy(const_cast<char*>(m.row_text(r).data()), text.data() + row_at[r], row_chars);
+    return m;
 }
 
 Matrix load_storage(const std::string& path, const KdfLimits& limits) {
-    std::string text;
-    FILE* f = std::fopen(path.c_str(), "rb");
-    if (f == nullptr) throw_errno("cannot open storage " + path, errno);
-    char buf[1 << 16];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) {
-        text.append(buf, n);
-        if (text.size() > kMaxStorageBytes) {
-            std::fclose(f);
-            corrupt("larger than " + std::to_string(kMaxStorageBytes) + " bytes");
-        }
-    }
-    int err = std::ferror(f) ? errno : 0;
-    std::fclose(f);
-    if (err) throw_errno("cannot read storage " + path, err);
-    return parse_storage(text, limits);
-}
-
-std::string serialize_storage(const Matrix& m) {
-    const auto& p = m.params();
-    std::string head = "{\"shamirfs\":" + std::to_string(kFormatVersion) + ",\"field\":\"" + std::string(kField) +
-                       "\",\"threshold\":" + std::to_string(p.threshold) + ",\"shares\":" + std::to_string(p.shares) +
-                       ",\"slots\":" + std::to_string(p.slots) + ",\"chunk\":" + std::to_string(kChunkBytes) +
-                       ",\n\"kdf\":{\"algorithm\":\"" + std::string(kKdfAlgorithm) + "\",\"ops\":" +
-                       std::to_string(p.kdf.ops) + ",\"mem\":" + std::to_string(p.kdf.mem) + ",\"salt\":\"" +
-                       base64::encode(p.kdf.salt) + "\"},\n\"capacity\":" + std::to_string(m.capacity()) +
-                       ",\n\"rows\":[\n";
-    std::string out;
-    std::size_t row_chars = std::size_t{m.columns()} * kCellChars;
-    out.reserve(head.size() + m.capacity() * (row_chars + 4) + 8);
-    out += head;
-    for (std::size_t r = 0; r < m.capacity(); ++r) {
-        out += '"';
-        out += m.row_text(r);
-        out += r + 1 < m.capacity() ? "\",\n" : "\"\n";
-    }
-    out += "]}\n";
-    return out;
+    auto text = read_file(path, simdjson::SIMDJSON_PADDING, kMaxStorageBytes);
+    if (!text) throw_errno("cannot open storage " + path, ENOENT);
+    return parse_storage(std::move(*text), limits);
 }
 
 }  // namespace shamirfs

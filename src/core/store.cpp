@@ -90,37 +90,28 @@ const Matrix& Store::load() {
     // The identity is taken before reading: if the file changes meanwhile, the
     // next commit sees a different identity and reads it again.
     loaded_identity_ = identity_of(path_);
-    auto text = read_file(path_);
-    if (!text) throw_errno("cannot open storage " + path_, ENOENT);
-    // Hash (the WAL's base) while the text is parsed.
-    auto hashing = std::async(std::launch::async, [&text] { return content_hash(*text); });
-    try {
-        matrix_ = parse_storage(*text, options_.kdf_limits);
-    } catch (...) {
-        hashing.wait();
-        throw;
-    }
-    loaded_hash_ = hashing.get();
+    matrix_.reset();  // its memory is free before the next copy is read
+    matrix_ = load_storage(path_, options_.kdf_limits);
     last_load_seconds_ = since(t0);
     return *matrix_;
 }
 
 const Matrix& Store::matrix() { return matrix_ ? *matrix_ : load(); }
 
-std::string Store::write_locked(const std::string& text, const std::string& base_hash, bool must_not_exist) {
+void Store::write_locked(std::string_view text, bool must_not_exist) {
     Wal wal(path_);
     // The hash for the "ready" record is computed while the temp file is written.
     auto hashing = std::async(std::launch::async, [&text] { return content_hash(text); });
     std::string hash;
     const std::string name = wal.new_temp_name(), temp = wal.temp_path(name);
     fault::point("before-wal-start");
-    wal.write({"start", name, base_hash, ""});
+    wal.write({"start", name, ""});
     fault::point("after-wal-start");
     try {
         write_new_file(temp, text);
         fault::point("after-temp-write");
         hash = hashing.get();
-        wal.write({"ready", name, base_hash, hash});
+        wal.write({"ready", name, hash});
         fault::point("after-wal-ready");
         int rc = must_not_exist ? ::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, path_.c_str(), RENAME_NOREPLACE)
                                 : ::rename(temp.c_str(), path_.c_str());
@@ -145,7 +136,6 @@ std::string Store::write_locked(const std::string& text, const std::string& base
     wal.remove();
     fault::point("after-wal-remove");
     loaded_identity_ = identity_of(path_);  // what we wrote is what is loaded now
-    return hash;
 }
 
 CreateResult Store::create(const std::string& path, const CreateSpec& spec, const std::vector<SecureBuffer>& passwords,
@@ -189,18 +179,17 @@ CreateResult Store::create(const std::string& path, const CreateSpec& spec, cons
         write_slot(m, p.slot, blob, rng);
         result.keys.push_back(std::move(key));
     }
-    std::string text = serialize_storage(m);
     Store store(path, options);
     {
         FileLock lock = lock_storage(path, options);
         Wal(path).recover();
-        store.write_locked(text, "", true);
+        store.write_locked(m.file_text(), true);
     }
     result.capacity = m.capacity();
-    result.bytes_written = text.size();
+    result.bytes_written = m.file_text().size();
     result.seconds = since(t0);
     log::info("created " + path + ": " + std::to_string(spec.partitions) + " partition(s), capacity " +
-              std::to_string(m.capacity()) + " rows, " + std::to_string(text.size()) + " bytes");
+              std::to_string(m.capacity()) + " rows, " + std::to_string(result.bytes_written) + " bytes");
     return result;
 }
 
@@ -235,13 +224,23 @@ SecureBuffer Store::read(const Partition& p) {
 
 CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> document) {
     auto t0 = Clock::now();
-    require_valid_json(document);
+    // Validating and sealing (compression, encryption) need neither the lock
+    // nor the file: they run side by side, before the lock is taken.
+    Rng rng;
+    auto sealing = std::async(std::launch::async, [&] { return codec::seal(document, p.keys, rng, options_.compression_level); });
+    try {
+        require_valid_json(document);
+    } catch (...) {
+        sealing.wait();
+        throw;
+    }
+    auto blob = sealing.get();
+    auto t_sealed = Clock::now();
     FileLock lock = lock_storage(path_, options_);
     Wal(path_).recover();
     // Under the lock, the file is read again unless it is still the version
     // loaded (same identity): other partitions' commits are kept as they are.
     std::optional<Matrix> before;
-    std::string before_hash = loaded_hash_;
     if (!matrix_ || !loaded_identity_ || !(identity_of(path_) == loaded_identity_)) {
         before = std::move(matrix_);
         load();
@@ -249,21 +248,20 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
     Matrix& m = *matrix_;
     if (!header_of(m, p)) auth_failed();  // the file was replaced by another storage
     CommitResult r;
-    if (before && before_hash != loaded_hash_) {
+    if (before && before->file_text() != m.file_text()) {
         // Another writer committed since we loaded: rebase (only our columns change).
         r.rebased = true;
-        const unsigned n = m.params().shares;
+        const std::size_t n = m.params().shares, at = std::size_t{p.slot} * n * kCellChars;
         for (std::size_t row = 0; row < std::min(before->capacity(), m.capacity()) && !r.replaced_concurrent_change; ++row)
             r.replaced_concurrent_change =
-                before->row_text(row).substr(std::size_t{p.slot} * n * kCellChars, n * kCellChars) !=
-                m.row_text(row).substr(std::size_t{p.slot} * n * kCellChars, n * kCellChars);
+                before->row_text(row).substr(at, n * kCellChars) != m.row_text(row).substr(at, n * kCellChars);
         if (r.replaced_concurrent_change)
             log::warn("this partition was changed by another writer since it was read; that version is replaced by this commit");
         else
             log::info("another partition was committed meanwhile; this commit is applied on top of it");
     }
-    Rng rng;
-    auto blob = codec::seal(document, p.keys, rng, options_.compression_level);
+    before.reset();
+    auto t_locked = Clock::now(), t_shared = t_locked;
     r.document_bytes = document.size();
     r.document_rows = blob.size() / codec::kChunk;
     r.capacity_before = m.capacity();
@@ -273,9 +271,9 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
         write_slot(m, p.slot, blob, rng);
         r.rows_rewritten = m.capacity();
         r.shares_regenerated = m.capacity() * m.params().shares;
-        std::string text = serialize_storage(m);
-        loaded_hash_ = write_locked(text, loaded_hash_, false);
-        r.bytes_written = text.size();
+        t_shared = Clock::now();
+        write_locked(m.file_text(), false);
+        r.bytes_written = m.file_text().size();
     } catch (...) {
         matrix_.reset();  // the in-memory matrix may no longer match the file: read it again next time
         loaded_identity_.reset();
@@ -284,6 +282,9 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
     r.seconds = since(t0);
     log::info("committed " + std::to_string(r.document_rows) + " rows to " + path_ + " (capacity " +
               std::to_string(r.capacity_before) + " -> " + std::to_string(r.capacity_after) + ")");
+    auto ms = [](Clock::time_point a, Clock::time_point b) { return std::to_string(std::chrono::duration<double, std::milli>(b - a).count()); };
+    log::debug("commit phases (ms): validate and seal " + ms(t0, t_sealed) + ", lock and reload " + ms(t_sealed, t_locked) +
+               ", shares " + ms(t_locked, t_shared) + ", write through the WAL " + ms(t_shared, Clock::now()));
     return r;
 }
 
@@ -298,7 +299,6 @@ DryRunResult Store::dry_run(const Partition& p, std::span<const std::uint8_t> do
     Matrix copy = m;  // the whole commit in memory, to time it
     copy.grow(capacity_for(copy.capacity(), blob.size() / codec::kChunk), rng);
     write_slot(copy, p.slot, blob, rng);
-    serialize_storage(copy);
     DryRunResult d;
     d.rows_now = h->rows();
     d.rows_after = blob.size() / codec::kChunk;
@@ -344,7 +344,7 @@ FsckReport Store::fsck(const Partition* p, bool repair) {
         rep.unrecoverable_rows += r.unrecoverable.size();
         if (repair) for (const auto& row : r.repaired) rep.repaired_cells += row.columns.size();
     }
-    if (repair && rep.repaired_cells > 0) loaded_hash_ = write_locked(serialize_storage(m), loaded_hash_, false);
+    if (repair && rep.repaired_cells > 0) write_locked(m.file_text(), false);
     if (p != nullptr) {
         rep.document_checked = true;
         try {

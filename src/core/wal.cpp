@@ -14,8 +14,19 @@
 namespace shamirfs {
 namespace {
 
-bool is_hash(const std::string& s) {
-    return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+bool is_hex(const std::string& s, std::size_t digits) {
+    return s.size() == digits && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+// The hash a record of `version` names: content_hash() since version 2,
+// BLAKE2b-256 in version 1.
+std::string hash_for(int version, std::string_view data) {
+    if (version >= 2) return content_hash(data);
+    unsigned char h[32];
+    crypto_generichash(h, sizeof(h), reinterpret_cast<const unsigned char*>(data.data()), data.size(), nullptr, 0);
+    char hex[65];
+    sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+    return hex;
 }
 
 }  // namespace
@@ -32,7 +43,7 @@ std::string Wal::new_temp_name() const {
 std::string Wal::temp_path(const std::string& name) const { return dir_ + "/" + name; }
 
 void Wal::write(const WalRecord& r) {
-    nlohmann::ordered_json j = {{"wal", 1}, {"state", r.state}, {"temp", r.temp}, {"base", r.base}};
+    nlohmann::ordered_json j = {{"wal", 2}, {"state", r.state}, {"temp", r.temp}};
     if (r.state == "ready") j["new"] = r.next;
     replace_small_file(wal_path_, j.dump() + "\n");
 }
@@ -69,19 +80,26 @@ std::vector<std::string> Wal::recover() {
     if (auto text = read_file(wal_path_)) {
         WalRecord r;
         std::string why;
+        int version = 0;
         try {
             auto j = nlohmann::json::parse(*text);
+            version = j.at("wal").get<int>();
+            if (version != 1 && version != 2) why = "unknown WAL version";
             for (auto& [k, v] : j.items())
-                if (k != "wal" && k != "state" && k != "temp" && k != "base" && k != "new") why = "unknown key " + k;
-            if (j.at("wal") != 1) why = "unknown WAL version";
+                if (k != "wal" && k != "state" && k != "temp" && k != "new" && !(k == "base" && version == 1))
+                    why = "unknown key " + k;
             r.state = j.at("state").get<std::string>();
             r.temp = j.at("temp").get<std::string>();
-            r.base = j.at("base").get<std::string>();
+            const std::size_t digits = version == 1 ? 64 : 32;
+            if (version == 1) {
+                auto base = j.at("base").get<std::string>();
+                if (!base.empty() && !is_hex(base, digits)) why = "bad hash";
+            }
             if (r.state == "ready") r.next = j.at("new").get<std::string>();
             else if (r.state != "start") why = "unknown state";
             if (r.temp.rfind("." + base_ + ".tmp-", 0) != 0 || r.temp.find('/') != std::string::npos)
                 why = "temp file name outside the protocol";
-            if ((!r.base.empty() && !is_hash(r.base)) || (r.state == "ready" && !is_hash(r.next))) why = "bad hash";
+            if (r.state == "ready" && !is_hex(r.next, digits)) why = "bad hash";
         } catch (const std::exception& e) {
             why = "not a WAL record";
         }
@@ -94,7 +112,7 @@ std::vector<std::string> Wal::recover() {
             act("rolled back an interrupted commit (removed its unfinished new file)");
         } else {
             auto data = read_file(temp);
-            if (data && content_hash(*data) == r.next) {
+            if (data && hash_for(version, *data) == r.next) {
                 if (::rename(temp.c_str(), storage_.c_str()) != 0) throw_errno("cannot rename " + temp, errno);
                 fsync_dir(dir_);
                 act("finished an interrupted commit (renamed its complete new file into place)");
@@ -103,7 +121,7 @@ std::vector<std::string> Wal::recover() {
                 act("rolled back an interrupted commit whose new file does not match its hash");
             } else {
                 auto current = read_file(storage_);
-                if (current && content_hash(*current) == r.next) act("completed commit: removed its write-ahead log");
+                if (current && hash_for(version, *current) == r.next) act("completed commit: removed its write-ahead log");
                 else act("interrupted commit lost its new file; the storage is the previous version");
             }
         }

@@ -89,6 +89,19 @@ TEST_CASE("GF(p) arithmetic agrees with plain GMP mpz arithmetic mod p", "[gf521
         }
 }
 
+TEST_CASE("GF(p) products by a word agree with full products", "[gf521]") {
+    Oracle o;
+    Rng rng;
+    auto vals = edge_values();
+    for (int i = 0; i < 60; ++i) vals.push_back(rng.field_element());
+    for (const auto& a : vals)
+        for (std::uint64_t k : {std::uint64_t{0}, std::uint64_t{1}, std::uint64_t{2}, std::uint64_t{9}, std::uint64_t{4096},
+                                std::uint64_t{1} << 63, ~std::uint64_t{0}}) {
+            CHECK(gf::mul_u64(a, k) == gf::mul(a, gf::from_u64(k)));
+            CHECK(gf::to_decimal(gf::mul_u64(a, k)) == o.mul(a, gf::from_u64(k)));
+        }
+}
+
 TEST_CASE("GF(p) known answers", "[gf521]") {
     const Fe pm1 = gf::max_element();
     CHECK(gf::to_decimal(pm1) ==

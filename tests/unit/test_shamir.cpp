@@ -53,6 +53,26 @@ TEST_CASE("every t-subset of the shares recombines to the secret", "[shamir]") {
     }
 }
 
+TEST_CASE("the splitter's word-sized and full-size share IDs give consistent codewords", "[shamir]") {
+    Rng rng;
+    Fe big = gf::max_element();  // an ID >= 2^64 takes the full product
+    for (const auto& xs : {ids(9, 1), ids(9, 4000), std::vector<Fe>{big, gf::from_u64(2), gf::sub(big, gf::from_u64(7)), gf::from_u64(5)}}) {
+        const unsigned t = 3;
+        shamir::Splitter splitter(t, xs);
+        for (int round = 0; round < 20; ++round) {
+            Fe secret = rng.chunk_element();
+            std::vector<Fe> ys(xs.size());
+            splitter.split(secret, ys, rng);
+            CHECK(shamir::combine(std::span(xs).first(t), std::span(ys).first(t)) == secret);
+            CHECK(shamir::combine(std::span(xs).last(t), std::span(ys).last(t)) == secret);
+            // Every other share lies on the polynomial through the first t.
+            for (std::size_t j = t; j < xs.size(); ++j)
+                CHECK(shamir::interpolate_at(std::span(xs).first(t), std::span(ys).first(t), xs[j]) == ys[j]);
+        }
+    }
+    CHECK_THROWS_AS(shamir::Splitter(3, ids(2)), Error);
+}
+
 TEST_CASE("t-1 shares do not determine the secret", "[shamir]") {
     Rng rng;
     const unsigned t = 3, n = 9;

@@ -2,6 +2,9 @@
 #include <regex>
 
 #include "helpers.hpp"
+#include <sodium.h>
+
+#include "shamirfs/base64.hpp"
 #include "shamirfs/error.hpp"
 #include "shamirfs/storage_format.hpp"
 
@@ -18,7 +21,7 @@ std::string small_storage(unsigned capacity = 2) {
     Rng rng;
     Matrix m(p, 0);
     m.grow(capacity, rng);
-    return serialize_storage(m);
+    return std::string(m.file_text());
 }
 
 std::string replace(std::string s, const std::string& from, const std::string& to) {
@@ -47,7 +50,7 @@ TEST_CASE("a storage serialises and parses back identically", "[format]") {
     CHECK(m.params().shares == 3);
     CHECK(m.params().slots == 2);
     CHECK(m.columns() == 6);
-    CHECK(serialize_storage(m) == text);
+    CHECK(std::string(m.file_text()) == text);
     for (std::size_t r = 0; r < 4; ++r)
         for (unsigned c = 0; c < 6; ++c) CHECK_NOTHROW(m.get(r, c));
 }
@@ -96,6 +99,58 @@ TEST_CASE("the reader refuses invalid storage files with a clear error", "[forma
     expect_corrupt(replace(good, "\"rows\":[", "\"rows\":{\"a\":["), "");
     // Rows of a number of cells other than slots x shares.
     expect_corrupt(replace(good, "\"slots\":2", "\"slots\":3"), "expected slots x shares = 9");
+}
+
+TEST_CASE("base64 encoding agrees with libsodium's for every length and decodes back", "[format]") {
+    Rng rng;
+    for (std::size_t len = 0; len <= 100; ++len) {
+        std::vector<std::uint8_t> in(len);
+        rng.fill(in);
+        std::string ours = base64::encode(in);
+        std::string ref(sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL), '\0');
+        sodium_bin2base64(ref.data(), ref.size(), in.data(), len, sodium_base64_VARIANT_ORIGINAL);
+        ref.resize(ref.size() - 1);  // its NUL
+        CHECK(ours == ref);
+        std::vector<std::uint8_t> back(len);
+        CHECK(base64::decode(ours, back));
+        CHECK(back == in);
+    }
+}
+
+TEST_CASE("storages laid out differently read the same and commit back", "[format]") {
+    const std::string canonical = small_storage(4);
+    const Matrix ref = parse_storage(canonical, production_kdf_limits());
+    const std::size_t rows_at = canonical.find("\"rows\":[\n") + 9;
+    // Indented rows (a fixed stride other than the canonical one), keys in
+    // another order, and one row with different spacing (no fixed stride).
+    std::string indented = canonical.substr(0, rows_at), uneven = indented;
+    for (std::size_t r = 0; r < 4; ++r) {
+        std::string row = "\"" + std::string(ref.row_text(r)) + "\"";
+        indented += "    " + row + (r < 3 ? ",\n" : "\n");
+        uneven += (r == 2 ? "  " : "") + row + (r < 3 ? ",\n" : "\n");
+    }
+    indented += "]}\n";
+    uneven += "]}\n";
+    std::string reordered = "{\"capacity\":4," + replace(indented.substr(1), "\"capacity\":4,", "");
+    for (const std::string& text : {indented, uneven, reordered}) {
+        INFO(text.substr(0, 300));
+        Matrix m = parse_storage(text, production_kdf_limits());
+        REQUIRE(m.capacity() == 4);
+        for (std::size_t r = 0; r < 4; ++r) CHECK(m.row_text(r) == ref.row_text(r));
+        // What the matrix writes after a change is a valid storage with the change.
+        Rng rng;
+        m.randomize_slot(1, 0, 4, rng);
+        Matrix again = parse_storage(std::string(m.file_text()), production_kdf_limits());
+        for (std::size_t r = 0; r < 4; ++r) {
+            CHECK(again.row_text(r) == m.row_text(r));
+            CHECK(again.row_text(r).substr(0, 3 * 88) == ref.row_text(r).substr(0, 3 * 88));  // slot 0 kept
+            CHECK(again.row_text(r).substr(3 * 88) != ref.row_text(r).substr(3 * 88));        // slot 1 new
+        }
+    }
+    // Layouts with a fixed stride are kept as they are (only cells change).
+    Matrix kept = parse_storage(indented, production_kdf_limits());
+    CHECK(kept.file_text() == indented);
+    CHECK(parse_storage(uneven, production_kdf_limits()).file_text() == canonical);
 }
 
 TEST_CASE("every truncation of a storage file is refused", "[format]") {

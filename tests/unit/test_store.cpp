@@ -1,8 +1,11 @@
 #include <catch2/catch.hpp>
+#include <sodium.h>
+#include <unistd.h>
 
 #include "helpers.hpp"
 #include "shamirfs/codec.hpp"
 #include "shamirfs/error.hpp"
+#include "shamirfs/fileio.hpp"
 #include "shamirfs/storage_format.hpp"
 #include "shamirfs/store.hpp"
 
@@ -133,7 +136,7 @@ TEST_CASE("reads survive up to floor((n-t)/2) corrupted cells per row", "[store]
     // Three bad cells in every row, including the stage-2 fast-path columns.
     for (std::size_t r = 0; r < *rows; ++r)
         for (unsigned k = 0; k < 3; ++k) m.set(r, a.order[(r + k) % 9], rng.field_element());
-    testutil::write_file(f.path, serialize_storage(m));
+    testutil::write_file(f.path, std::string(m.file_text()));
     Store reread(f.path, testutil::test_options());
     Partition again = reread.unlock(f.created.keys[0], "password-0");
     CHECK(reread.read(again).view() == doc);
@@ -150,7 +153,7 @@ TEST_CASE("reads survive up to floor((n-t)/2) corrupted cells per row", "[store]
     // A fourth bad cell in one row is beyond repair: a clear error, no garbage.
     m.set(1, a.order[8], rng.field_element());
     m.set(1, a.order[7], rng.field_element());
-    testutil::write_file(f.path, serialize_storage(m));
+    testutil::write_file(f.path, std::string(m.file_text()));
     Store broken(f.path, testutil::test_options());
     Partition p = broken.unlock(f.created.keys[0], "password-0");
     std::string msg;
@@ -248,6 +251,43 @@ TEST_CASE("the same partition changed by two writers: the last commit wins and s
     CHECK_FALSE(again.rebased);
 }
 
+TEST_CASE("recovery finishes a ready commit of this version and of version 1, and rolls back a mismatch", "[store][wal]") {
+    Fixture f;
+    const std::string old_text = testutil::read_file(f.path);
+    f.store.commit(f.open(0), bytes("{\"new\": true}"));
+    const std::string new_text = testutil::read_file(f.path);
+    REQUIRE(new_text != old_text);
+    auto blake2b = [](const std::string& s) {
+        unsigned char h[32];
+        crypto_generichash(h, sizeof(h), reinterpret_cast<const unsigned char*>(s.data()), s.size(), nullptr, 0);
+        char hex[65];
+        sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+        return std::string(hex);
+    };
+    const std::string temp = ".enc.json.tmp-1-0000abcd";
+    struct Case {
+        std::string record;
+        const std::string* expect;
+    };
+    for (const auto& c : {
+             Case{"{\"wal\":2,\"state\":\"ready\",\"temp\":\"" + temp + "\",\"new\":\"" + content_hash(new_text) + "\"}", &new_text},
+             Case{"{\"wal\":1,\"state\":\"ready\",\"temp\":\"" + temp + "\",\"base\":\"" + blake2b(old_text) +
+                      "\",\"new\":\"" + blake2b(new_text) + "\"}", &new_text},
+             Case{"{\"wal\":2,\"state\":\"ready\",\"temp\":\"" + temp + "\",\"new\":\"" + content_hash(old_text) + "\"}", &old_text},
+             Case{"{\"wal\":2,\"state\":\"start\",\"temp\":\"" + temp + "\"}", &old_text},
+         }) {
+        INFO(c.record);
+        testutil::write_file(f.path, old_text);
+        testutil::write_file(f.dir.file(temp), new_text);
+        testutil::write_file(f.path + ".wal", c.record);
+        CHECK(!Store(f.path, testutil::test_options()).recover().empty());
+        CHECK(testutil::read_file(f.path) == *c.expect);
+        CHECK(access(f.dir.file(temp).c_str(), F_OK) != 0);
+        CHECK(access((f.path + ".wal").c_str(), F_OK) != 0);
+    }
+    CHECK(content_hash(new_text).size() == 32);
+}
+
 TEST_CASE("fsck finds and repairs bad cells in every slot without credentials", "[store][fsck]") {
     Fixture f;
     f.store.commit(f.open(0), bytes(testutil::make_document(4000, 1)));
@@ -256,7 +296,7 @@ TEST_CASE("fsck finds and repairs bad cells in every slot without credentials", 
     m.set(0, 0, rng.field_element());                   // slot 0
     m.set(5, m.columns() - 1, rng.field_element());     // last slot
     m.set(5, m.columns() - 2, rng.field_element());
-    testutil::write_file(f.path, serialize_storage(m));
+    testutil::write_file(f.path, std::string(m.file_text()));
     Store s(f.path, testutil::test_options());
     FsckReport r = s.fsck(nullptr, false);
     CHECK(r.bad_cells == 3);
