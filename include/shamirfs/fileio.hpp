@@ -26,18 +26,36 @@ private:
     int fd_ = -1;
 };
 
+// An open file descriptor, closed when dropped.
+class FileHandle {
+public:
+    FileHandle() = default;
+    explicit FileHandle(int fd) : fd_(fd) {}
+    ~FileHandle();
+    FileHandle(FileHandle&& o) noexcept : fd_(o.release()) {}
+    FileHandle& operator=(FileHandle&& o) noexcept;
+    FileHandle(const FileHandle&) = delete;
+    FileHandle& operator=(const FileHandle&) = delete;
+    int get() const { return fd_; }
+    int release() { int fd = fd_; fd_ = -1; return fd; }
+
+private:
+    int fd_ = -1;
+};
+// Closes on a thread of its own. Closing the last descriptor of an unlinked
+// file frees its page cache and blocks (tens of ms for a large storage), which
+// need not delay the caller.
+void close_in_background(FileHandle h);
+
 void write_all(int fd, std::string_view data, const std::string& what);
 void fsync_dir(const std::string& dir);
-// Creates `path` with O_EXCL, 0600, writes, fsyncs and closes it; on failure
-// removes it and throws (Error(no_space) for ENOSPC).
-void write_new_file(const std::string& path, std::string_view data);
+// Creates `path` with O_EXCL, 0600, writes and fsyncs it; on failure removes
+// it and throws (Error(no_space) for ENOSPC). Returns the open file.
+FileHandle write_new_file(const std::string& path, std::string_view data);
 // Replaces `path` durably: write_new_file(path + ".tmp"), rename, fsync dir.
 void replace_small_file(const std::string& path, std::string_view data);
-// Whole file (at most `limit` + 1 bytes of it, so a caller can tell it is too
-// long), or nothing if it does not exist; Error(io) otherwise. The string has
-// `spare` bytes of capacity past its end (simdjson's padding).
-std::optional<std::string> read_file(const std::string& path, std::size_t spare = 0,
-                                     std::size_t limit = std::size_t{1} << 40);
+// Whole file, or nothing if it does not exist; Error(io) otherwise.
+std::optional<std::string> read_file(const std::string& path);
 void remove_file(const std::string& path);  // ENOENT is fine
 
 // XXH3-128 of the bytes, as 32 hex digits: tells whether bytes changed (a

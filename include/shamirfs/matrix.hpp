@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shamirfs/big_buffer.hpp"
 #include "shamirfs/crypto.hpp"
 #include "shamirfs/gf521.hpp"
 #include "shamirfs/rng.hpp"
@@ -54,7 +55,7 @@ public:
     Matrix(StorageParams params, std::size_t capacity);
     // Adopts the text of a checked storage file whose row r's cells start at
     // first + r * stride (storage_format.cpp checks all of that).
-    Matrix(StorageParams params, std::size_t capacity, std::string text, std::size_t first, std::size_t stride);
+    Matrix(StorageParams params, std::size_t capacity, BigBuffer text, std::size_t first, std::size_t stride);
 
     const StorageParams& params() const { return params_; }
     std::size_t capacity() const { return capacity_; }
@@ -68,7 +69,7 @@ public:
     std::string_view cell_text(std::size_t row, unsigned column) const;
     std::string_view row_text(std::size_t row) const;  // the row's cells, without quotes
     // The whole storage file, as it is written.
-    std::string_view file_text() const { return {text_.data(), text_.size()}; }
+    std::string_view file_text() const { return text_.view(); }
 
     // Codewords of random 512-bit secrets in `slot`, rows [begin, end).
     void randomize_slot(unsigned slot, std::size_t begin, std::size_t end, Rng& rng);
@@ -80,7 +81,7 @@ private:
 
     StorageParams params_;
     std::size_t capacity_ = 0;
-    std::string text_;        // the file
+    BigBuffer text_;          // the file
     std::size_t first_ = 0;   // offset of row 0's first cell
     std::size_t stride_ = 0;  // from one row's first cell to the next's
 };

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "shamirfs/big_buffer.hpp"
 #include "shamirfs/crypto.hpp"
 #include "shamirfs/matrix.hpp"
 
@@ -17,10 +18,13 @@ inline constexpr std::size_t kMaxStorageBytes = (std::size_t{4} << 30) - 4096;
 
 // Throws Error(corrupt) with a message naming the field. The matrix keeps
 // `text` when its rows are at a fixed stride (as shamirfs writes them); give it
-// SIMDJSON_PADDING bytes of spare capacity to spare a copy.
-Matrix parse_storage(std::string text, const KdfLimits& limits);
+// kParsePadding bytes of spare capacity to spare a copy.
+Matrix parse_storage(BigBuffer text, const KdfLimits& limits);
+Matrix parse_storage(std::string_view text, const KdfLimits& limits);  // copies
+inline constexpr std::size_t kParsePadding = 64;  // simdjson::SIMDJSON_PADDING
 // Throws Error(io) if the file cannot be read, else as parse_storage.
 Matrix load_storage(const std::string& path, const KdfLimits& limits);
+Matrix read_storage(int fd, const std::string& path, const KdfLimits& limits);  // the open file `fd`
 // The canonical text before the rows (what a Matrix of these parameters and
 // capacity starts with); the file is then '"' row '",\n' ..., the last row
 // without the comma, then "]}\n".

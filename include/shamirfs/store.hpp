@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "shamirfs/crypto.hpp"
+#include "shamirfs/fileio.hpp"
 #include "shamirfs/keys.hpp"
 #include "shamirfs/matrix.hpp"
 #include "shamirfs/secure_buffer.hpp"
@@ -134,6 +135,7 @@ private:
         bool operator==(const FileIdentity& o) const;
     };
     static std::optional<FileIdentity> identity_of(const std::string& path);
+    static FileIdentity identity_of(int fd);
     // Writes `text` as the new storage through the WAL protocol; lock held.
     void write_locked(std::string_view text, bool must_not_exist);
 
@@ -141,6 +143,11 @@ private:
     StoreOptions options_;
     std::optional<Matrix> matrix_;
     std::optional<FileIdentity> loaded_identity_;
+    // The file matrix_ came from, kept open so that renaming a new version over
+    // it frees nothing on the commit's path: the old one is closed afterwards,
+    // in the background. (After another writer's commit this keeps the old
+    // version's blocks until the next load or commit here.)
+    FileHandle pinned_;
     double last_load_seconds_ = 0;
 };
 

@@ -7,10 +7,10 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <random>
+#include <system_error>
 #include <thread>
 
 #include "shamirfs/error.hpp"
@@ -56,6 +56,28 @@ FileLock::FileLock(const std::string& lock_path, int tries, std::chrono::millise
 
 FileLock::~FileLock() { ::close(fd_); }
 
+FileHandle::~FileHandle() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+FileHandle& FileHandle::operator=(FileHandle&& o) noexcept {
+    if (this != &o) {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = o.release();
+    }
+    return *this;
+}
+
+void close_in_background(FileHandle h) {
+    if (h.get() < 0) return;
+    try {
+        std::thread([fd = h.get()] { ::close(fd); }).detach();
+        h.release();
+    } catch (const std::system_error&) {
+        // no thread to be had: h closes here
+    }
+}
+
 void write_all(int fd, std::string_view data, const std::string& what) {
     std::size_t off = 0;
     while (off < data.size()) {
@@ -77,20 +99,17 @@ void fsync_dir(const std::string& dir) {
     if (rc != 0) throw_errno("cannot fsync directory " + dir, e);
 }
 
-void write_new_file(const std::string& path, std::string_view data) {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) throw_errno("cannot create " + path, errno);
+FileHandle write_new_file(const std::string& path, std::string_view data) {
+    FileHandle fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (fd.get() < 0) throw_errno("cannot create " + path, errno);
     try {
-        write_all(fd, data, path);
-        if (::fsync(fd) != 0) throw_errno("cannot fsync " + path, errno);
-        int rc = ::close(fd);
-        fd = -1;
-        if (rc != 0) throw_errno("cannot close " + path, errno);
+        write_all(fd.get(), data, path);
+        if (::fsync(fd.get()) != 0) throw_errno("cannot fsync " + path, errno);
     } catch (...) {
-        if (fd >= 0) ::close(fd);
         ::unlink(path.c_str());
         throw;
     }
+    return fd;
 }
 
 void replace_small_file(const std::string& path, std::string_view data) {
@@ -105,25 +124,18 @@ void replace_small_file(const std::string& path, std::string_view data) {
     fsync_dir(dir_of(path));
 }
 
-std::optional<std::string> read_file(const std::string& path, std::size_t spare, std::size_t limit) {
+std::optional<std::string> read_file(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT) return std::nullopt;
         throw_errno("cannot open " + path, errno);
     }
-    struct stat st{};
-    std::size_t want = 1 << 16;  // grows for files whose size stat does not tell
-    if (::fstat(fd, &st) == 0 && st.st_size > 0) want = std::min<std::size_t>(static_cast<std::size_t>(st.st_size), limit) + 1;
     std::string out;
-    std::size_t used = 0;
+    struct stat st{};
+    if (::fstat(fd, &st) == 0 && st.st_size > 0) out.reserve(static_cast<std::size_t>(st.st_size));
+    char buf[1 << 16];
     for (;;) {
-        if (used == out.size()) {
-            if (used > limit) break;
-            out.reserve(used + want + spare);
-            out.resize(used + want);
-            want = out.size();
-        }
-        ssize_t n = ::read(fd, out.data() + used, out.size() - used);
+        ssize_t n = ::read(fd, buf, sizeof(buf));
         if (n < 0) {
             if (errno == EINTR) continue;
             int e = errno;
@@ -131,10 +143,9 @@ std::optional<std::string> read_file(const std::string& path, std::size_t spare,
             throw_errno("cannot read " + path, e);
         }
         if (n == 0) break;
-        used += static_cast<std::size_t>(n);
+        out.append(buf, static_cast<std::size_t>(n));
     }
     ::close(fd);
-    out.resize(used);
     return out;
 }
 

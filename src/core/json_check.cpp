@@ -90,12 +90,18 @@ void wipe(simdjson::dom::parser& parser, bool parsed) {
 
 JsonVerdict check_json(std::string_view text) {
     {
-        // The padded copy simdjson needs lives in locked memory too.
-        SecureBuffer padded(text.size() + simdjson::SIMDJSON_PADDING);
+        // The padded copy simdjson needs lives in locked memory too. Both it and
+        // the parser are kept for the thread's next document (a mount commits
+        // again and again): fresh ones would cost more in page faults than the
+        // parse. Both are wiped after every use.
+        thread_local SecureBuffer padded;
+        thread_local simdjson::dom::parser parser;
+        if (padded.size() < text.size() + simdjson::SIMDJSON_PADDING)
+            padded = SecureBuffer(text.size() + simdjson::SIMDJSON_PADDING);
         if (!text.empty()) std::memcpy(padded.data(), text.data(), text.size());
-        simdjson::dom::parser parser;
         bool ok = parser.parse(padded.data(), text.size(), false).error() == simdjson::SUCCESS;
         wipe(parser, ok);
+        sodium_memzero(padded.data(), text.size());
         if (ok) return {};
     }
     // simdjson refuses some valid JSON (integers beyond 64 bits, deep nesting):

@@ -38,17 +38,20 @@ Matrix::Matrix(StorageParams params, std::size_t capacity) : params_(params), ca
     const std::string head = storage_header(params_, capacity_);
     first_ = head.size() + 1;
     stride_ = row_chars + 4;
-    text_.reserve(head.size() + capacity_ * stride_ + 3);
-    text_ = head;
+    text_ = BigBuffer(head, capacity_ * stride_ + 3);
+    char* out = text_.data() + head.size();
     for (std::size_t r = 0; r < capacity_; ++r) {
-        text_ += '"';
-        text_.append(row_chars, 'A');
-        text_ += r + 1 < capacity_ ? "\",\n" : "\"\n";
+        *out++ = '"';
+        std::memset(out, 'A', row_chars);
+        out += row_chars;
+        std::memcpy(out, r + 1 < capacity_ ? "\",\n" : "\"\n", r + 1 < capacity_ ? 3 : 2);
+        out += r + 1 < capacity_ ? 3 : 2;
     }
-    text_ += "]}\n";
+    std::memcpy(out, "]}\n", 3);
+    text_.resize(static_cast<std::size_t>(out + 3 - text_.data()));
 }
 
-Matrix::Matrix(StorageParams params, std::size_t capacity, std::string text, std::size_t first, std::size_t stride)
+Matrix::Matrix(StorageParams params, std::size_t capacity, BigBuffer text, std::size_t first, std::size_t stride)
     : params_(params), capacity_(capacity), text_(std::move(text)), first_(first), stride_(stride) {
     check_params(params_, true);
     const std::size_t row_chars = std::size_t{columns()} * kCellChars;

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <future>
+#include <utility>
 
 #include "shamirfs/codec.hpp"
 #include "shamirfs/error.hpp"
@@ -85,13 +86,22 @@ std::optional<Store::FileIdentity> Store::identity_of(const std::string& path) {
     return FileIdentity{st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
 }
 
+Store::FileIdentity Store::identity_of(int fd) {
+    struct stat st{};
+    if (::fstat(fd, &st) != 0) throw_errno("cannot stat the storage", errno);
+    return FileIdentity{st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
+}
+
 const Matrix& Store::load() {
     auto t0 = Clock::now();
+    FileHandle file(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+    if (file.get() < 0) throw_errno("cannot open storage " + path_, errno);
     // The identity is taken before reading: if the file changes meanwhile, the
     // next commit sees a different identity and reads it again.
-    loaded_identity_ = identity_of(path_);
+    loaded_identity_ = identity_of(file.get());
     matrix_.reset();  // its memory is free before the next copy is read
-    matrix_ = load_storage(path_, options_.kdf_limits);
+    matrix_ = read_storage(file.get(), path_, options_.kdf_limits);
+    close_in_background(std::exchange(pinned_, std::move(file)));
     last_load_seconds_ = since(t0);
     return *matrix_;
 }
@@ -107,8 +117,9 @@ void Store::write_locked(std::string_view text, bool must_not_exist) {
     fault::point("before-wal-start");
     wal.write({"start", name, ""});
     fault::point("after-wal-start");
+    FileHandle written;
     try {
-        write_new_file(temp, text);
+        written = write_new_file(temp, text);
         fault::point("after-temp-write");
         hash = hashing.get();
         wal.write({"ready", name, hash});
@@ -135,7 +146,8 @@ void Store::write_locked(std::string_view text, bool must_not_exist) {
     fault::point("after-dir-fsync");
     wal.remove();
     fault::point("after-wal-remove");
-    loaded_identity_ = identity_of(path_);  // what we wrote is what is loaded now
+    loaded_identity_ = identity_of(written.get());  // what we wrote is what is loaded now
+    close_in_background(std::exchange(pinned_, std::move(written)));
 }
 
 CreateResult Store::create(const std::string& path, const CreateSpec& spec, const std::vector<SecureBuffer>& passwords,
