@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include <xxhash.h>
+
 namespace shamirfs {
 
 std::string dir_of(const std::string& path);
@@ -63,5 +65,7 @@ void remove_file(const std::string& path);  // ENOENT is fine
 // against someone choosing the bytes. About 20 times faster than BLAKE2b,
 // which would cost more than the disk write of a large storage.
 std::string content_hash(std::string_view data);
+// The same, from a digest (of a file hashed piece by piece).
+std::string hash_hex(XXH128_hash_t digest);
 
 }  // namespace shamirfs

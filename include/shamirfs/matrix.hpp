@@ -16,6 +16,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -68,6 +69,8 @@ public:
     void set(std::size_t row, unsigned column, const gf::Fe& v);
     std::string_view cell_text(std::size_t row, unsigned column) const;
     std::string_view row_text(std::size_t row) const;  // the row's cells, without quotes
+    // Where row `row`'s cells start in file_text() (row == capacity(): its size).
+    std::size_t row_offset(std::size_t row) const { return row < capacity_ ? first_ + row * stride_ : text_.size(); }
     // The whole storage file, as it is written.
     std::string_view file_text() const { return text_.view(); }
 
@@ -91,8 +94,13 @@ private:
 std::size_t capacity_for(std::size_t current, std::size_t rows);
 
 // Writes a sealed blob into `slot` (rows past the blob get random codewords).
-// The matrix must already have capacity >= blob rows.
-void write_slot(Matrix& m, unsigned slot, std::span<const std::uint8_t> blob, Rng& rng);
+// The matrix must already have capacity >= blob rows. Rows go in blocks of
+// kBlockRows to up to 8 threads; `block_done(b)`, if given, is called on the
+// thread that finished block b (rows [b * kBlockRows, (b + 1) * kBlockRows)),
+// so a writer can follow (store.cpp streams the file out while shares are made).
+inline constexpr std::size_t kBlockRows = 1024;
+void write_slot(Matrix& m, unsigned slot, std::span<const std::uint8_t> blob, Rng& rng,
+                const std::function<void(std::size_t)>& block_done = {});
 
 // Reads rows [0, rows) of a slot into chunks using the first t columns of
 // `order` (fast path). Returns false if an interpolated value is >= 2^512

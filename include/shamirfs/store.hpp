@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -137,7 +138,10 @@ private:
     static std::optional<FileIdentity> identity_of(const std::string& path);
     static FileIdentity identity_of(int fd);
     // Writes `text` as the new storage through the WAL protocol; lock held.
-    void write_locked(std::string_view text, bool must_not_exist);
+    // With `available`, only the prefix it says is final is written at a time:
+    // available(n) waits until more than n bytes are (or returns n if no more will be).
+    void write_locked(std::string_view text, bool must_not_exist,
+                      const std::function<std::size_t(std::size_t)>& available = {});
 
     std::string path_;
     StoreOptions options_;

@@ -153,8 +153,9 @@ void remove_file(const std::string& path) {
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("cannot remove " + path, errno);
 }
 
-std::string content_hash(std::string_view data) {
-    XXH128_hash_t h = XXH3_128bits(data.data(), data.size());
+std::string content_hash(std::string_view data) { return hash_hex(XXH3_128bits(data.data(), data.size())); }
+
+std::string hash_hex(XXH128_hash_t h) {
     char hex[33];
     std::snprintf(hex, sizeof(hex), "%016llx%016llx", static_cast<unsigned long long>(h.high64),
                   static_cast<unsigned long long>(h.low64));

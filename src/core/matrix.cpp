@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -115,42 +116,49 @@ std::size_t capacity_for(std::size_t current, std::size_t rows) {
     return std::min(c, kMaxCapacity);
 }
 
-void write_slot(Matrix& m, unsigned slot, std::span<const std::uint8_t> blob, Rng& rng) {
+void write_slot(Matrix& m, unsigned slot, std::span<const std::uint8_t> blob, Rng& rng,
+                const std::function<void(std::size_t)>& block_done) {
     const auto& p = m.params();
     const std::size_t rows = blob.size() / 64, capacity = m.capacity();
     if (blob.size() % 64 != 0 || rows > capacity) throw Error(Errc::internal, "blob does not fit the matrix");
     const shamir::Splitter splitter(p.threshold, m.slot_share_ids(slot));
-    // Rows [begin, end): shares of the blob's chunks, then codewords of random secrets.
-    auto work = [&](std::size_t begin, std::size_t end, Rng& r) {
+    const std::size_t blocks = (capacity + kBlockRows - 1) / kBlockRows;
+    std::atomic<std::size_t> next{0};
+    // Each thread takes the next block: shares of the blob's chunks, then
+    // codewords of random secrets; every thread writes only its blocks' cells.
+    auto work = [&](Rng& r) {
         std::vector<gf::Fe> ys(p.shares);
-        for (std::size_t row = begin; row < std::min(end, rows); ++row) {
-            gf::Fe secret = gf::from_chunk(std::span<const std::uint8_t, 64>(blob.data() + row * 64, 64));
-            splitter.split(secret, ys, r);
-            for (unsigned i = 0; i < p.shares; ++i) m.set(row, slot * p.shares + i, ys[i]);
+        for (std::size_t b; (b = next.fetch_add(1)) < blocks;) {
+            for (std::size_t row = b * kBlockRows; row < std::min(capacity, (b + 1) * kBlockRows); ++row) {
+                gf::Fe secret = row < rows ? gf::from_chunk(std::span<const std::uint8_t, 64>(blob.data() + row * 64, 64))
+                                           : r.chunk_element();
+                splitter.split(secret, ys, r);
+                for (unsigned i = 0; i < p.shares; ++i) m.set(row, slot * p.shares + i, ys[i]);
+            }
+            if (block_done) block_done(b);
         }
-        m.randomize_slot(slot, std::max(begin, rows), end, r);
     };
-    // Rows are independent: large slots are split between threads (each with
-    // its own random stream); every thread writes only its own rows' cells.
-    const std::size_t threads = capacity >= 4096 ? std::min<std::size_t>(std::max(1u, std::thread::hardware_concurrency()), 8) : 1;
+    // Each thread has its own random stream.
+    const std::size_t threads = blocks >= 4 ? std::min<std::size_t>(std::max(1u, std::thread::hardware_concurrency()), 8) : 1;
     std::vector<std::thread> pool;
     std::vector<std::unique_ptr<Rng>> rngs;
     std::vector<std::exception_ptr> errors(threads);
-    const std::size_t step = (capacity + threads - 1) / threads;
     for (std::size_t t = 1; t < threads; ++t) {
         rngs.push_back(std::make_unique<Rng>());
         pool.emplace_back([&, t, r = rngs.back().get()] {
             try {
-                work(std::min(capacity, t * step), std::min(capacity, (t + 1) * step), *r);
+                work(*r);
             } catch (...) {
                 errors[t] = std::current_exception();
+                next = blocks;  // the others stop too
             }
         });
     }
     try {
-        work(0, std::min(capacity, step), rng);
+        work(rng);
     } catch (...) {
         errors[0] = std::current_exception();
+        next = blocks;
     }
     for (auto& th : pool) th.join();
     for (auto& e : errors)

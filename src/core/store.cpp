@@ -7,7 +7,12 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <xxhash.h>
+
+#include <condition_variable>
 #include <future>
+#include <memory>
+#include <mutex>
 #include <utility>
 
 #include "shamirfs/codec.hpp"
@@ -46,6 +51,46 @@ std::optional<codec::Header> header_of(const Matrix& m, const Partition& p) {
 }
 
 [[noreturn]] void auth_failed() { throw Error(Errc::auth_failed, kAuthFailedMessage); }
+
+// Follows write_slot's blocks, finished in any order, for the writer of the
+// new file: how many leading bytes of the matrix's text are final.
+class Progress {
+public:
+    explicit Progress(const Matrix& m) : m_(m), ready_((m.capacity() + kBlockRows - 1) / kBlockRows) {}
+    void done(std::size_t block) {
+        {
+            std::lock_guard lock(mutex_);
+            ready_[block] = true;
+        }
+        changed_.notify_all();
+    }
+    void finish() {
+        {
+            std::lock_guard lock(mutex_);
+            finished_ = true;
+        }
+        changed_.notify_all();
+    }
+    // Waits until more than `written` bytes are final or the producer has
+    // finished; returns the length of the final prefix.
+    std::size_t available(std::size_t written) {
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            while (next_ < ready_.size() && ready_[next_]) ++next_;
+            std::size_t bytes = next_ == ready_.size() ? m_.file_text().size() : m_.row_offset(next_ * kBlockRows);
+            if (bytes > written || finished_) return bytes;
+            changed_.wait(lock);
+        }
+    }
+
+private:
+    const Matrix& m_;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::vector<bool> ready_;
+    std::size_t next_ = 0;
+    bool finished_ = false;
+};
 
 void require_valid_json(std::span<const std::uint8_t> doc) {
     auto v = check_json(std::string_view(reinterpret_cast<const char*>(doc.data()), doc.size()));
@@ -108,21 +153,33 @@ const Matrix& Store::load() {
 
 const Matrix& Store::matrix() { return matrix_ ? *matrix_ : load(); }
 
-void Store::write_locked(std::string_view text, bool must_not_exist) {
+void Store::write_locked(std::string_view text, bool must_not_exist,
+                         const std::function<std::size_t(std::size_t)>& available) {
     Wal wal(path_);
-    // The hash for the "ready" record is computed while the temp file is written.
-    auto hashing = std::async(std::launch::async, [&text] { return content_hash(text); });
-    std::string hash;
     const std::string name = wal.new_temp_name(), temp = wal.temp_path(name);
     fault::point("before-wal-start");
     wal.write({"start", name, ""});
     fault::point("after-wal-start");
     FileHandle written;
     try {
-        written = write_new_file(temp, text);
+        // The text is written (and hashed for the "ready" record) as far as it
+        // is final, while the rest may still be being made.
+        written = FileHandle(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+        if (written.get() < 0) throw_errno("cannot create " + temp, errno);
+        XXH3_state_t* state = XXH3_createState();
+        if (state == nullptr) throw std::bad_alloc();
+        std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> hold(state, XXH3_freeState);
+        XXH3_128bits_reset(state);
+        for (std::size_t done = 0; done < text.size();) {
+            const std::size_t upto = available ? std::min(available(done), text.size()) : text.size();
+            if (upto <= done) throw Error(Errc::internal, "the new storage was not completed");
+            XXH3_128bits_update(state, text.data() + done, upto - done);
+            write_all(written.get(), text.substr(done, upto - done), temp);
+            done = upto;
+        }
+        if (::fsync(written.get()) != 0) throw_errno("cannot fsync " + temp, errno);
         fault::point("after-temp-write");
-        hash = hashing.get();
-        wal.write({"ready", name, hash});
+        wal.write({"ready", name, hash_hex(XXH3_128bits_digest(state))});
         fault::point("after-wal-ready");
         int rc = must_not_exist ? ::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, path_.c_str(), RENAME_NOREPLACE)
                                 : ::rename(temp.c_str(), path_.c_str());
@@ -131,7 +188,6 @@ void Store::write_locked(std::string_view text, bool must_not_exist) {
             throw_errno("cannot rename the new storage onto " + path_, errno);
         }
     } catch (...) {
-        if (hashing.valid()) hashing.wait();  // it reads `text`
         // Not renamed: roll back now (what recovery would do for "start").
         ::unlink(temp.c_str());
         try {
@@ -280,11 +336,26 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
     try {
         m.grow(capacity_for(m.capacity(), r.document_rows), rng);
         r.capacity_after = m.capacity();
-        write_slot(m, p.slot, blob, rng);
+        // Shares are made on worker threads while this one writes the blocks
+        // already finished.
+        Progress progress(m);
+        auto sharing = std::async(std::launch::async, [&] {
+            struct Finish {
+                Progress& p;
+                ~Finish() { p.finish(); }
+            } finish{progress};
+            write_slot(m, p.slot, blob, rng, [&](std::size_t b) { progress.done(b); });
+            t_shared = Clock::now();
+        });
+        try {
+            write_locked(m.file_text(), false, [&](std::size_t done) { return progress.available(done); });
+        } catch (...) {
+            sharing.get();  // its error, if it failed, is the one to report
+            throw;
+        }
+        sharing.get();
         r.rows_rewritten = m.capacity();
         r.shares_regenerated = m.capacity() * m.params().shares;
-        t_shared = Clock::now();
-        write_locked(m.file_text(), false);
         r.bytes_written = m.file_text().size();
     } catch (...) {
         matrix_.reset();  // the in-memory matrix may no longer match the file: read it again next time
@@ -296,7 +367,8 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
               std::to_string(r.capacity_before) + " -> " + std::to_string(r.capacity_after) + ")");
     auto ms = [](Clock::time_point a, Clock::time_point b) { return std::to_string(std::chrono::duration<double, std::milli>(b - a).count()); };
     log::debug("commit phases (ms): validate and seal " + ms(t0, t_sealed) + ", lock and reload " + ms(t_sealed, t_locked) +
-               ", shares " + ms(t_locked, t_shared) + ", write through the WAL " + ms(t_shared, Clock::now()));
+               ", shares " + ms(t_locked, t_shared) + " (the file written meanwhile), rest of the write through the WAL " +
+               ms(t_shared, Clock::now()));
     return r;
 }
 
