@@ -1,7 +1,8 @@
 // Times the core with the KDF excluded (scripts/bench): RUNS unlocks (KDF + one
 // row), then RUNS commits of DOCUMENT and RUNS reads (load + parse + decode;
 // "load" is the read-and-parse part alone).
-// Prints one JSON object of seconds.
+// With --unlock-only: one unlock in this fresh process (paired with a mount by
+// scripts/bench). Prints one JSON object of seconds.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -31,8 +32,9 @@ static std::string list(const std::vector<double>& v) {
 }
 
 int main(int argc, char** argv) {
-    if (argc != 6) {
-        std::fprintf(stderr, "usage: bench_core STORAGE KEYFILE PASSFILE DOCUMENT RUNS\n");
+    const bool unlock_only = argc == 5 && std::string(argv[4]) == "--unlock-only";
+    if (argc != 6 && !unlock_only) {
+        std::fprintf(stderr, "usage: bench_core STORAGE KEYFILE PASSFILE (DOCUMENT RUNS | --unlock-only)\n");
         return 2;
     }
     log::set_level(std::getenv("BENCH_DEBUG") ? log::Level::debug : log::Level::error);  // BENCH_DEBUG=1: commit phases
@@ -41,6 +43,12 @@ int main(int argc, char** argv) {
     std::string pw = slurp(argv[3]);
     pw = pw.substr(0, pw.find('\n'));
     const MapKey key = parse_map_key(slurp(argv[2]));
+    if (unlock_only) {  // one unlock in a fresh process, as a mount does it
+        auto t0 = Clock::now();
+        store.unlock(key, pw);
+        std::printf("{\"unlock\": %f}\n", std::chrono::duration<double>(Clock::now() - t0).count());
+        return 0;
+    }
     const int runs = std::stoi(argv[5]);
     std::vector<double> unlock;
     Partition p;

@@ -4,6 +4,7 @@
 // matrix's own text (matrix.hpp).
 // The exact format is man/shamirfs.5.
 #pragma once
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -25,6 +26,10 @@ inline constexpr std::size_t kParsePadding = 64;  // simdjson::SIMDJSON_PADDING
 // Throws Error(io) if the file cannot be read, else as parse_storage.
 Matrix load_storage(const std::string& path, const KdfLimits& limits);
 Matrix read_storage(int fd, const std::string& path, const KdfLimits& limits);  // the open file `fd`
+// The slots and KDF parameters from the header before "rows" in the first
+// 64 KiB (where shamirfs writes them), within the limits; nothing if they are
+// not there. Not a check of the file: load it to know it is a storage.
+std::optional<StorageParams> peek_storage_params(const std::string& path, const KdfLimits& limits);
 // The canonical text before the rows (what a Matrix of these parameters and
 // capacity starts with); the file is then '"' row '",\n' ..., the last row
 // without the comma, then "]}\n".

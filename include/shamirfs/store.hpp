@@ -113,6 +113,7 @@ public:
 
     // Throws Error(auth_failed) with kAuthFailedMessage for a wrong key, a wrong
     // password and a slot that does not exist alike (the same work is done).
+    // If the file is not loaded yet, it is loaded while the KDF runs.
     Partition unlock(const MapKey& key, std::string_view password);
 
     SecureBuffer read(const Partition& p);

@@ -76,9 +76,11 @@ SecureBuffer obtain_password(const Args& a) {
 }
 
 // Recovery, then the partition the command line's (or the prompted) key and password open.
+// Before prompting, the storage is read (a bad file is told before anyone types);
+// with both from files it is read while the KDF runs.
 Partition open_partition(Store& store, const Args& a) {
     store.recover();
-    store.load();
+    if (!a.value("keyfile") || !a.value("passfile")) store.load();
     MapKey key = obtain_key(a);
     SecureBuffer pw = obtain_password(a);
     return store.unlock(key, pw.view());

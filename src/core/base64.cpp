@@ -72,32 +72,47 @@ long decoded_size(std::string_view in) {
 bool decode(std::string_view in, std::span<std::uint8_t> out) {
     long size = decoded_size(in);
     if (size < 0 || static_cast<std::size_t>(size) != out.size()) return false;
+    if (in.empty()) return true;
+    // Every group but the last has no padding: no branches, invalid characters
+    // (-1 in the table) noticed once at the end.
+    const std::size_t groups = in.size() / 4;
+    int bad = 0;
     std::size_t o = 0;
-    for (std::size_t i = 0; i < in.size(); i += 4) {
-        bool last = i + 4 == in.size();
-        std::int8_t a = kTable[static_cast<unsigned char>(in[i])];
-        std::int8_t b = kTable[static_cast<unsigned char>(in[i + 1])];
-        std::int8_t c = kTable[static_cast<unsigned char>(in[i + 2])];
-        std::int8_t d = kTable[static_cast<unsigned char>(in[i + 3])];
-        if (a < 0 || b < 0) return false;
-        if (last && in[i + 3] == '=') {
-            if (in[i + 2] == '=') {
-                if (b & 15) return false;  // non-zero trailing bits
-                out[o++] = static_cast<std::uint8_t>((a << 2) | (b >> 4));
-                return true;
-            }
-            if (c < 0 || (c & 3)) return false;
+    for (std::size_t g = 0; g + 1 < groups; ++g) {
+        const char* q = in.data() + 4 * g;
+        const int a = kTable[static_cast<unsigned char>(q[0])], b = kTable[static_cast<unsigned char>(q[1])],
+                  c = kTable[static_cast<unsigned char>(q[2])], d = kTable[static_cast<unsigned char>(q[3])];
+        bad |= a | b | c | d;
+        const std::uint32_t v = (std::uint32_t(a) << 18) | (std::uint32_t(b) << 12) | (std::uint32_t(c) << 6) | std::uint32_t(d);
+        out[o] = static_cast<std::uint8_t>(v >> 16);
+        out[o + 1] = static_cast<std::uint8_t>(v >> 8);
+        out[o + 2] = static_cast<std::uint8_t>(v);
+        o += 3;
+    }
+    if (bad < 0) return false;
+    // The last group, with its padding rules.
+    const char* q = in.data() + in.size() - 4;
+    std::int8_t a = kTable[static_cast<unsigned char>(q[0])];
+    std::int8_t b = kTable[static_cast<unsigned char>(q[1])];
+    std::int8_t c = kTable[static_cast<unsigned char>(q[2])];
+    std::int8_t d = kTable[static_cast<unsigned char>(q[3])];
+    if (a < 0 || b < 0) return false;
+    if (q[3] == '=') {
+        if (q[2] == '=') {
+            if (b & 15) return false;  // non-zero trailing bits
             out[o++] = static_cast<std::uint8_t>((a << 2) | (b >> 4));
-            out[o++] = static_cast<std::uint8_t>(((b & 15) << 4) | (c >> 2));
             return true;
         }
-        if (c < 0 || d < 0) return false;
-        std::uint32_t v = (std::uint32_t(a) << 18) | (std::uint32_t(b) << 12) | (std::uint32_t(c) << 6) |
-                          std::uint32_t(d);
-        out[o++] = static_cast<std::uint8_t>(v >> 16);
-        out[o++] = static_cast<std::uint8_t>(v >> 8);
-        out[o++] = static_cast<std::uint8_t>(v);
+        if (c < 0 || (c & 3)) return false;
+        out[o++] = static_cast<std::uint8_t>((a << 2) | (b >> 4));
+        out[o++] = static_cast<std::uint8_t>(((b & 15) << 4) | (c >> 2));
+        return true;
     }
+    if (c < 0 || d < 0) return false;
+    std::uint32_t v = (std::uint32_t(a) << 18) | (std::uint32_t(b) << 12) | (std::uint32_t(c) << 6) | std::uint32_t(d);
+    out[o++] = static_cast<std::uint8_t>(v >> 16);
+    out[o++] = static_cast<std::uint8_t>(v >> 8);
+    out[o++] = static_cast<std::uint8_t>(v);
     return true;
 }
 

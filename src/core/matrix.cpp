@@ -168,17 +168,40 @@ void write_slot(Matrix& m, unsigned slot, std::span<const std::uint8_t> blob, Rn
 bool read_slot_fast(const Matrix& m, std::span<const std::uint32_t> order, std::size_t rows, std::span<std::uint8_t> out) {
     const unsigned t = m.params().threshold;
     if (order.size() < t || out.size() < rows * 64 || rows > m.capacity()) throw Error(Errc::internal, "bad slot read");
-    std::vector<gf::Fe> xs(t), ys(t);
+    std::vector<gf::Fe> xs(t);
     for (unsigned i = 0; i < t; ++i) xs[i] = Matrix::share_id(order[i]);
-    shamir::LagrangeAtZero basis(xs);
-    bool ok = true;
-    for (std::size_t r = 0; r < rows; ++r) {
-        for (unsigned i = 0; i < t; ++i) ys[i] = m.get(r, order[i]);
-        gf::Fe s = basis.combine(ys);
-        if (!gf::to_chunk(s, std::span<std::uint8_t, 64>(out.data() + r * 64, 64))) {
-            std::memset(out.data() + r * 64, 0, 64);
-            ok = false;
+    const shamir::LagrangeAtZero basis(xs);
+    std::atomic<bool> ok{true};
+    auto work = [&](std::size_t begin, std::size_t end) {
+        std::vector<gf::Fe> ys(t);
+        for (std::size_t r = begin; r < end; ++r) {
+            for (unsigned i = 0; i < t; ++i) ys[i] = m.get(r, order[i]);
+            if (!gf::to_chunk(basis.combine(ys), std::span<std::uint8_t, 64>(out.data() + r * 64, 64))) {
+                std::memset(out.data() + r * 64, 0, 64);
+                ok = false;
+            }
         }
+    };
+    // Rows are independent: a large read takes a second thread for its second half.
+    if (rows < 4096) {
+        work(0, rows);
+    } else {
+        std::exception_ptr error;
+        std::thread second([&] {
+            try {
+                work(rows / 2, rows);
+            } catch (...) {
+                error = std::current_exception();
+            }
+        });
+        try {
+            work(0, rows / 2);
+        } catch (...) {
+            second.join();
+            throw;
+        }
+        second.join();
+        if (error) std::rethrow_exception(error);
     }
     return ok;
 }

@@ -9,6 +9,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -226,6 +227,36 @@ Matrix parse_storage(BigBuffer text, const KdfLimits& limits) {
     for (std::size_t r = 0; r < rows; ++r)
         std::memcpy(const_cast<char*>(m.row_text(r).data()), text.data() + row_at[r], row_chars);
     return m;
+}
+
+std::optional<StorageParams> peek_storage_params(const std::string& path, const KdfLimits& limits) {
+    std::string head(std::size_t{1} << 16, '\0');
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    ssize_t n = ::pread(fd, head.data(), head.size(), 0);
+    ::close(fd);
+    if (n <= 0) return std::nullopt;
+    head.resize(static_cast<std::size_t>(n));
+    const std::size_t rows = head.find("\"rows\"");
+    if (rows == std::string::npos) return std::nullopt;
+    try {
+        simdjson::padded_string text(head.substr(0, rows) + "\"rows\":0}");
+        simdjson::ondemand::parser parser;
+        auto doc = ok_or(parser.iterate(text), "not JSON");
+        StorageParams p;
+        bool kdf = false, slots = false;
+        for (auto field : ok_or(doc.get_object(), "not an object")) {
+            std::string_view key = ok_or(field.unescaped_key(), "bad key");
+            auto val = ok_or(field.value(), "bad value");
+            if (key == "kdf") kdf = (p.kdf = parse_kdf(val), true);
+            else if (key == "slots") slots = (p.slots = static_cast<unsigned>(get_uint(val, "slots", 1, kMaxSlots)), true);
+        }
+        if (!kdf || !slots) return std::nullopt;
+        check_kdf(p.kdf, limits, Errc::corrupt);
+        return p;
+    } catch (const Error&) {
+        return std::nullopt;
+    }
 }
 
 Matrix read_storage(int fd, const std::string& path, const KdfLimits& limits) {

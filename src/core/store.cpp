@@ -262,14 +262,35 @@ CreateResult Store::create(const std::string& path, const CreateSpec& spec, cons
 }
 
 Partition Store::unlock(const MapKey& key, std::string_view password) {
+    // A slot that does not exist costs the same work as a wrong password.
+    auto derive = [&](const StorageParams& params) {
+        const bool exists = key.slot < params.slots && key.secret.size() == kKeySecretBytes;
+        SecureBuffer secret = exists ? SecureBuffer(key.secret.data(), kKeySecretBytes) : SecureBuffer(kKeySecretBytes);
+        return derive_partition_keys(password, params.kdf, exists ? key.slot : 0,
+                                     std::span<const std::uint8_t, kKeySecretBytes>(secret.data(), kKeySecretBytes));
+    };
+    // Not loaded yet: the file is read on another thread while the KDF runs
+    // here, with the parameters of its header; used if the file agrees.
+    std::optional<std::pair<StorageParams, PartitionKeys>> early;
+    if (!matrix_) {
+        if (auto peeked = peek_storage_params(path_, options_.kdf_limits)) {
+            auto loading = std::async(std::launch::async, [this] { load(); });
+            try {
+                early.emplace(*peeked, derive(*peeked));
+            } catch (...) {
+                loading.wait();
+                throw;
+            }
+            loading.get();
+        }
+    }
     const Matrix& m = matrix();
     const auto& params = m.params();
-    // A slot that does not exist costs the same work as a wrong password.
-    bool exists = key.slot < params.slots && key.secret.size() == kKeySecretBytes;
-    std::uint32_t slot = exists ? key.slot : 0;
-    SecureBuffer secret = exists ? SecureBuffer(key.secret.data(), kKeySecretBytes) : SecureBuffer(kKeySecretBytes);
-    Partition p{slot, {}, derive_partition_keys(password, params.kdf, slot,
-                                                std::span<const std::uint8_t, kKeySecretBytes>(secret.data(), kKeySecretBytes))};
+    const bool exists = key.slot < params.slots && key.secret.size() == kKeySecretBytes;
+    const std::uint32_t slot = exists ? key.slot : 0;
+    const bool same = early && early->first.slots == params.slots && early->first.kdf.ops == params.kdf.ops &&
+                      early->first.kdf.mem == params.kdf.mem && early->first.kdf.salt == params.kdf.salt;
+    Partition p{slot, {}, same ? std::move(early->second) : derive(params)};
     p.order = stage2_order(slot, params.shares, p.keys.order_key);
     auto h = header_of(m, p);
     if (!exists || !h) auth_failed();

@@ -74,7 +74,10 @@ int run(int argc, char** argv) {
 
     Store store(storage);
     store.recover();
-    store.load();
+    // Before prompting, the storage is read (a bad file is told before anyone
+    // types); with every credential from files or extpass it is read while the
+    // first KDF runs.
+    if (a.keyfiles.empty() || (a.passfiles.size() < a.keyfiles.size() && a.extpass.empty())) store.load();
 
     std::vector<fs::MountedPartition> parts;
     std::vector<SecureBuffer> docs;

@@ -251,6 +251,27 @@ TEST_CASE("the same partition changed by two writers: the last commit wins and s
     CHECK_FALSE(again.rebased);
 }
 
+TEST_CASE("a store unlocks while loading, and without the header in front", "[store]") {
+    Fixture f;
+    f.store.commit(f.open(1), bytes("{\"b\": 2}"));
+    const std::string text = testutil::read_file(f.path);
+    REQUIRE(peek_storage_params(f.path, testutil::test_options().kdf_limits));
+    CHECK(peek_storage_params(f.path, testutil::test_options().kdf_limits)->slots == 4);
+    // "rows" first: nothing to peek; the KDF then waits for the whole file.
+    const std::size_t rows_at = text.find("\"rows\":");
+    std::string rows = text.substr(rows_at, text.rfind(']') + 1 - rows_at);
+    std::string reordered = "{" + rows + "," + text.substr(1, rows_at - 1) + "}\n";
+    reordered.erase(reordered.find(",\n}"), 2);
+    for (const std::string& t : {text, reordered}) {
+        testutil::write_file(f.path, t);
+        Store fresh(f.path, testutil::test_options());
+        CHECK(peek_storage_params(f.path, testutil::test_options().kdf_limits).has_value() == (t == text));
+        Partition b = fresh.unlock(f.created.keys[1], "password-1");
+        CHECK(fresh.read(b).view() == "{\"b\": 2}");
+        CHECK(error_of([&] { Store(f.path, testutil::test_options()).unlock(f.created.keys[1], "wrong"); }) == Errc::auth_failed);
+    }
+}
+
 TEST_CASE("recovery finishes a ready commit of this version and of version 1, and rolls back a mismatch", "[store][wal]") {
     Fixture f;
     const std::string old_text = testutil::read_file(f.path);
