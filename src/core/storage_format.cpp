@@ -108,21 +108,16 @@ void check_row(const char* row, std::size_t r, unsigned columns) {
         for (std::size_t i = 1; i < b.size(); ++i) b[i] = 0xff;
         return base64::encode(b);
     }();
-    bool good = all_base64(row, std::size_t{columns} * kCellChars);
-    for (unsigned c = 0; c < columns; ++c) {
-        const char* cell = row + std::size_t{c} * kCellChars;
-        good = good && cell[0] == 'A' && ((cell[1] >= 'A' && cell[1] <= 'Z') || (cell[1] >= 'a' && cell[1] <= 'f')) &&
+    auto prefix_ok = [](const char* cell) {
+        return cell[0] == 'A' && ((cell[1] >= 'A' && cell[1] <= 'Z') || (cell[1] >= 'a' && cell[1] <= 'f')) &&
                !(cell[1] == 'f' && std::memcmp(cell, p_text.data(), kCellChars) == 0);
-        if (good) continue;
-        for (c = 0; c < columns; ++c) {  // name the first bad cell
-            cell = row + std::size_t{c} * kCellChars;
-            bool ok = all_base64(cell, kCellChars) && cell[0] == 'A' &&
-                      ((cell[1] >= 'A' && cell[1] <= 'Z') || (cell[1] >= 'a' && cell[1] <= 'f')) &&
-                      std::memcmp(cell, p_text.data(), kCellChars) != 0;
-            if (!ok) break;
-        }
-        corrupt("cell (row " + std::to_string(r) + ", column " + std::to_string(c) + ") is not a base64 value < 2^521-1");
-    }
+    };
+    bool good = all_base64(row, std::size_t{columns} * kCellChars);
+    for (unsigned c = 0; good && c < columns; ++c) good = prefix_ok(row + std::size_t{c} * kCellChars);
+    if (good) return;
+    unsigned c = 0;  // name the first bad cell
+    while (c < columns && all_base64(row + std::size_t{c} * kCellChars, kCellChars) && prefix_ok(row + std::size_t{c} * kCellChars)) ++c;
+    corrupt("cell (row " + std::to_string(r) + ", column " + std::to_string(c) + ") is not a base64 value < 2^521-1");
 }
 
 // A row of the "rows" array: a JSON string token (with the whitespace after

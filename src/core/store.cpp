@@ -3,12 +3,11 @@
 #include <fcntl.h>
 #include <sodium.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cmath>
-#include <xxhash.h>
-
 #include <condition_variable>
 #include <future>
 #include <memory>
