@@ -51,9 +51,11 @@ void close_in_background(FileHandle h);
 
 void write_all(int fd, std::string_view data, const std::string& what);
 void fsync_dir(const std::string& dir);
-// Creates `path` with O_EXCL, 0600, writes and fsyncs it; on failure removes
-// it and throws (Error(no_space) for ENOSPC). Returns the open file.
-FileHandle write_new_file(const std::string& path, std::string_view data);
+// Creates `path` for writing with O_EXCL, 0600; Error(io) if it cannot.
+FileHandle create_new_file(const std::string& path);
+// Creates `path` (create_new_file), writes, fsyncs and closes it; on failure
+// removes it and throws (Error(no_space) for ENOSPC).
+void write_new_file(const std::string& path, std::string_view data);
 // Replaces `path` durably: write_new_file(path + ".tmp"), rename, fsync dir.
 void replace_small_file(const std::string& path, std::string_view data);
 // Whole file, or nothing if it does not exist; Error(io) otherwise.

@@ -23,9 +23,9 @@ inline constexpr std::size_t kMaxStorageBytes = (std::size_t{4} << 30) - 4096;
 Matrix parse_storage(BigBuffer text, const KdfLimits& limits);
 Matrix parse_storage(std::string_view text, const KdfLimits& limits);  // copies
 inline constexpr std::size_t kParsePadding = 64;  // simdjson::SIMDJSON_PADDING
-// Throws Error(io) if the file cannot be read, else as parse_storage.
-Matrix load_storage(const std::string& path, const KdfLimits& limits);
-Matrix read_storage(int fd, const std::string& path, const KdfLimits& limits);  // the open file `fd`
+// The open storage file `fd` (named `path` in errors): Error(io) if it cannot
+// be read, else as parse_storage.
+Matrix read_storage(int fd, const std::string& path, const KdfLimits& limits);
 // The slots and KDF parameters from the header before "rows" in the first
 // 64 KiB (where shamirfs writes them), within the limits; nothing if they are
 // not there. Not a check of the file: load it to know it is a storage.

@@ -99,17 +99,22 @@ void fsync_dir(const std::string& dir) {
     if (rc != 0) throw_errno("cannot fsync directory " + dir, e);
 }
 
-FileHandle write_new_file(const std::string& path, std::string_view data) {
+FileHandle create_new_file(const std::string& path) {
     FileHandle fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (fd.get() < 0) throw_errno("cannot create " + path, errno);
+    return fd;
+}
+
+void write_new_file(const std::string& path, std::string_view data) {
+    FileHandle fd = create_new_file(path);
     try {
         write_all(fd.get(), data, path);
         if (::fsync(fd.get()) != 0) throw_errno("cannot fsync " + path, errno);
+        if (::close(fd.release()) != 0) throw_errno("cannot close " + path, errno);
     } catch (...) {
         ::unlink(path.c_str());
         throw;
     }
-    return fd;
 }
 
 void replace_small_file(const std::string& path, std::string_view data) {

@@ -272,17 +272,4 @@ Matrix read_storage(int fd, const std::string& path, const KdfLimits& limits) {
     return parse_storage(std::move(text), limits);
 }
 
-Matrix load_storage(const std::string& path, const KdfLimits& limits) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw_errno("cannot open storage " + path, errno);
-    try {
-        Matrix m = read_storage(fd, path, limits);
-        ::close(fd);
-        return m;
-    } catch (...) {
-        ::close(fd);
-        throw;
-    }
-}
-
 }  // namespace shamirfs

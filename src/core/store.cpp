@@ -163,8 +163,7 @@ void Store::write_locked(std::string_view text, bool must_not_exist,
     try {
         // The text is written (and hashed for the "ready" record) as far as it
         // is final, while the rest may still be being made.
-        written = FileHandle(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-        if (written.get() < 0) throw_errno("cannot create " + temp, errno);
+        written = create_new_file(temp);
         XXH3_state_t* state = XXH3_createState();
         if (state == nullptr) throw std::bad_alloc();
         std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> hold(state, XXH3_freeState);
