@@ -30,10 +30,15 @@ void* op_init(fuse_conn_info* conn, fuse_config* cfg) {
     cfg->use_ino = 1;          // stable st_ino per file
     cfg->hard_remove = 1;      // unlink really unlinks (no .fuse_hidden names)
     cfg->nullpath_ok = 1;      // operations on open, unlinked files come by handle
-    cfg->entry_timeout = 0;    // names change under rename-based saves: never cache them
+    // Every change of a name, an attribute or a content comes through the kernel
+    // (the daemon never changes a file by itself: a refused commit leaves the
+    // content as written, and other writers' commits are not shown), so the
+    // kernel's caches stay exact and may be kept: names, attributes, and pages
+    // across opens (a read is answered from memory without a request).
+    cfg->entry_timeout = 1;
     cfg->negative_timeout = 0;
-    cfg->attr_timeout = 0;     // st_size and st_mtime exact at every moment
-    cfg->kernel_cache = 0;
+    cfg->attr_timeout = 1;
+    cfg->kernel_cache = 1;
     conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);  // O_APPEND offsets and sizes from us
     return fuse_get_context()->private_data;
 }

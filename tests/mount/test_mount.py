@@ -68,6 +68,45 @@ def test_tail_f_sees_an_append(m):
     assert m.storage.cat("a") == doc("old") + b"  \n"
 
 
+def test_kernel_caches_stay_exact(m):
+    """Names, attributes and pages are cached by the kernel across opens; every
+    way of changing the file must show at the next open and stat."""
+    a = m.path("a.json")
+    held = os.open(a, os.O_RDONLY)  # the file before any change, held open
+    try:
+        assert a.read_bytes() == doc("old")  # now in the page cache
+        # rename-over (sed -i): the name shows the new file; the held fd the old one
+        assert sh(f"sed -i s/old/renamed/ {a}").returncode == 0
+        assert a.read_bytes() == doc("renamed")
+        assert os.pread(held, 4096, 0) == doc("old")
+        # in place, shorter, through O_TRUNC: no stale tail from cached pages
+        a.write_bytes(doc("x"))
+        assert a.read_bytes() == doc("x") and os.stat(a).st_size == len(doc("x"))
+        # in place through a second descriptor while a reader holds the file
+        with open(a, "rb") as r:
+            assert r.read() == doc("x")
+            with open(a, "r+b") as w:
+                w.write(doc("y"))
+            r.seek(0)
+            assert r.read() == doc("y")
+        # truncate by name and append
+        os.truncate(a, len(doc("y")) - 1)
+        assert a.read_bytes() == doc("y")[:-1]
+        with open(a, "ab") as f:
+            f.write(b"\n")
+        assert a.read_bytes() == doc("y") and os.stat(a).st_size == len(doc("y"))
+        # a refused save keeps what was written, as the kernel's pages say
+        with pytest.raises(OSError):
+            with open(a, "wb") as f:
+                f.write(b"{broken")
+        assert a.read_bytes() == b"{broken"
+        a.write_bytes(doc("z"))
+    finally:
+        os.close(held)
+    m.unmount()
+    assert m.storage.cat("a") == doc("z")
+
+
 def test_posix_semantics(m):
     a = m.path("a.json")
     fd1 = os.open(a, os.O_RDWR)
