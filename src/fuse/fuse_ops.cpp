@@ -1,10 +1,12 @@
 // Thin adapters: each FUSE request calls one MemFs method and returns its
-// -errno. Exceptions never cross into libfuse: anything unexpected is logged
-// and answered with EIO.
+// -errno, one request at a time (the loop has several threads; MemFs is not
+// thread-safe). Exceptions never cross into libfuse: anything unexpected is
+// logged and answered with EIO.
 #include "fuse_ops.hpp"
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 
 #include "shamirfs/log.hpp"
 
@@ -14,8 +16,11 @@ namespace {
 MemFs& fs() { return *static_cast<MemFs*>(fuse_get_context()->private_data); }
 std::uint64_t fh_of(const fuse_file_info* fi) { return fi ? fi->fh : 0; }
 
+std::mutex g_mutex;  // one request at a time in MemFs
+
 template <typename F>
 auto guarded(const char* op, F&& f) -> decltype(f()) {
+    std::lock_guard<std::mutex> lock(g_mutex);
     try {
         return f();
     } catch (const std::exception& e) {

@@ -4,7 +4,7 @@
 // content is committed through the Store at the commit points; every other
 // name is a scratch file that lives in memory only. Every method returns 0 or
 // a byte count on success and -errno on failure; no exception leaves it.
-// Not thread-safe: the FUSE loop is single-threaded.
+// Not thread-safe: the FUSE adapters call it one request at a time.
 #pragma once
 #include <sys/stat.h>
 #include <sys/statvfs.h>
