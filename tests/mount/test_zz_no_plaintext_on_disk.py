@@ -14,7 +14,7 @@ def files_with_marker():
     find = subprocess.run(["find", *dirs, "-xdev", "-type", "f", "-cnewer", str(STAMP), "-print0"],
                           capture_output=True)
     hits = []
-    for f in (f for f in find.stdout.split(b"\0") if f):
+    for f in sorted({f for f in find.stdout.split(b"\0") if f}):  # the directories may overlap
         try:
             with open(f, "rb") as fh:
                 if MARKER.encode() in fh.read():
