@@ -19,7 +19,7 @@ BUILD = SHAMIRFS.parent
 MOUNT_HELPER = BUILD / "mount.shamirfs"
 
 
-def _traversable_by_others(path):
+def traversable_by_others(path):
     return all(os.stat(p).st_mode & 0o001 for p in [path, *path.parents] if p.exists())
 
 
@@ -27,7 +27,7 @@ def _traversable_by_others(path):
 # user could not reach it (a clone under a 0700 home): the tests with an
 # ordinary user need to, so /var/tmp then (searched by the plaintext test too).
 SCRATCH = ROOT / "build" / "mount-scratch"
-if not _traversable_by_others(ROOT / "build"):
+if not traversable_by_others(ROOT / "build"):
     SCRATCH = Path("/var/tmp") / f"shamirfs-mount-scratch-{os.getuid()}"
 MARKER = "SFSMARK" + secrets.token_hex(6)
 # Only files changed (ctime) after this stamp can hold the marker.

@@ -2,12 +2,14 @@
 with a locked-memory limit too small for the document."""
 import os
 import pwd
+import shutil
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from mountlib import MARKER, MOUNT_HELPER, SHAMIRFS, mounted_at, wait_until
+from mountlib import MARKER, MOUNT_HELPER, SHAMIRFS, mounted_at, traversable_by_others, wait_until
 from sfs_common import CHEAP_KDF, talk
 
 USER = "sfstestuser"
@@ -36,16 +38,21 @@ def as_user(cmd, **kw):
 def test_unprivileged_user_with_a_small_memlock_limit(workdir, user):
     d = workdir / "home"
     d.mkdir()
+    # The user runs the binaries: copies of them if the build is out of reach.
+    shamirfs, helper = SHAMIRFS, MOUNT_HELPER
+    if not traversable_by_others(SHAMIRFS.parent):
+        (workdir / "bin").mkdir()
+        shamirfs, helper = (Path(shutil.copy2(b, workdir / "bin")) for b in (SHAMIRFS, MOUNT_HELPER))
     os.chown(d, user.pw_uid, user.pw_gid)
     os.chmod(d, 0o700)
     r = as_user(f"cd {d} && umask 077 && printf 'user pw\\n' > pw && mkdir keys mnt && "
-                f"{SHAMIRFS} create enc.json --partitions 1 {' '.join(CHEAP_KDF)} --key-dir keys --passfile a=pw")
+                f"{shamirfs} create enc.json --partitions 1 {' '.join(CHEAP_KDF)} --key-dir keys --passfile a=pw")
     assert r.returncode == 0, r.stderr
     big = '{"items": [' + ",".join(f'"{MARKER} item {i:06d}"' for i in range(8000)) + "]}"
-    r = as_user(f"cd {d} && {SHAMIRFS} update enc.json - --keyfile keys/a.key --passfile pw", input=big.encode())
+    r = as_user(f"cd {d} && {shamirfs} update enc.json - --keyfile keys/a.key --passfile pw", input=big.encode())
     assert r.returncode == 0, r.stderr
     # 64 KiB of locked memory cannot hold the ~250 KB document: the mount works, with one warning.
-    r = as_user(f"cd {d} && ulimit -l 64 && {MOUNT_HELPER} enc.json mnt -o keyfile=keys/a.key,passfile=pw")
+    r = as_user(f"cd {d} && ulimit -l 64 && {helper} enc.json mnt -o keyfile=keys/a.key,passfile=pw")
     try:
         assert r.returncode == 0, r.stderr
         assert r.stderr.count(b"memory is not locked") == 1, r.stderr
@@ -63,7 +70,7 @@ def test_unprivileged_user_with_a_small_memlock_limit(workdir, user):
     assert u.returncode == 0, u.stderr
     wait_until(lambda: subprocess.run(["pgrep", "-u", USER, "-f", "mount.shamirfs"]).returncode != 0, 10,
                "the user's daemon to exit")
-    r = as_user(f"cd {d} && {SHAMIRFS} cat enc.json --keyfile keys/a.key --passfile pw")
+    r = as_user(f"cd {d} && {shamirfs} cat enc.json --keyfile keys/a.key --passfile pw")
     assert r.returncode == 0
     assert r.stdout == big.replace("item 000000", "item changed").encode()
 
