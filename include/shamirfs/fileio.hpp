@@ -50,6 +50,7 @@ private:
 void close_in_background(FileHandle h);
 
 void write_all(int fd, std::string_view data, const std::string& what);
+void write_all_at(int fd, std::string_view data, std::size_t offset, const std::string& what);
 void fsync_dir(const std::string& dir);
 // Creates `path` for writing with O_EXCL, 0600; Error(io) if it cannot.
 FileHandle create_new_file(const std::string& path);

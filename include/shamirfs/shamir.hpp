@@ -25,11 +25,14 @@ void split(const gf::Fe& secret, unsigned threshold, std::span<const gf::Fe> xs,
 
 // split() for many secrets over one set of share IDs: the IDs are checked once,
 // and IDs below 2^64 (every column's ID) cost one word product per Horner step.
+// Packed: split_packed() takes the k <= t lowest coefficients (format 2 keeps
+// k chunks of a row there) and draws the other t - k at random; k = 1 is
+// split().
 class Splitter {
 public:
     Splitter(unsigned threshold, std::span<const gf::Fe> xs);
     void split(const gf::Fe& secret, std::span<gf::Fe> ys, Rng& rng) const;
-    std::size_t size() const { return xs_.size(); }
+    void split_packed(std::span<const gf::Fe> low, std::span<gf::Fe> ys, Rng& rng) const;
 
 private:
     unsigned t_;
@@ -37,16 +40,34 @@ private:
     std::vector<std::uint64_t> small_;  // the IDs as words, or empty if one is >= 2^64
 };
 
-// Lagrange basis at 0 for a fixed set of t share IDs: computed once, then each
-// row costs t multiplications.
-class LagrangeAtZero {
+// The Lagrange basis of a fixed set of t share IDs, computed once (the only
+// place it is computed): the polynomial through (xs, ys) has coefficient m
+// equal to sum_i coefficient(m)[i] * ys[i], and value at x equal to
+// sum_i weights_at(x)[i] * ys[i]. Each row then costs t multiplications per
+// wanted value.
+class Interpolator {
 public:
-    explicit LagrangeAtZero(std::span<const gf::Fe> xs);
-    gf::Fe combine(std::span<const gf::Fe> ys) const;
-    std::size_t size() const { return coeff_.size(); }
+    explicit Interpolator(std::span<const gf::Fe> xs);
+    unsigned size() const { return static_cast<unsigned>(xs_.size()); }
+    // The weights that give coefficient m (m < size()).
+    const std::vector<gf::Fe>& coefficient(unsigned m) const { return coeff_[m]; }
+    // The weights that give the value at x.
+    std::vector<gf::Fe> weights_at(const gf::Fe& x) const;
+    static gf::Fe apply(std::span<const gf::Fe> weights, std::span<const gf::Fe> ys);
 
 private:
-    std::vector<gf::Fe> coeff_;
+    std::vector<gf::Fe> xs_;
+    std::vector<std::vector<gf::Fe>> coeff_;  // coeff_[m][i]: x^m in the i-th basis polynomial
+};
+
+// The secret (value at 0) from exactly t shares.
+class LagrangeAtZero {
+public:
+    explicit LagrangeAtZero(std::span<const gf::Fe> xs) : basis_((validate(static_cast<unsigned>(xs.size()), xs), xs)) {}
+    gf::Fe combine(std::span<const gf::Fe> ys) const;
+
+private:
+    Interpolator basis_;
 };
 
 // Interpolates at 0 from exactly the given shares (at least 2; all used).
@@ -55,12 +76,17 @@ gf::Fe combine(std::span<const gf::Fe> xs, std::span<const gf::Fe> ys);
 // Error-correcting decode (Berlekamp-Welch): up to floor((n - t) / 2) wrong
 // shares among n are located and corrected. Returns nothing when the shares
 // are not within that distance of any polynomial of degree < t.
+// Erasures (cells that are not values at all) are left out of xs/ys by the
+// caller: with e of them, floor((n - e - t) / 2) wrong shares are corrected.
 struct Decoded {
-    gf::Fe secret;
+    std::vector<gf::Fe> poly;      // the t coefficients, constant term first
     std::vector<std::size_t> bad;  // indices into xs/ys of the corrected shares
 };
 std::optional<Decoded> decode(std::span<const gf::Fe> xs, std::span<const gf::Fe> ys,
                               unsigned threshold);
+
+// The polynomial with these coefficients (constant term first) at x.
+gf::Fe evaluate(std::span<const gf::Fe> poly, const gf::Fe& x);
 
 // Evaluates the degree < t polynomial through (xs, ys) (t points) at x.
 gf::Fe interpolate_at(std::span<const gf::Fe> xs, std::span<const gf::Fe> ys, const gf::Fe& x);

@@ -1,7 +1,9 @@
-// The backing file: a strict reader (every field walked, unknown and duplicate
-// keys, wrong types, out-of-range numbers and trailing content rejected, sizes
-// capped, KDF floors enforced, every cell checked < p). Writing is the
-// matrix's own text (matrix.hpp).
+// The backing file: a strict reader of its structure (every field walked,
+// unknown and duplicate keys, wrong types, out-of-range numbers and trailing
+// content rejected, sizes capped, KDF floors enforced; format 2's header
+// checked against its check value and restored from its copy). Cells are not
+// checked here: one that is not a value is an erasure for the readers
+// (matrix.hpp). Writing is the matrix's own text.
 // The exact format is man/shamirfs.5.
 #pragma once
 #include <optional>
@@ -30,9 +32,10 @@ Matrix read_storage(int fd, const std::string& path, const KdfLimits& limits);
 // 64 KiB (where shamirfs writes them), within the limits; nothing if they are
 // not there. Not a check of the file: load it to know it is a storage.
 std::optional<StorageParams> peek_storage_params(const std::string& path, const KdfLimits& limits);
-// The canonical text before the rows (what a Matrix of these parameters and
-// capacity starts with); the file is then '"' row '",\n' ..., the last row
-// without the comma, then "]}\n".
+// The canonical text before the cells (what a Matrix of these parameters and
+// capacity starts with); the file is then '"' cells '",\n' per row (format
+// 1) or column (format 2), the last without the comma, then the trailer.
 std::string storage_header(const StorageParams& p, std::size_t capacity);
+std::string storage_trailer(const StorageParams& p, std::size_t capacity);
 
 }  // namespace shamirfs

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shamirfs/codec.hpp"
 #include "shamirfs/crypto.hpp"
 #include "shamirfs/fileio.hpp"
 #include "shamirfs/keys.hpp"
@@ -33,11 +34,15 @@ struct StoreOptions {
 };
 
 struct CreateSpec {
+    unsigned format = kFormatVersion;  // 1 only for tests of the old format
     unsigned partitions = 2;
+    std::vector<std::string> labels;   // one per partition (format 2 seals it in the partition); default a, b, ...
     unsigned threshold = 3;
     unsigned shares = 9;
-    unsigned slots = 0;        // 0: partitions + 2
-    std::size_t capacity = 32; // initial rows
+    unsigned slots = 4;        // a constant: it must not tell how many partitions there are
+    unsigned pack = 0;         // chunks per row; 0: the threshold (format 2)
+    unsigned growth = 4;       // capacity classes per doubling (format 2)
+    std::size_t capacity = kMinCapacity;  // initial rows (rounded up to a capacity class)
     std::uint64_t kdf_ops = 3;
     std::uint64_t kdf_mem = 256ull << 20;
 };
@@ -83,14 +88,18 @@ struct DryRunResult {
 
 struct FsckReport {
     std::vector<std::string> recovery;         // actions of the recovery run
+    std::size_t damaged_structure = 0;         // header, its copy or separators found damaged (set right in memory)
     std::size_t rows_checked = 0;              // slot-rows checked (rows x slots)
     std::size_t bad_cells = 0;                 // cells found inconsistent
     std::size_t repaired_cells = 0;            // of those, rewritten (--repair)
     std::size_t unrecoverable_rows = 0;        // slot-rows with too many bad cells
+    std::size_t unrepaired_rows = 0;           // slot-rows decodable, but with too few cells left to be certain
     std::vector<std::string> problems;         // one line each
     bool document_checked = false;             // credentials given
     bool document_ok = false;                  // ... and the document authenticated
-    bool clean() const { return bad_cells == 0 && unrecoverable_rows == 0 && (!document_checked || document_ok); }
+    bool clean() const {
+        return damaged_structure == 0 && bad_cells == 0 && unrecoverable_rows == 0 && (!document_checked || document_ok);
+    }
 };
 
 class Store {
@@ -117,6 +126,9 @@ public:
     Partition unlock(const MapKey& key, std::string_view password);
 
     SecureBuffer read(const Partition& p);
+    // The document with what its sealed header says (label, generation,
+    // commit time) and its draft, if one is kept.
+    codec::Opened open(const Partition& p, codec::Meta* meta = nullptr);
     // Validates the JSON (Error(invalid_json)), then commits under the lock.
     CommitResult commit(const Partition& p, std::span<const std::uint8_t> document);
     DryRunResult dry_run(const Partition& p, std::span<const std::uint8_t> document);
@@ -136,13 +148,20 @@ private:
         struct timespec mtime {}, ctime{};
         bool operator==(const FileIdentity& o) const;
     };
+    using Clock = std::chrono::steady_clock;
     static std::optional<FileIdentity> identity_of(const std::string& path);
+    // Steps of a commit, lock held: read the file again if another writer
+    // replaced it (noting that in r), then write the sealed blob into the
+    // partition's slot and the file through the WAL (returns when the shares
+    // were done).
+    void reload_for_commit(const Partition& p, CommitResult& r);
+    Clock::time_point write_document(const Partition& p, std::span<const std::uint8_t> blob, Rng& rng, CommitResult& r);
     static FileIdentity identity_of(int fd);
     // Writes `text` as the new storage through the WAL protocol; lock held.
-    // With `available`, only the prefix it says is final is written at a time:
-    // available(n) waits until more than n bytes are (or returns n if no more will be).
+    // With `next_ranges`, only the ranges it hands out are written at a time:
+    // it waits until more bytes are final and returns them (nothing: done).
     void write_locked(std::string_view text, bool must_not_exist,
-                      const std::function<std::size_t(std::size_t)>& available = {});
+                      const std::function<std::vector<TextRange>()>& next_ranges = {});
 
     std::string path_;
     StoreOptions options_;

@@ -4,16 +4,19 @@
 #define ZSTD_STATIC_LINKING_ONLY  // ZSTD_customMem: zstd's work buffers in locked memory
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <string_view>
 
 #include "shamirfs/error.hpp"
 
 namespace shamirfs::codec {
 namespace {
 
-constexpr unsigned char kHeaderAd[] = "shamirfs/v1/header";
-constexpr std::uint8_t kVersion = 1;
+constexpr std::string_view kHeaderAd1 = "shamirfs/v1/header";
+constexpr std::string_view kHeaderAd2 = "shamirfs/v2/header";
 constexpr std::uint8_t kZstd = 1;
+constexpr std::uint16_t kFlagDraft = 1;
 
 void put_u64(std::uint8_t* p, std::uint64_t v) {
     for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
@@ -38,75 +41,141 @@ void zstd_free(void*, void* p) {
 }
 constexpr ZSTD_customMem kSecureMem = {zstd_alloc, zstd_free, nullptr};
 
-void encode_header(const Header& h, std::uint8_t out[kHeader]) {
-    out[0] = kVersion;
+void encode_header(const Header& h, std::uint8_t* out) {
+    std::fill_n(out, header_bytes(h.version), 0);
+    out[0] = static_cast<std::uint8_t>(h.version);
     out[1] = kZstd;
-    out[2] = out[3] = 0;
-    put_u64(out + 4, h.compressed_len);
-    put_u64(out + 12, h.document_len);
+    if (h.version == 1) {
+        put_u64(out + 4, h.compressed_len);
+        put_u64(out + 12, h.document_len);
+        return;
+    }
+    out[2] = h.has_draft ? kFlagDraft : 0;
+    out[4] = static_cast<std::uint8_t>(h.meta.label.size());
+    put_u64(out + 8, h.compressed_len);
+    put_u64(out + 16, h.document_len);
+    put_u64(out + 24, h.draft_compressed_len);
+    put_u64(out + 32, h.draft_len);
+    put_u64(out + 40, h.meta.generation);
+    put_u64(out + 48, h.meta.time);
+    std::copy(h.meta.label.begin(), h.meta.label.end(), out + 56);
+}
+
+// The fields of an authenticated header; Error(damaged) for what no writer makes.
+Header decode_header(unsigned version, const std::uint8_t* in) {
+    if (in[0] != version) throw Error(Errc::damaged, "document sealed with an unknown codec version");
+    if (in[1] != kZstd) throw Error(Errc::damaged, "unknown document compression");
+    Header h;
+    h.version = version;
+    if (version == 1) {
+        if (in[2] || in[3]) throw Error(Errc::damaged, "unknown document flags");
+        h.compressed_len = get_u64(in + 4);
+        h.document_len = get_u64(in + 12);
+    } else {
+        if ((in[2] & ~kFlagDraft) || in[3] || in[4] > kMaxLabel || in[5] || in[6] || in[7])
+            throw Error(Errc::damaged, "unknown document flags");
+        h.has_draft = in[2] & kFlagDraft;
+        h.compressed_len = get_u64(in + 8);
+        h.document_len = get_u64(in + 16);
+        h.draft_compressed_len = get_u64(in + 24);
+        h.draft_len = get_u64(in + 32);
+        h.meta.generation = get_u64(in + 40);
+        h.meta.time = get_u64(in + 48);
+        h.meta.label.assign(reinterpret_cast<const char*>(in + 56), in[4]);
+    }
+    const auto bound = ZSTD_compressBound(kMaxDocument);
+    if (h.document_len > kMaxDocument || h.compressed_len > bound || h.draft_len > kMaxDocument ||
+        h.draft_compressed_len > bound || (!h.has_draft && (h.draft_len || h.draft_compressed_len)))
+        throw Error(Errc::damaged, "sealed document header states an impossible size");
+    return h;
+}
+
+std::string_view header_ad(unsigned version) { return version == 1 ? kHeaderAd1 : kHeaderAd2; }
+
+// zstd frames of `text` appended to `out` (in locked memory); its length.
+std::size_t compress_into(std::span<const std::uint8_t> text, SecureBuffer& out, std::size_t at, int level) {
+    ZSTD_CCtx* cctx = ZSTD_createCCtx_advanced(kSecureMem);
+    if (cctx == nullptr) throw Error(Errc::internal, "zstd: out of memory");
+    std::size_t n = ZSTD_compressCCtx(cctx, out.data() + at, out.size() - at, text.data(), text.size(), level);
+    ZSTD_freeCCtx(cctx);
+    if (ZSTD_isError(n)) throw Error(Errc::internal, std::string("zstd: ") + ZSTD_getErrorName(n));
+    return n;
+}
+
+SecureBuffer decompress(const std::uint8_t* in, std::size_t n, std::size_t expect) {
+    SecureBuffer out(expect);
+    ZSTD_DCtx* dctx = ZSTD_createDCtx_advanced(kSecureMem);
+    if (dctx == nullptr) throw Error(Errc::internal, "zstd: out of memory");
+    std::size_t got = ZSTD_decompressDCtx(dctx, out.data(), out.size(), in, n);
+    ZSTD_freeDCtx(dctx);
+    if (ZSTD_isError(got) || got != expect)
+        throw Error(Errc::damaged, "sealed document does not decompress to its stated length");
+    return out;
 }
 
 }  // namespace
 
-std::vector<std::uint8_t> seal(std::span<const std::uint8_t> document, const PartitionKeys& keys, Rng& rng,
-                               int level) {
-    if (document.size() > kMaxDocument)
-        throw Error(Errc::too_large, "document of " + std::to_string(document.size()) + " bytes exceeds the " +
-                                         std::to_string(kMaxDocument >> 20) + " MiB limit");
-    SecureBuffer compressed(ZSTD_compressBound(document.size()));
-    ZSTD_CCtx* cctx = ZSTD_createCCtx_advanced(kSecureMem);
-    if (cctx == nullptr) throw Error(Errc::internal, "zstd: out of memory");
-    std::size_t clen = ZSTD_compressCCtx(cctx, compressed.data(), compressed.size(), document.data(), document.size(), level);
-    ZSTD_freeCCtx(cctx);
-    if (ZSTD_isError(clen)) throw Error(Errc::internal, std::string("zstd: ") + ZSTD_getErrorName(clen));
+std::vector<std::uint8_t> seal(unsigned version, std::span<const std::uint8_t> document,
+                               const std::optional<std::span<const std::uint8_t>>& draft, const Meta& meta,
+                               const PartitionKeys& keys, Rng& rng, int level) {
+    for (std::size_t n : {document.size(), draft ? draft->size() : 0})
+        if (n > kMaxDocument)
+            throw Error(Errc::too_large, "document of " + std::to_string(n) + " bytes exceeds the " +
+                                             std::to_string(kMaxDocument >> 20) + " MiB limit");
+    if (version == 1 && (draft || !meta.label.empty())) throw Error(Errc::internal, "codec version 1 has no draft or label");
+    if (meta.label.size() > kMaxLabel) throw Error(Errc::usage, "labels are at most " + std::to_string(kMaxLabel) + " bytes");
+    Header h;
+    h.version = version;
+    h.meta = meta;
+    h.has_draft = draft.has_value();
+    h.document_len = document.size();
+    h.draft_len = draft ? draft->size() : 0;
+    SecureBuffer compressed(ZSTD_compressBound(document.size()) + (draft ? ZSTD_compressBound(draft->size()) : 0));
+    h.compressed_len = compress_into(document, compressed, 0, level);
+    if (draft) h.draft_compressed_len = compress_into(*draft, compressed, h.compressed_len, level);
+    const std::size_t clen = h.compressed_len + h.draft_compressed_len, hb = header_bytes(version);
+    const std::string_view ad = header_ad(version);
 
-    Header h{clen, document.size()};
-    std::vector<std::uint8_t> blob(h.rows() * kChunk);
+    std::vector<std::uint8_t> blob(h.chunks() * kChunk);
     std::uint8_t* nonce = blob.data();
     rng.fill({nonce, kNonce});
-    std::uint8_t header[kHeader];
+    std::uint8_t header[header_bytes(2)];
     encode_header(h, header);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(blob.data() + kNonce, nullptr, header, kHeader, kHeaderAd,
-                                               sizeof(kHeaderAd) - 1, nullptr, nonce, keys.header_key.data());
-    crypto_aead_xchacha20poly1305_ietf_encrypt(blob.data() + kPrefix, nullptr, compressed.data(), clen, header,
-                                               kHeader, nullptr, nonce, keys.body_key.data());
+    crypto_aead_xchacha20poly1305_ietf_encrypt(blob.data() + kNonce, nullptr, header, hb,
+                                               reinterpret_cast<const unsigned char*>(ad.data()), ad.size(), nullptr,
+                                               nonce, keys.header_key.data());
+    crypto_aead_xchacha20poly1305_ietf_encrypt(blob.data() + prefix_bytes(version), nullptr, compressed.data(), clen,
+                                               header, hb, nullptr, nonce, keys.body_key.data());
     std::size_t used = h.blob_bytes();
     rng.fill({blob.data() + used, blob.size() - used});
     return blob;
 }
 
-std::optional<Header> open_header(std::span<const std::uint8_t, kChunk> first, const PartitionKeys& keys) {
-    std::uint8_t header[kHeader];
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(header, nullptr, nullptr, first.data() + kNonce,
-                                                   kHeader + kTag, kHeaderAd, sizeof(kHeaderAd) - 1,
+std::optional<Header> open_header(unsigned version, std::span<const std::uint8_t> first, const PartitionKeys& keys) {
+    const std::size_t hb = header_bytes(version);
+    if (first.size() < prefix_bytes(version)) throw Error(Errc::internal, "short sealed header");
+    const std::string_view ad = header_ad(version);
+    std::uint8_t header[header_bytes(2)];
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(header, nullptr, nullptr, first.data() + kNonce, hb + kTag,
+                                                   reinterpret_cast<const unsigned char*>(ad.data()), ad.size(),
                                                    first.data(), keys.header_key.data()) != 0)
         return std::nullopt;
     // Authenticated from here on: a mismatch is a format error, not a guess.
-    if (header[0] != kVersion) throw Error(Errc::damaged, "document sealed with unknown codec version");
-    if (header[1] != kZstd || header[2] || header[3]) throw Error(Errc::damaged, "unknown document compression");
-    Header h{get_u64(header + 4), get_u64(header + 12)};
-    if (h.document_len > kMaxDocument || h.compressed_len > ZSTD_compressBound(kMaxDocument))
-        throw Error(Errc::damaged, "sealed document header states an impossible size");
-    return h;
+    return decode_header(version, header);
 }
 
-std::optional<SecureBuffer> open_body(std::span<const std::uint8_t> blob, const Header& h, const PartitionKeys& keys) {
+std::optional<Opened> open_body(std::span<const std::uint8_t> blob, const Header& h, const PartitionKeys& keys) {
     if (blob.size() < h.blob_bytes()) throw Error(Errc::damaged, "sealed document is truncated");
-    std::uint8_t header[kHeader];
+    const std::size_t hb = header_bytes(h.version), clen = h.compressed_len + h.draft_compressed_len;
+    std::uint8_t header[header_bytes(2)];
     encode_header(h, header);
-    SecureBuffer compressed(h.compressed_len);
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(compressed.data(), nullptr, nullptr, blob.data() + kPrefix,
-                                                   h.compressed_len + kTag, header, kHeader, blob.data(),
-                                                   keys.body_key.data()) != 0)
+    SecureBuffer compressed(clen);
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(compressed.data(), nullptr, nullptr, blob.data() + prefix_bytes(h.version),
+                                                   clen + kTag, header, hb, blob.data(), keys.body_key.data()) != 0)
         return std::nullopt;
-    SecureBuffer doc(h.document_len);
-    ZSTD_DCtx* dctx = ZSTD_createDCtx_advanced(kSecureMem);
-    if (dctx == nullptr) throw Error(Errc::internal, "zstd: out of memory");
-    std::size_t n = ZSTD_decompressDCtx(dctx, doc.data(), doc.size(), compressed.data(), compressed.size());
-    ZSTD_freeDCtx(dctx);
-    if (ZSTD_isError(n) || n != h.document_len)
-        throw Error(Errc::damaged, "sealed document does not decompress to its stated length");
-    return doc;
+    Opened out{decompress(compressed.data(), h.compressed_len, h.document_len), std::nullopt};
+    if (h.has_draft) out.draft = decompress(compressed.data() + h.compressed_len, h.draft_compressed_len, h.draft_len);
+    return out;
 }
 
 }  // namespace shamirfs::codec

@@ -3,11 +3,12 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <string>
-#include <exception>
 #include <thread>
 
 #include "shamirfs/base64.hpp"
@@ -19,6 +20,7 @@ namespace shamirfs {
 
 void check_params(const StorageParams& p, bool from_file) {
     Errc code = from_file ? Errc::corrupt : Errc::usage;
+    if (p.version != 1 && p.version != 2) throw Error(code, "unsupported format version " + std::to_string(p.version));
     if (p.threshold < shamir::kMinThreshold)
         throw Error(code, "threshold must be at least " + std::to_string(shamir::kMinThreshold));
     if (p.shares < p.threshold) throw Error(code, "shares per row must be at least the threshold");
@@ -28,36 +30,51 @@ void check_params(const StorageParams& p, bool from_file) {
         throw Error(code, "slots must be between 1 and " + std::to_string(kMaxSlots));
     if (p.columns() > kMaxColumns)
         throw Error(code, "slots x shares must be at most " + std::to_string(kMaxColumns) + " columns");
+    if (p.version == 1 && (p.pack != 1 || p.growth != 1 || p.mode != StorageMode::shared))
+        throw Error(Errc::internal, "format 1 has no packing, growth classes or modes");
+    if (p.pack < 1 || p.pack > p.threshold) throw Error(code, "chunks per row (pack) must be between 1 and the threshold");
+    if (p.growth != 1 && p.growth != 2 && p.growth != 4) throw Error(code, "growth must be 1, 2 or 4 classes per doubling");
 }
 
 Matrix::Matrix(StorageParams params, std::size_t capacity) : params_(params), capacity_(capacity) {
     check_params(params_, false);
     if (capacity > kMaxCapacity) throw Error(Errc::too_large, "capacity exceeds " + std::to_string(kMaxCapacity) + " rows");
-    // The canonical layout: the header, then '"' cells '",\n' per row, the last
-    // row without its comma, then "]}\n".
-    const std::size_t row_chars = std::size_t{columns()} * kCellChars;
-    const std::string head = storage_header(params_, capacity_);
+    // The canonical layout: the header, then '"' cells '",\n' per row
+    // (format 1) or per column (format 2), the last without its comma, then
+    // the trailer.
+    const bool by_row = params_.version == 1;
+    const std::size_t strings = by_row ? capacity_ : columns();
+    const std::size_t chars = (by_row ? std::size_t{columns()} : capacity_) * kCellChars;
+    const std::string head = storage_header(params_, capacity_), tail = storage_trailer(params_, capacity_);
     first_ = head.size() + 1;
-    stride_ = row_chars + 4;
-    text_ = BigBuffer(head, capacity_ * stride_ + 3);
+    row_step_ = by_row ? chars + 4 : kCellChars;
+    column_step_ = by_row ? kCellChars : chars + 4;
+    text_ = BigBuffer(head, strings * (chars + 4) + tail.size());
     char* out = text_.data() + head.size();
-    for (std::size_t r = 0; r < capacity_; ++r) {
+    for (std::size_t i = 0; i < strings; ++i) {
+        const bool last = i + 1 == strings;
         *out++ = '"';
-        std::memset(out, 'A', row_chars);
-        out += row_chars;
-        std::memcpy(out, r + 1 < capacity_ ? "\",\n" : "\"\n", r + 1 < capacity_ ? 3 : 2);
-        out += r + 1 < capacity_ ? 3 : 2;
+        std::memset(out, 'A', chars);
+        out += chars;
+        std::memcpy(out, last ? "\"\n" : "\",\n", last ? 2 : 3);
+        out += last ? 2 : 3;
     }
-    std::memcpy(out, "]}\n", 3);
-    text_.resize(static_cast<std::size_t>(out + 3 - text_.data()));
+    std::memcpy(out, tail.data(), tail.size());
+    text_.resize(static_cast<std::size_t>(out + tail.size() - text_.data()));
 }
 
-Matrix::Matrix(StorageParams params, std::size_t capacity, BigBuffer text, std::size_t first, std::size_t stride)
-    : params_(params), capacity_(capacity), text_(std::move(text)), first_(first), stride_(stride) {
+Matrix::Matrix(StorageParams params, std::size_t capacity, BigBuffer text, std::size_t first, std::size_t row_step,
+               std::size_t column_step)
+    : params_(params), capacity_(capacity), text_(std::move(text)), first_(first), row_step_(row_step),
+      column_step_(column_step) {
     check_params(params_, true);
-    const std::size_t row_chars = std::size_t{columns()} * kCellChars;
-    if (capacity_ > 0 && (stride_ < row_chars || first_ + (capacity_ - 1) * stride_ + row_chars > text_.size()))
+    if (capacity_ > 0 && first_ + (capacity_ - 1) * row_step_ + (columns() - 1) * column_step_ + kCellChars > text_.size())
         throw Error(Errc::internal, "matrix layout does not fit its text");
+}
+
+std::size_t Matrix::position(unsigned column) const {
+    if (params_.version == 1) return column;
+    return std::size_t{column % params_.shares} * params_.slots + column / params_.shares;
 }
 
 std::vector<gf::Fe> Matrix::slot_share_ids(unsigned slot) const {
@@ -67,18 +84,18 @@ std::vector<gf::Fe> Matrix::slot_share_ids(unsigned slot) const {
 }
 
 std::string_view Matrix::cell_text(std::size_t row, unsigned column) const {
-    return {text_.data() + first_ + row * stride_ + column * kCellChars, kCellChars};
+    return {text_.data() + cell_offset(row, column), kCellChars};
 }
 
-std::string_view Matrix::row_text(std::size_t row) const {
-    return {text_.data() + first_ + row * stride_, std::size_t{columns()} * kCellChars};
+bool Matrix::try_get(std::size_t row, unsigned column, gf::Fe& v) const {
+    std::uint8_t b[gf::kBytes];
+    return base64::decode(cell_text(row, column), b) &&
+           gf::from_bytes(std::span<const std::uint8_t, gf::kBytes>(b, gf::kBytes), v);
 }
 
 gf::Fe Matrix::get(std::size_t row, unsigned column) const {
-    std::uint8_t b[gf::kBytes];
     gf::Fe v;
-    if (!base64::decode(cell_text(row, column), b) ||
-        !gf::from_bytes(std::span<const std::uint8_t, gf::kBytes>(b, gf::kBytes), v))
+    if (!try_get(row, column, v))
         throw Error(Errc::corrupt, "cell (" + std::to_string(row) + ", " + std::to_string(column) + ") is not a value < p");
     return v;
 }
@@ -89,56 +106,85 @@ void Matrix::set(std::size_t row, unsigned column, const gf::Fe& v) {
     base64::encode(b, cell_ptr(row, column));
 }
 
-void Matrix::randomize_slot(unsigned slot, std::size_t begin, std::size_t end, Rng& rng) {
-    const shamir::Splitter splitter(params_.threshold, slot_share_ids(slot));
-    std::vector<gf::Fe> ys(params_.shares);
-    for (std::size_t r = begin; r < end; ++r) {
-        splitter.split(rng.chunk_element(), ys, rng);
-        for (unsigned i = 0; i < params_.shares; ++i) set(r, slot * params_.shares + i, ys[i]);
+bool Matrix::same_slot(const Matrix& other, unsigned slot) const {
+    if (other.capacity_ != capacity_ || other.params_.shares != params_.shares) return false;
+    for (unsigned i = 0; i < params_.shares; ++i)
+        for (std::size_t r = 0; r < capacity_; ++r)
+            if (cell_text(r, slot * params_.shares + i) != other.cell_text(r, slot * params_.shares + i)) return false;
+    return true;
+}
+
+std::vector<TextRange> Matrix::block_ranges(unsigned slot, std::size_t block) const {
+    const std::size_t begin = block * kBlockRows, end = std::min(capacity_, begin + kBlockRows);
+    if (begin >= end) return {};
+    if (params_.version == 1) {  // whole rows: the other slots' cells in them are final already
+        const std::size_t from = cell_offset(begin, 0);
+        return {{from, (end == capacity_ ? text_.size() : cell_offset(end, 0)) - from}};
+    }
+    std::vector<TextRange> out;
+    for (unsigned i = 0; i < params_.shares; ++i)
+        out.push_back({cell_offset(begin, slot * params_.shares + i), (end - begin) * kCellChars});
+    return out;
+}
+
+std::vector<TextRange> Matrix::ranges_outside(unsigned slot) const {
+    if (params_.version == 1) return {{0, first_}};
+    std::vector<TextRange> slot_columns, out;
+    for (unsigned i = 0; i < params_.shares; ++i)
+        slot_columns.push_back({cell_offset(0, slot * params_.shares + i), capacity_ * kCellChars});
+    std::sort(slot_columns.begin(), slot_columns.end(), [](const auto& a, const auto& b) { return a.offset < b.offset; });
+    std::size_t at = 0;
+    for (const auto& c : slot_columns) {
+        if (c.offset > at) out.push_back({at, c.offset - at});
+        at = c.offset + c.length;
+    }
+    if (at < text_.size()) out.push_back({at, text_.size() - at});
+    return out;
+}
+
+namespace {
+
+bool is_p(const gf::Fe& v) {
+    return v.limb[8] == 511 && std::all_of(v.limb.begin(), v.limb.begin() + 8, [](std::uint64_t l) { return l == ~0ull; });
+}
+
+// The coefficients that carry row `row`'s `pack` chunks of a blob (random
+// past its end). Format 1: the chunk itself (< 2^512). Format 2: the chunk in
+// the low 512 bits under 9 random high bits, so that every coefficient, hence
+// every cell, is uniform in [0, p) (man/shamirfs.5).
+void row_chunks(std::span<const std::uint8_t> blob, std::size_t row, const StorageParams& p, gf::Fe* low, Rng& rng) {
+    const std::size_t chunks = blob.size() / kChunkBytes;
+    for (unsigned j = 0; j < p.pack; ++j) {
+        const std::size_t k = row * p.pack + j;
+        if (k >= chunks) {
+            low[j] = p.version == 1 ? rng.chunk_element() : rng.field_element();
+            continue;
+        }
+        low[j] = gf::from_chunk(std::span<const std::uint8_t, kChunkBytes>(blob.data() + k * kChunkBytes, kChunkBytes));
+        if (p.version == 1) continue;
+        do {  // the one value that would be p itself is drawn again
+            std::uint8_t high[2];
+            rng.fill(high);
+            low[j].limb[8] = (high[0] | std::uint64_t{high[1]} << 8) & 511;
+        } while (is_p(low[j]));
     }
 }
 
-void Matrix::grow(std::size_t new_capacity, Rng& rng) {
-    if (new_capacity <= capacity_) return;
-    Matrix bigger(params_, new_capacity);
-    const std::size_t row_chars = std::size_t{columns()} * kCellChars;
-    for (std::size_t r = 0; r < capacity_; ++r) std::memcpy(bigger.cell_ptr(r, 0), cell_ptr(r, 0), row_chars);
-    const std::size_t old = capacity_;
-    *this = std::move(bigger);
-    for (unsigned s = 0; s < params_.slots; ++s) randomize_slot(s, old, new_capacity, rng);
+// The chunks of one row from its decoded coefficients. Format 1: false if one
+// is >= 2^512 (its shares are then inconsistent). Format 2: the low 512 bits.
+bool put_chunks(const gf::Fe* coeff, const StorageParams& p, std::uint8_t* out) {
+    bool ok = true;
+    for (unsigned j = 0; j < p.pack; ++j) {
+        gf::Fe c = coeff[j];
+        if (p.version >= 2) c.limb[8] = 0;
+        ok = gf::to_chunk(c, std::span<std::uint8_t, kChunkBytes>(out + j * kChunkBytes, kChunkBytes)) && ok;
+    }
+    return ok;
 }
 
-std::size_t capacity_for(std::size_t current, std::size_t rows) {
-    if (rows <= current) return current;
-    if (rows > kMaxCapacity) throw Error(Errc::too_large, "document needs more than " + std::to_string(kMaxCapacity) + " rows");
-    std::size_t c = 1;
-    while (c < rows) c <<= 1;
-    return std::min(c, kMaxCapacity);
-}
-
-void write_slot(Matrix& m, unsigned slot, std::span<const std::uint8_t> blob, Rng& rng,
-                const std::function<void(std::size_t)>& block_done) {
-    const auto& p = m.params();
-    const std::size_t rows = blob.size() / 64, capacity = m.capacity();
-    if (blob.size() % 64 != 0 || rows > capacity) throw Error(Errc::internal, "blob does not fit the matrix");
-    const shamir::Splitter splitter(p.threshold, m.slot_share_ids(slot));
-    const std::size_t blocks = (capacity + kBlockRows - 1) / kBlockRows;
-    std::atomic<std::size_t> next{0};
-    // Each thread takes the next block: shares of the blob's chunks, then
-    // codewords of random secrets; every thread writes only its blocks' cells.
-    auto work = [&](Rng& r) {
-        std::vector<gf::Fe> ys(p.shares);
-        for (std::size_t b; (b = next.fetch_add(1)) < blocks;) {
-            for (std::size_t row = b * kBlockRows; row < std::min(capacity, (b + 1) * kBlockRows); ++row) {
-                gf::Fe secret = row < rows ? gf::from_chunk(std::span<const std::uint8_t, 64>(blob.data() + row * 64, 64))
-                                           : r.chunk_element();
-                splitter.split(secret, ys, r);
-                for (unsigned i = 0; i < p.shares; ++i) m.set(row, slot * p.shares + i, ys[i]);
-            }
-            if (block_done) block_done(b);
-        }
-    };
-    // Each thread has its own random stream.
+// Runs work(rng) on up to 8 threads (one when there are few blocks), each with
+// its own random stream; the first error stops the others and is rethrown.
+void on_threads(std::size_t blocks, std::atomic<std::size_t>& next, Rng& rng, const std::function<void(Rng&)>& work) {
     const std::size_t threads = blocks >= 4 ? std::min<std::size_t>(std::max(1u, std::thread::hardware_concurrency()), 8) : 1;
     std::vector<std::thread> pool;
     std::vector<std::unique_ptr<Rng>> rngs;
@@ -165,82 +211,136 @@ void write_slot(Matrix& m, unsigned slot, std::span<const std::uint8_t> blob, Rn
         if (e) std::rethrow_exception(e);
 }
 
+// Runs work(begin, end) over rows [0, rows): a large read takes a second
+// thread for its second half.
+void split_rows(std::size_t rows, const std::function<void(std::size_t, std::size_t)>& work) {
+    if (rows < 4096) return work(0, rows);
+    std::exception_ptr error;
+    std::thread second([&] {
+        try {
+            work(rows / 2, rows);
+        } catch (...) {
+            error = std::current_exception();
+        }
+    });
+    try {
+        work(0, rows / 2);
+    } catch (...) {
+        second.join();
+        throw;
+    }
+    second.join();
+    if (error) std::rethrow_exception(error);
+}
+
+}  // namespace
+
+void Matrix::randomize_slot(unsigned slot, std::size_t begin, std::size_t end, Rng& rng) {
+    const shamir::Splitter splitter(params_.threshold, slot_share_ids(slot));
+    std::vector<gf::Fe> ys(params_.shares), low(params_.pack);
+    for (std::size_t r = begin; r < end; ++r) {
+        row_chunks({}, r, params_, low.data(), rng);
+        splitter.split_packed(low, ys, rng);
+        for (unsigned i = 0; i < params_.shares; ++i) set(r, slot * params_.shares + i, ys[i]);
+    }
+}
+
+void Matrix::grow(std::size_t new_capacity, Rng& rng) {
+    if (new_capacity <= capacity_) return;
+    Matrix bigger(params_, new_capacity);
+    bigger.load_notes = load_notes;
+    if (params_.version == 1) {
+        const std::size_t row_chars = std::size_t{columns()} * kCellChars;
+        for (std::size_t r = 0; r < capacity_; ++r) std::memcpy(bigger.cell_ptr(r, 0), cell_ptr(r, 0), row_chars);
+    } else if (capacity_ > 0) {
+        for (unsigned c = 0; c < columns(); ++c) std::memcpy(bigger.cell_ptr(0, c), cell_ptr(0, c), capacity_ * kCellChars);
+    }
+    const std::size_t old = capacity_;
+    *this = std::move(bigger);
+    for (unsigned s = 0; s < params_.slots; ++s) randomize_slot(s, old, new_capacity, rng);
+}
+
+std::size_t capacity_for(const StorageParams& p, std::size_t current, std::size_t rows) {
+    if (rows <= current) return current;
+    if (rows > kMaxCapacity) throw Error(Errc::too_large, "document needs more than " + std::to_string(kMaxCapacity) + " rows");
+    const std::size_t floor = p.version == 1 ? 1 : kMinCapacity;
+    // Classes m * 2^e with growth <= m < 2 * growth.
+    for (std::size_t e = 0;; ++e)
+        for (std::size_t m = p.growth; m < 2 * p.growth; ++m) {
+            const std::size_t c = m << e;
+            if (c >= rows && c >= floor) return std::min(c, kMaxCapacity);
+        }
+}
+
+void write_slot(Matrix& m, unsigned slot, std::span<const std::uint8_t> blob, Rng& rng,
+                const std::function<void(std::size_t)>& block_done) {
+    const auto& p = m.params();
+    const std::size_t capacity = m.capacity();
+    if (blob.size() % kChunkBytes != 0 || rows_for_chunks(p, blob.size() / kChunkBytes) > capacity)
+        throw Error(Errc::internal, "blob does not fit the matrix");
+    const shamir::Splitter splitter(p.threshold, m.slot_share_ids(slot));
+    const std::size_t blocks = (capacity + kBlockRows - 1) / kBlockRows;
+    std::atomic<std::size_t> next{0};
+    // Each thread takes the next block: shares of the blob's chunks, then
+    // codewords of random chunks; every thread writes only its blocks' cells.
+    on_threads(blocks, next, rng, [&](Rng& r) {
+        std::vector<gf::Fe> ys(p.shares), low(p.pack);
+        for (std::size_t b; (b = next.fetch_add(1)) < blocks;) {
+            for (std::size_t row = b * kBlockRows; row < std::min(capacity, (b + 1) * kBlockRows); ++row) {
+                row_chunks(blob, row, p, low.data(), r);
+                splitter.split_packed(low, ys, r);
+                for (unsigned i = 0; i < p.shares; ++i) m.set(row, slot * p.shares + i, ys[i]);
+            }
+            if (block_done) block_done(b);
+        }
+    });
+}
+
 bool read_slot_fast(const Matrix& m, std::span<const std::uint32_t> order, std::size_t rows, std::span<std::uint8_t> out) {
-    const unsigned t = m.params().threshold;
-    if (order.size() < t || out.size() < rows * 64 || rows > m.capacity()) throw Error(Errc::internal, "bad slot read");
+    const unsigned t = m.params().threshold, pack = m.params().pack;
+    const std::size_t row_bytes = m.params().row_bytes();
+    if (order.size() < t || out.size() < rows * row_bytes || rows > m.capacity()) throw Error(Errc::internal, "bad slot read");
     std::vector<gf::Fe> xs(t);
     for (unsigned i = 0; i < t; ++i) xs[i] = Matrix::share_id(order[i]);
-    const shamir::LagrangeAtZero basis(xs);
+    const shamir::Interpolator basis(xs);
     std::atomic<bool> ok{true};
-    auto work = [&](std::size_t begin, std::size_t end) {
-        std::vector<gf::Fe> ys(t);
+    split_rows(rows, [&](std::size_t begin, std::size_t end) {
+        std::vector<gf::Fe> ys(t), coeff(pack);
         for (std::size_t r = begin; r < end; ++r) {
-            for (unsigned i = 0; i < t; ++i) ys[i] = m.get(r, order[i]);
-            if (!gf::to_chunk(basis.combine(ys), std::span<std::uint8_t, 64>(out.data() + r * 64, 64))) {
-                std::memset(out.data() + r * 64, 0, 64);
+            bool row_ok = true;
+            for (unsigned i = 0; i < t; ++i) row_ok = m.try_get(r, order[i], ys[i]) && row_ok;
+            for (unsigned j = 0; j < pack && row_ok; ++j) coeff[j] = shamir::Interpolator::apply(basis.coefficient(j), ys);
+            if (!row_ok || !put_chunks(coeff.data(), m.params(), out.data() + r * row_bytes)) {
+                std::memset(out.data() + r * row_bytes, 0, row_bytes);
                 ok = false;
             }
         }
-    };
-    // Rows are independent: a large read takes a second thread for its second half.
-    if (rows < 4096) {
-        work(0, rows);
-    } else {
-        std::exception_ptr error;
-        std::thread second([&] {
-            try {
-                work(rows / 2, rows);
-            } catch (...) {
-                error = std::current_exception();
-            }
-        });
-        try {
-            work(0, rows / 2);
-        } catch (...) {
-            second.join();
-            throw;
-        }
-        second.join();
-        if (error) std::rethrow_exception(error);
-    }
+    });
     return ok;
 }
 
 namespace {
 
-// Checks a row of a slot cheaply: the first t shares determine the polynomial;
-// each other share must equal its Lagrange prediction (t multiplications each).
+// Checks a row of a slot whose cells are all values, cheaply: the first t
+// shares determine the polynomial; each other share must equal its prediction
+// (t multiplications each).
 class RowChecker {
 public:
-    RowChecker(const std::vector<gf::Fe>& xs, unsigned t) : t_(t), at_zero_(std::span(xs).first(t)) {
-        std::vector<gf::Fe> base(xs.begin(), xs.begin() + t);
-        for (std::size_t j = t; j < xs.size(); ++j) {
-            std::vector<gf::Fe> c(t);
-            for (unsigned i = 0; i < t; ++i) {
-                gf::Fe num = gf::one(), den = gf::one();
-                for (unsigned k = 0; k < t; ++k) {
-                    if (k == i) continue;
-                    num = gf::mul(num, gf::sub(xs[j], base[k]));
-                    den = gf::mul(den, gf::sub(base[i], base[k]));
-                }
-                c[i] = gf::mul(num, gf::inv(den));
-            }
-            predict_.push_back(std::move(c));
-        }
+    RowChecker(const std::vector<gf::Fe>& xs, unsigned t) : t_(t), basis_(std::span(xs).first(t)) {
+        for (std::size_t j = t; j < xs.size(); ++j) predict_.push_back(basis_.weights_at(xs[j]));
     }
     bool consistent(const std::vector<gf::Fe>& ys) const {
-        for (std::size_t j = 0; j < predict_.size(); ++j) {
-            gf::Fe y;
-            for (unsigned i = 0; i < t_; ++i) y = gf::add(y, gf::mul(predict_[j][i], ys[i]));
-            if (!(y == ys[t_ + j])) return false;
-        }
+        for (std::size_t j = 0; j < predict_.size(); ++j)
+            if (!(shamir::Interpolator::apply(predict_[j], std::span(ys).first(t_)) == ys[t_ + j])) return false;
         return true;
     }
-    gf::Fe secret(const std::vector<gf::Fe>& ys) const { return at_zero_.combine(std::span(ys).first(t_)); }
+    gf::Fe coefficient(const std::vector<gf::Fe>& ys, unsigned m) const {
+        return shamir::Interpolator::apply(basis_.coefficient(m), std::span(ys).first(t_));
+    }
 
 private:
     unsigned t_;
-    shamir::LagrangeAtZero at_zero_;
+    shamir::Interpolator basis_;
     std::vector<std::vector<gf::Fe>> predict_;
 };
 
@@ -249,48 +349,51 @@ private:
 RepairReport read_slot_checked(const Matrix& m, unsigned slot, std::size_t rows, std::span<std::uint8_t> out,
                                Matrix* fix_into) {
     const auto& p = m.params();
+    const std::size_t row_bytes = p.row_bytes();
     const bool want_chunks = !out.empty();
-    if ((want_chunks && out.size() < rows * 64) || rows > m.capacity()) throw Error(Errc::internal, "bad slot read");
+    if ((want_chunks && out.size() < rows * row_bytes) || rows > m.capacity()) throw Error(Errc::internal, "bad slot read");
     auto xs = m.slot_share_ids(slot);
     RowChecker checker(xs, p.threshold);
-    std::vector<gf::Fe> ys(xs.size());
+    std::vector<gf::Fe> ys(xs.size()), coeff(p.pack), gx, gy;
+    std::vector<unsigned> good;  // indices of the cells that are values
+    std::vector<std::uint8_t> scratch(row_bytes);
     RepairReport report;
     for (std::size_t r = 0; r < rows; ++r) {
-        bool readable = true;
-        for (unsigned i = 0; i < p.shares; ++i) {
-            try {
-                ys[i] = m.get(r, slot * p.shares + i);
-            } catch (const Error&) {
-                ys[i] = gf::zero();  // treated as a wrong share
-                readable = false;
-            }
-        }
-        std::array<std::uint8_t, 64> chunk{};
-        if (readable && checker.consistent(ys)) {
-            if (!gf::to_chunk(checker.secret(ys), chunk)) report.unrecoverable.push_back(r);
-            else if (want_chunks) std::copy(chunk.begin(), chunk.end(), out.begin() + static_cast<long>(r * 64));
+        good.clear();
+        for (unsigned i = 0; i < p.shares; ++i)
+            if (m.try_get(r, slot * p.shares + i, ys[i])) good.push_back(i);
+        std::uint8_t* dest = want_chunks ? out.data() + r * row_bytes : scratch.data();
+        if (good.size() == p.shares && checker.consistent(ys)) {
+            for (unsigned j = 0; j < p.pack; ++j) coeff[j] = checker.coefficient(ys, j);
+            if (!put_chunks(coeff.data(), p, dest)) report.unrecoverable.push_back({r, 0});
             continue;
         }
-        auto d = shamir::decode(xs, ys, p.threshold);
-        if (!d || !gf::to_chunk(d->secret, chunk)) {
-            if (want_chunks) std::fill_n(out.begin() + static_cast<long>(r * 64), 64, 0);
-            report.unrecoverable.push_back(r);
+        // Decode from the cells that are values; the others are erasures.
+        gx.clear();
+        gy.clear();
+        for (unsigned i : good) {
+            gx.push_back(xs[i]);
+            gy.push_back(ys[i]);
+        }
+        const std::size_t erased = p.shares - good.size();
+        auto d = good.size() >= p.threshold ? shamir::decode(gx, gy, p.threshold) : std::nullopt;
+        if (!d || !put_chunks(d->poly.data(), p, dest)) {
+            if (want_chunks) std::memset(dest, 0, row_bytes);
+            report.unrecoverable.push_back({r, erased});
             continue;
         }
-        if (want_chunks) std::copy(chunk.begin(), chunk.end(), out.begin() + static_cast<long>(r * 64));
-        RowRepair rr{r, {}};
-        for (auto i : d->bad) rr.columns.push_back(slot * p.shares + static_cast<unsigned>(i));
-        if (fix_into != nullptr) {
-            // Re-evaluate the decoded polynomial at the bad share IDs from t good shares.
-            std::vector<gf::Fe> gx, gy;
-            for (unsigned i = 0; i < p.shares && gx.size() < p.threshold; ++i) {
-                if (std::find(d->bad.begin(), d->bad.end(), i) != d->bad.end()) continue;
-                gx.push_back(xs[i]);
-                gy.push_back(ys[i]);
-            }
-            for (auto i : d->bad)
-                fix_into->set(r, slot * p.shares + static_cast<unsigned>(i), shamir::interpolate_at(gx, gy, xs[i]));
+        // Certain: at least t + 1 cells agree with the decoded codeword.
+        RowRepair rr{r, {}, good.size() - d->bad.size() > p.threshold};
+        std::vector<unsigned> bad;
+        for (unsigned i = 0, g = 0; i < p.shares; ++i) {
+            const bool is_good = g < good.size() && good[g] == i;
+            const bool wrong = is_good && std::find(d->bad.begin(), d->bad.end(), g) != d->bad.end();
+            if (is_good) ++g;
+            if (!is_good || wrong) bad.push_back(i);
         }
+        for (unsigned i : bad) rr.columns.push_back(slot * p.shares + i);
+        if (fix_into != nullptr && rr.certain)
+            for (unsigned i : bad) fix_into->set(r, slot * p.shares + i, shamir::evaluate(d->poly, xs[i]));
         report.repaired.push_back(std::move(rr));
     }
     return report;

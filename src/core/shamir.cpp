@@ -36,15 +36,21 @@ Splitter::Splitter(unsigned threshold, std::span<const Fe> xs) : t_(threshold), 
 }
 
 void Splitter::split(const Fe& secret, std::span<Fe> ys, Rng& rng) const {
+    split_packed(std::span<const Fe>(&secret, 1), ys, rng);
+}
+
+void Splitter::split_packed(std::span<const Fe> low, std::span<Fe> ys, Rng& rng) const {
     if (ys.size() != xs_.size()) throw Error(Errc::usage, "shamir: output size differs from share count");
+    if (low.empty() || low.size() > t_) throw Error(Errc::usage, "shamir: 1 to t given coefficients");
     Fe coeff[kMaxShares];
-    for (unsigned k = 1; k < t_; ++k) coeff[k] = rng.field_element();
-    // Horner: y = ((c_{t-1} x + c_{t-2}) x + ...) x + secret.
+    std::copy(low.begin(), low.end(), coeff);
+    for (std::size_t k = low.size(); k < t_; ++k) coeff[k] = rng.field_element();
+    // Horner: y = ((c_{t-1} x + c_{t-2}) x + ...) x + c_0.
     auto times = [&](const Fe& y, std::size_t i) { return small_.empty() ? gf::mul(y, xs_[i]) : gf::mul_u64(y, small_[i]); };
     for (std::size_t i = 0; i < xs_.size(); ++i) {
         Fe y = coeff[t_ - 1];
-        for (unsigned k = t_ - 1; k-- > 1;) y = gf::add(times(y, i), coeff[k]);
-        ys[i] = gf::add(times(y, i), secret);
+        for (unsigned k = t_ - 1; k-- > 0;) y = gf::add(times(y, i), coeff[k]);
+        ys[i] = y;
     }
     sodium_memzero(coeff, sizeof(coeff));
 }
@@ -53,27 +59,53 @@ void split(const Fe& secret, unsigned threshold, std::span<const Fe> xs, std::sp
     Splitter(threshold, xs).split(secret, ys, rng);
 }
 
-LagrangeAtZero::LagrangeAtZero(std::span<const Fe> xs) {
-    validate(static_cast<unsigned>(xs.size()), xs);
-    coeff_.resize(xs.size());
-    // l_i(0) = prod_{j != i} x_j / (x_j - x_i)
-    for (std::size_t i = 0; i < xs.size(); ++i) {
-        Fe num = gf::one(), den = gf::one();
-        for (std::size_t j = 0; j < xs.size(); ++j) {
-            if (j == i) continue;
-            num = gf::mul(num, xs[j]);
-            den = gf::mul(den, gf::sub(xs[j], xs[i]));
+Interpolator::Interpolator(std::span<const Fe> xs) : xs_(xs.begin(), xs.end()) {
+    if (xs.empty() || xs.size() > kMaxShares) throw Error(Errc::usage, "shamir: 1 to " + std::to_string(kMaxShares) + " points");
+    for (std::size_t i = 0; i < xs.size(); ++i)
+        for (std::size_t j = 0; j < i; ++j)
+            if (xs[i] == xs[j]) throw Error(Errc::usage, "shamir: duplicate share ID");
+    const std::size_t t = xs.size();
+    // P(x) = prod_j (x - x_j); basis polynomial i = P(x) / (x - x_i) / prod_{j != i} (x_i - x_j).
+    std::vector<Fe> full(t + 1);
+    full[0] = gf::one();
+    for (std::size_t j = 0; j < t; ++j) {  // multiply by (x - x_j)
+        for (std::size_t m = j + 1; m-- > 0;) {
+            full[m + 1] = gf::add(full[m + 1], full[m]);
+            full[m] = gf::neg(gf::mul(full[m], xs[j]));
         }
-        coeff_[i] = gf::mul(num, gf::inv(den));
+    }
+    coeff_.assign(t, std::vector<Fe>(t));
+    std::vector<Fe> q(t);
+    for (std::size_t i = 0; i < t; ++i) {
+        // Synthetic division of P by (x - x_i): q_{t-1} = 1, q_{m-1} = P_m + x_i q_m.
+        q[t - 1] = full[t];
+        for (std::size_t m = t - 1; m-- > 0;) q[m] = gf::add(full[m + 1], gf::mul(xs[i], q[m + 1]));
+        Fe den = gf::one();
+        for (std::size_t j = 0; j < t; ++j)
+            if (j != i) den = gf::mul(den, gf::sub(xs[i], xs[j]));
+        const Fe iden = gf::inv(den);
+        for (std::size_t m = 0; m < t; ++m) coeff_[m][i] = gf::mul(q[m], iden);
     }
 }
 
-Fe LagrangeAtZero::combine(std::span<const Fe> ys) const {
-    if (ys.size() != coeff_.size()) throw Error(Errc::usage, "shamir: share count differs from the basis");
+std::vector<Fe> Interpolator::weights_at(const Fe& x) const {
+    std::vector<Fe> w(xs_.size());
+    Fe xp = gf::one();
+    for (const auto& row : coeff_) {
+        for (std::size_t i = 0; i < w.size(); ++i) w[i] = gf::add(w[i], gf::mul(row[i], xp));
+        xp = gf::mul(xp, x);
+    }
+    return w;
+}
+
+Fe Interpolator::apply(std::span<const Fe> weights, std::span<const Fe> ys) {
+    if (ys.size() != weights.size()) throw Error(Errc::usage, "shamir: share count differs from the basis");
     Fe s;
-    for (std::size_t i = 0; i < ys.size(); ++i) s = gf::add(s, gf::mul(coeff_[i], ys[i]));
+    for (std::size_t i = 0; i < ys.size(); ++i) s = gf::add(s, gf::mul(weights[i], ys[i]));
     return s;
 }
+
+Fe LagrangeAtZero::combine(std::span<const Fe> ys) const { return Interpolator::apply(basis_.coefficient(0), ys); }
 
 Fe combine(std::span<const Fe> xs, std::span<const Fe> ys) {
     if (xs.size() != ys.size()) throw Error(Errc::usage, "shamir: as many share IDs as shares needed");
@@ -82,26 +114,16 @@ Fe combine(std::span<const Fe> xs, std::span<const Fe> ys) {
 
 Fe interpolate_at(std::span<const Fe> xs, std::span<const Fe> ys, const Fe& x) {
     if (xs.size() != ys.size() || xs.empty()) throw Error(Errc::usage, "shamir: bad interpolation input");
-    Fe s;
-    for (std::size_t i = 0; i < xs.size(); ++i) {
-        Fe num = gf::one(), den = gf::one();
-        for (std::size_t j = 0; j < xs.size(); ++j) {
-            if (j == i) continue;
-            num = gf::mul(num, gf::sub(x, xs[j]));
-            den = gf::mul(den, gf::sub(xs[i], xs[j]));
-        }
-        s = gf::add(s, gf::mul(ys[i], gf::mul(num, gf::inv(den))));
-    }
-    return s;
+    return Interpolator::apply(Interpolator(xs).weights_at(x), ys);
 }
 
-namespace {
-
-Fe eval(const std::vector<Fe>& poly, const Fe& x) {
+Fe evaluate(std::span<const Fe> poly, const Fe& x) {
     Fe y;
     for (std::size_t k = poly.size(); k-- > 0;) y = gf::add(gf::mul(y, x), poly[k]);
     return y;
 }
+
+namespace {
 
 // Solves A z = b (rows x cols, augmented in the last column); free variables
 // are set to 0. Returns false when the system is inconsistent.
@@ -165,11 +187,10 @@ std::optional<Decoded> decode(std::span<const Fe> xs, std::span<const Fe> ys, un
     }
     for (std::size_t k = 0; k < e; ++k)
         if (!gf::is_zero(q[k])) return std::nullopt;
-    Decoded out{p[0], {}};
+    Decoded out{std::move(p), {}};
     for (std::size_t i = 0; i < n; ++i)
-        if (!(eval(p, xs[i]) == ys[i])) out.bad.push_back(i);
+        if (!(evaluate(out.poly, xs[i]) == ys[i])) out.bad.push_back(i);
     if (out.bad.size() > e) return std::nullopt;
-    for (auto& c : p) c = Fe{};
     return out;
 }
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <simdjson.h>
+#include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,7 +24,6 @@ namespace {
 
 constexpr std::string_view kField = "2^521-1";
 constexpr std::string_view kKdfAlgorithm = "argon2id13";
-constexpr std::uint64_t kChunkBytes = 64;
 
 [[noreturn]] void corrupt(const std::string& why) { throw Error(Errc::corrupt, "invalid storage file: " + why); }
 
@@ -74,52 +74,6 @@ KdfParams parse_kdf(simdjson::ondemand::value v) {
     return k;
 }
 
-// True if every character is in the standard base64 alphabet: 16 characters
-// a step with GCC/Clang vector extensions (SSE2, NEON, or plain code), so the
-// 78 MB of a large storage take ~8 ms in every build type.
-bool all_base64(const char* s, std::size_t n) {
-    using V = unsigned char __attribute__((vector_size(16)));
-    V bad = {};
-    std::size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        V c;
-        std::memcpy(&c, s + i, 16);
-        V ok = (V)((V)(c - 'A') < 26) | (V)((V)(c - 'a') < 26) | (V)((V)(c - '0') < 10) | (V)(c == '+') | (V)(c == '/');
-        bad |= ~ok;
-    }
-    unsigned char any = 0;
-    for (int k = 0; k < 16; ++k) any |= bad[k];
-    for (; i < n; ++i) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        const bool ok = static_cast<unsigned char>(c - 'A') < 26 || static_cast<unsigned char>(c - 'a') < 26 ||
-                        static_cast<unsigned char>(c - '0') < 10 || c == '+' || c == '/';
-        any |= ok ? 0 : 1;
-    }
-    return any == 0;
-}
-
-// Every cell must be 88 base64 characters of a value < p. The first byte of
-// the 66-byte big-endian value is 0 or 1, so the text starts with 'A' and a
-// character of value < 32 ('A'..'Z', 'a'..'f'); and it is not the text of p.
-void check_row(const char* row, std::size_t r, unsigned columns) {
-    static const std::string p_text = [] {
-        std::array<std::uint8_t, gf::kBytes> b{};
-        b[0] = 1;
-        for (std::size_t i = 1; i < b.size(); ++i) b[i] = 0xff;
-        return base64::encode(b);
-    }();
-    auto prefix_ok = [](const char* cell) {
-        return cell[0] == 'A' && ((cell[1] >= 'A' && cell[1] <= 'Z') || (cell[1] >= 'a' && cell[1] <= 'f')) &&
-               !(cell[1] == 'f' && std::memcmp(cell, p_text.data(), kCellChars) == 0);
-    };
-    bool good = all_base64(row, std::size_t{columns} * kCellChars);
-    for (unsigned c = 0; good && c < columns; ++c) good = prefix_ok(row + std::size_t{c} * kCellChars);
-    if (good) return;
-    unsigned c = 0;  // name the first bad cell
-    while (c < columns && all_base64(row + std::size_t{c} * kCellChars, kCellChars) && prefix_ok(row + std::size_t{c} * kCellChars)) ++c;
-    corrupt("cell (row " + std::to_string(r) + ", column " + std::to_string(c) + ") is not a base64 value < 2^521-1");
-}
-
 // A row of the "rows" array: a JSON string token (with the whitespace after
 // it, as simdjson hands it out). Its content is checked to be base64 later, so
 // it holds no escapes and its characters are the cells.
@@ -133,14 +87,199 @@ std::string_view row_content(simdjson::ondemand::value item) {
 
 }  // namespace
 
-std::string storage_header(const StorageParams& p, std::size_t capacity) {
-    return "{\"shamirfs\":" + std::to_string(kFormatVersion) + ",\"field\":\"" + std::string(kField) +
-           "\",\"threshold\":" + std::to_string(p.threshold) + ",\"shares\":" + std::to_string(p.shares) +
-           ",\"slots\":" + std::to_string(p.slots) + ",\"chunk\":" + std::to_string(kChunkBytes) +
-           ",\n\"kdf\":{\"algorithm\":\"" + std::string(kKdfAlgorithm) + "\",\"ops\":" + std::to_string(p.kdf.ops) +
-           ",\"mem\":" + std::to_string(p.kdf.mem) + ",\"salt\":\"" + base64::encode(p.kdf.salt) +
-           "\"},\n\"capacity\":" + std::to_string(capacity) + ",\n\"rows\":[\n";
+namespace {
+
+std::string mode_name(StorageMode m) { return m == StorageMode::deniable ? "deniable" : "shared"; }
+
+std::string kdf_text(const KdfParams& k) {
+    return "\"kdf\":{\"algorithm\":\"" + std::string(kKdfAlgorithm) + "\",\"ops\":" + std::to_string(k.ops) +
+           ",\"mem\":" + std::to_string(k.mem) + ",\"salt\":\"" + base64::encode(k.salt) + "\"}";
 }
+
+// Format 2: the parameters, up to and including "capacity" (the text the
+// check covers).
+std::string params_text(const StorageParams& p, std::size_t capacity) {
+    return "{\"shamirfs\":2,\"field\":\"" + std::string(kField) + "\",\"threshold\":" + std::to_string(p.threshold) +
+           ",\"shares\":" + std::to_string(p.shares) + ",\"pack\":" + std::to_string(p.pack) +
+           ",\"slots\":" + std::to_string(p.slots) + ",\"chunk\":" + std::to_string(kChunkBytes) + ",\"mode\":\"" +
+           mode_name(p.mode) + "\",\"growth\":" + std::to_string(p.growth) + ",\n" + kdf_text(p.kdf) +
+           ",\n\"capacity\":" + std::to_string(capacity) + ",";
+}
+
+std::array<std::uint8_t, 16> check_of(std::string_view params) {
+    std::array<std::uint8_t, 16> h{};
+    crypto_generichash(h.data(), h.size(), reinterpret_cast<const unsigned char*>(params.data()), params.size(), nullptr, 0);
+    return h;
+}
+
+std::string hex(std::span<const std::uint8_t> b) {
+    static const char* digits = "0123456789abcdef";
+    std::string s;
+    for (auto c : b) s += {digits[c >> 4], digits[c & 15]};
+    return s;
+}
+
+}  // namespace
+
+std::string storage_header(const StorageParams& p, std::size_t capacity) {
+    if (p.version == 1)
+        return "{\"shamirfs\":1,\"field\":\"" + std::string(kField) + "\",\"threshold\":" + std::to_string(p.threshold) +
+               ",\"shares\":" + std::to_string(p.shares) + ",\"slots\":" + std::to_string(p.slots) +
+               ",\"chunk\":" + std::to_string(kChunkBytes) + ",\n" + kdf_text(p.kdf) + ",\n\"capacity\":" +
+               std::to_string(capacity) + ",\n\"rows\":[\n";
+    const std::string params = params_text(p, capacity);
+    return params + "\"check\":\"" + hex(check_of(params)) + "\",\n\"columns\":[\n";
+}
+
+std::string storage_trailer(const StorageParams& p, std::size_t capacity) {
+    if (p.version == 1) return "]}\n";
+    const std::string params = params_text(p, capacity);
+    const auto check = check_of(params);
+    std::vector<std::uint8_t> copy(params.begin(), params.end());
+    copy.insert(copy.end(), check.begin(), check.end());
+    return "],\n\"copy\":\"" + base64::encode(copy) + "\"}\n";
+}
+
+namespace {
+
+constexpr std::string_view kV1Start = "{\"shamirfs\":1,";
+constexpr std::string_view kCheckKey = "\"check\":\"";
+constexpr std::string_view kColumnsOpen = "\",\n\"columns\":[\n";
+constexpr std::string_view kCopyKey = "\"copy\":\"";
+constexpr std::string_view kTrailerEnd = "\"}\n";
+constexpr std::size_t kHeaderWindow = std::size_t{1} << 16;  // a header is far shorter
+
+struct Header2 {
+    StorageParams params;
+    std::size_t capacity = 0;
+    bool primary_ok = false;
+};
+
+// Format 2's parameters from their text (which its check has confirmed):
+// every field once, nothing else, and the text exactly as a writer makes it.
+Header2 parse_params_text(std::string_view text, const KdfLimits& limits) {
+    simdjson::padded_string json(std::string(text) + "\"columns\":0}");
+    simdjson::ondemand::parser parser;
+    auto doc = ok_or(parser.iterate(json), "header is not JSON");
+    Header2 h;
+    StorageParams& p = h.params;
+    std::set<std::string, std::less<>> seen;
+    for (auto field : ok_or(doc.get_object(), "the top level must be an object")) {
+        std::string_view key = ok_or(field.unescaped_key(), "bad key");
+        seen_once(seen, key, "the header");
+        auto val = ok_or(field.value(), "bad value");
+        if (key == "shamirfs") p.version = static_cast<unsigned>(get_uint(val, "shamirfs", 2, 2));
+        else if (key == "field") {
+            if (ok_or(val.get_string(), "\"field\" must be a string") != kField) corrupt("unsupported field");
+        } else if (key == "threshold") p.threshold = static_cast<unsigned>(get_uint(val, "threshold", 2, shamir::kMaxShares));
+        else if (key == "shares") p.shares = static_cast<unsigned>(get_uint(val, "shares", 2, shamir::kMaxShares));
+        else if (key == "pack") p.pack = static_cast<unsigned>(get_uint(val, "pack", 1, shamir::kMaxShares));
+        else if (key == "slots") p.slots = static_cast<unsigned>(get_uint(val, "slots", 1, kMaxSlots));
+        else if (key == "chunk") get_uint(val, "chunk", kChunkBytes, kChunkBytes);
+        else if (key == "growth") p.growth = static_cast<unsigned>(get_uint(val, "growth", 1, 4));
+        else if (key == "mode") {
+            std::string_view m = ok_or(val.get_string(), "\"mode\" must be a string");
+            if (m == "shared") p.mode = StorageMode::shared;
+            else if (m == "deniable") p.mode = StorageMode::deniable;
+            else corrupt("unknown mode \"" + std::string(m) + "\"");
+        } else if (key == "kdf") p.kdf = parse_kdf(val);
+        else if (key == "capacity") h.capacity = get_uint(val, "capacity", 1, kMaxCapacity);
+        else if (key != "columns") corrupt("unknown key \"" + std::string(key) + "\"");
+    }
+    for (const char* req : {"shamirfs", "field", "threshold", "shares", "pack", "slots", "chunk", "mode", "growth", "kdf", "capacity"})
+        if (!seen.count(req)) corrupt(std::string("missing key \"") + req + "\"");
+    check_params(p, true);
+    check_kdf(p.kdf, limits, Errc::corrupt);
+    if (params_text(p, h.capacity) != text) corrupt("the header is not in the canonical form");
+    return h;
+}
+
+// The header at the start of the file, if its check holds.
+std::optional<Header2> primary_header(std::string_view head, const KdfLimits& limits) {
+    const std::size_t at = head.substr(0, kHeaderWindow).find(kCheckKey);
+    if (at == std::string_view::npos || head.size() < at + kCheckKey.size() + 32 + kColumnsOpen.size()) return std::nullopt;
+    const std::string_view params = head.substr(0, at);
+    if (head.substr(at + kCheckKey.size(), 32) != hex(check_of(params)) ||
+        head.substr(at + kCheckKey.size() + 32, kColumnsOpen.size()) != kColumnsOpen)
+        return std::nullopt;
+    Header2 h = parse_params_text(params, limits);
+    h.primary_ok = true;
+    return h;
+}
+
+// The copy of the header at the end of the file, if its check holds.
+std::optional<Header2> header_copy(std::string_view tail, const KdfLimits& limits) {
+    if (tail.size() < kTrailerEnd.size() || tail.substr(tail.size() - kTrailerEnd.size()) != kTrailerEnd) return std::nullopt;
+    const std::size_t at = tail.rfind(kCopyKey);
+    if (at == std::string_view::npos) return std::nullopt;
+    const std::string_view b64 = tail.substr(at + kCopyKey.size(), tail.size() - kTrailerEnd.size() - at - kCopyKey.size());
+    const long n = base64::decoded_size(b64);
+    if (n <= 16 || static_cast<std::size_t>(n) > kHeaderWindow) return std::nullopt;
+    std::vector<std::uint8_t> copy(static_cast<std::size_t>(n));
+    if (!base64::decode(b64, copy)) return std::nullopt;
+    const std::string_view params(reinterpret_cast<const char*>(copy.data()), copy.size() - 16);
+    if (!std::equal(copy.end() - 16, copy.end(), check_of(params).begin())) return std::nullopt;
+    return parse_params_text(params, limits);
+}
+
+std::size_t storage_size(const StorageParams& p, std::size_t capacity) {
+    return storage_header(p, capacity).size() + p.columns() * (capacity * kCellChars + 4) - 1 +
+           storage_trailer(p, capacity).size();
+}
+
+std::optional<Header2> find_header2(std::string_view text, const KdfLimits& limits) {
+    if (auto h = primary_header(text, limits)) return h;
+    return header_copy(text.substr(text.size() - std::min(text.size(), kHeaderWindow)), limits);
+}
+
+// Format 2: the layout follows from the header; every byte between the cells
+// is known, so damage there is set right in memory and noted (a commit or
+// fsck --repair writes it back), and a damaged cell is an erasure for the
+// readers. Only a header that is damaged in both copies, or a size that is
+// not the header's, makes the file unreadable.
+Matrix parse_storage2(BigBuffer text, const Header2& h) {
+    const StorageParams& p = h.params;
+    const std::size_t want = storage_size(p, h.capacity);
+    if (text.size() != want)
+        corrupt("the file has " + std::to_string(text.size()) + " bytes where its header says " + std::to_string(want) +
+                " (truncated or extended)");
+    std::vector<std::string> notes;
+    const std::string head = storage_header(p, h.capacity), tail = storage_trailer(p, h.capacity);
+    char* t = text.data();
+    if (!h.primary_ok) {
+        std::memcpy(t, head.data(), head.size());
+        notes.push_back("the header is damaged; its copy at the end of the file is intact and was used");
+    } else if (std::string_view(t + want - tail.size(), tail.size()) != tail) {
+        std::memcpy(t + want - tail.size(), tail.data(), tail.size());
+        notes.push_back("the copy of the header at the end of the file is damaged");
+    }
+    const std::size_t column_step = h.capacity * kCellChars + 4;
+    std::size_t damaged = 0, first_damage = 0;
+    auto expect = [&](std::size_t at, char c) {
+        if (t[at] == c) return;
+        if (damaged++ == 0) first_damage = at;
+        t[at] = c;
+    };
+    for (unsigned i = 0; i < p.columns(); ++i) {
+        const std::size_t at = head.size() + i * column_step, end = at + 1 + h.capacity * kCellChars;
+        expect(at, '"');
+        expect(end, '"');
+        if (i + 1 < p.columns()) {
+            expect(end + 1, ',');
+            expect(end + 2, '\n');
+        } else {
+            expect(end + 1, '\n');
+        }
+    }
+    if (damaged)
+        notes.push_back(std::to_string(damaged) + " byte(s) between the cells are damaged (the first at offset " +
+                        std::to_string(first_damage) + ")");
+    Matrix m(p, h.capacity, std::move(text), head.size() + 1, kCellChars, column_step);
+    m.load_notes = std::move(notes);
+    return m;
+}
+
+}  // namespace
 
 static_assert(kParsePadding == simdjson::SIMDJSON_PADDING);
 
@@ -150,6 +289,11 @@ Matrix parse_storage(std::string_view text, const KdfLimits& limits) {
 
 Matrix parse_storage(BigBuffer text, const KdfLimits& limits) {
     if (text.size() > kMaxStorageBytes) corrupt("larger than " + std::to_string(kMaxStorageBytes) + " bytes");
+    if (!text.view().starts_with(kV1Start)) {
+        if (auto h = find_header2(text.view(), limits)) return parse_storage2(std::move(text), *h);
+        if (text.view().starts_with("{\"shamirfs\":2,"))
+            corrupt("the header and its copy at the end of the file are both damaged");
+    }
     // simdjson reads up to SIMDJSON_PADDING bytes past the end.
     if (text.capacity() < text.size() + kParsePadding) text = BigBuffer(text.view(), kParsePadding);
     simdjson::padded_string_view padded(text.data(), text.size(), text.capacity());
@@ -158,6 +302,9 @@ Matrix parse_storage(BigBuffer text, const KdfLimits& limits) {
     auto obj = ok_or(doc.get_object(), "the top level must be an object");
 
     StorageParams p;
+    p.version = 1;
+    p.pack = 1;
+    p.growth = 1;
     std::uint64_t version = 0, capacity = 0;
     std::vector<std::size_t> row_at;  // offset of each row's content in `text`
     std::size_t row_chars = 0;
@@ -168,9 +315,8 @@ Matrix parse_storage(BigBuffer text, const KdfLimits& limits) {
         auto val = ok_or(field.value(), "bad value");
         if (key == "shamirfs") {
             version = get_uint(val, "shamirfs", 0, UINT64_MAX);
-            if (version != kFormatVersion)
-                corrupt("unsupported format version " + std::to_string(version) + " (this build reads version " +
-                        std::to_string(kFormatVersion) + ")");
+            if (version != 1)
+                corrupt("unsupported format version " + std::to_string(version) + " (this build reads versions 1 and 2)");
         } else if (key == "field") {
             if (ok_or(val.get_string(), "\"field\" must be a string") != kField)
                 corrupt("unsupported field (expected \"2^521-1\")");
@@ -210,17 +356,16 @@ Matrix parse_storage(BigBuffer text, const KdfLimits& limits) {
     if (row_chars != std::size_t{p.columns()} * kCellChars)
         corrupt("rows hold " + std::to_string(row_chars / kCellChars) + " cells, expected slots x shares = " +
                 std::to_string(p.columns()));
-    for (std::size_t r = 0; r < rows; ++r) check_row(text.data() + row_at[r], r, p.columns());
 
     // Rows at a fixed stride (always so in files shamirfs writes): the matrix
     // keeps this text. Otherwise the cells move into the canonical layout.
     const std::size_t stride = rows > 1 ? row_at[1] - row_at[0] : row_chars + 4;
     bool uniform = true;
     for (std::size_t r = 0; r < rows && uniform; ++r) uniform = row_at[r] == row_at[0] + r * stride;
-    if (uniform) return Matrix(p, rows, std::move(text), row_at[0], stride);
+    if (uniform) return Matrix(p, rows, std::move(text), row_at[0], stride, kCellChars);
     Matrix m(p, rows);
-    for (std::size_t r = 0; r < rows; ++r)
-        std::memcpy(const_cast<char*>(m.row_text(r).data()), text.data() + row_at[r], row_chars);
+    const std::size_t first = storage_header(p, rows).size() + 1;
+    for (std::size_t r = 0; r < rows; ++r) std::memcpy(m.mutable_text() + first + r * (row_chars + 4), text.data() + row_at[r], row_chars);
     return m;
 }
 
@@ -232,6 +377,13 @@ std::optional<StorageParams> peek_storage_params(const std::string& path, const 
     ::close(fd);
     if (n <= 0) return std::nullopt;
     head.resize(static_cast<std::size_t>(n));
+    if (!std::string_view(head).starts_with(kV1Start)) {
+        try {
+            if (auto h = primary_header(head, limits)) return h->params;
+        } catch (const Error&) {
+        }
+        return std::nullopt;
+    }
     const std::size_t rows = head.find("\"rows\"");
     if (rows == std::string::npos) return std::nullopt;
     try {
@@ -254,21 +406,51 @@ std::optional<StorageParams> peek_storage_params(const std::string& path, const 
     }
 }
 
-Matrix read_storage(int fd, const std::string& path, const KdfLimits& limits) {
-    struct stat st{};
-    if (::fstat(fd, &st) != 0) throw_errno("cannot read storage " + path, errno);
-    // Up to one byte past the size limit, so a larger file is refused as such.
-    const std::size_t want = std::min(static_cast<std::size_t>(st.st_size), kMaxStorageBytes) + 1;
-    BigBuffer text(want + kParsePadding);
-    std::size_t used = 0;
-    while (used < want) {
-        ssize_t n = ::pread(fd, text.data() + used, want - used, static_cast<off_t>(used));
+namespace {
+
+void read_at(int fd, char* out, std::size_t length, std::size_t offset, const std::string& path, std::size_t& got) {
+    got = 0;
+    while (got < length) {
+        ssize_t n = ::pread(fd, out + got, length - got, static_cast<off_t>(offset + got));
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) throw_errno("cannot read storage " + path, errno);
         if (n == 0) break;
-        used += static_cast<std::size_t>(n);
+        got += static_cast<std::size_t>(n);
     }
-    text.resize(used);
+}
+
+}  // namespace
+
+Matrix read_storage(int fd, const std::string& path, const KdfLimits& limits) {
+    struct stat st{};
+    if (::fstat(fd, &st) != 0) throw_errno("cannot read storage " + path, errno);
+    if (!S_ISREG(st.st_mode)) throw Error(Errc::usage, path + " is not a regular file");
+    const auto size = static_cast<std::size_t>(st.st_size);
+    // The size a format 2 header states is checked before the whole file is
+    // read, so a large foreign file costs no memory.
+    std::size_t got = 0;
+    std::string head(std::min(size, kHeaderWindow), '\0');
+    read_at(fd, head.data(), head.size(), 0, path, got);
+    head.resize(got);
+    if (!std::string_view(head).starts_with(kV1Start)) {
+        std::optional<Header2> h = primary_header(head, limits);
+        if (!h && size > head.size()) {
+            std::string tail(std::min(size, kHeaderWindow), '\0');
+            read_at(fd, tail.data(), tail.size(), size - tail.size(), path, got);
+            tail.resize(got);
+            h = header_copy(tail, limits);
+        }
+        if (h && storage_size(h->params, h->capacity) != size)
+            corrupt("the file has " + std::to_string(size) + " bytes where its header says " +
+                    std::to_string(storage_size(h->params, h->capacity)) + " (truncated or extended)");
+        if (!h && !std::string_view(head).starts_with("{"))
+            corrupt("not a shamirfs storage (no header at its start, none at its end)");
+    }
+    // Up to one byte past the size limit, so a larger file is refused as such.
+    const std::size_t want = std::min(size, kMaxStorageBytes) + 1;
+    BigBuffer text(want + kParsePadding);
+    read_at(fd, text.data(), want, 0, path, got);
+    text.resize(got);
     return parse_storage(std::move(text), limits);
 }
 

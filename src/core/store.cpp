@@ -30,7 +30,7 @@ using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 std::vector<std::uint8_t> read_rows(const Matrix& m, const Partition& p, std::size_t rows, bool checked) {
-    std::vector<std::uint8_t> blob(rows * codec::kChunk);
+    std::vector<std::uint8_t> blob(rows * m.params().row_bytes());
     if (checked) {
         read_slot_checked(m, p.slot, rows, blob);
     } else if (!read_slot_fast(m, p.order, rows, blob)) {
@@ -39,27 +39,46 @@ std::vector<std::uint8_t> read_rows(const Matrix& m, const Partition& p, std::si
     return blob;
 }
 
+// Rows that hold the sealed header.
+std::size_t header_rows(const Matrix& m) {
+    return rows_for_chunks(m.params(), (codec::prefix_bytes(m.params().version) + kChunkBytes - 1) / kChunkBytes);
+}
+
 std::optional<codec::Header> header_of(const Matrix& m, const Partition& p) {
     if (p.slot >= m.params().slots) return std::nullopt;
+    const unsigned version = m.params().version;
     for (bool checked : {false, true}) {
-        auto first = read_rows(m, p, 1, checked);
-        if (auto h = codec::open_header(std::span<const std::uint8_t, codec::kChunk>(first.data(), codec::kChunk), p.keys))
-            return h;
+        auto first = read_rows(m, p, header_rows(m), checked);
+        if (auto h = codec::open_header(version, std::span(first).first(codec::prefix_bytes(version)), p.keys)) return h;
     }
     return std::nullopt;
+}
+
+// Whether damage that anyone can see without credentials (rows beyond the
+// redundancy) covers the slot's sealed header: then a failed unlock says
+// "damaged", not "wrong credentials".
+bool header_damaged(const Matrix& m, std::uint32_t slot) {
+    return slot < m.params().slots && !read_slot_checked(m, slot, header_rows(m), {}).unrecoverable.empty();
+}
+
+std::string damaged_message(const Matrix& m) {
+    return "the partition's data is damaged beyond repair (more than " +
+           std::to_string((m.params().shares - m.params().threshold) / 2) +
+           " bad cells in a row); run shamirfs fsck";
 }
 
 [[noreturn]] void auth_failed() { throw Error(Errc::auth_failed, kAuthFailedMessage); }
 
 // Follows write_slot's blocks, finished in any order, for the writer of the
-// new file: how many leading bytes of the matrix's text are final.
+// new file: first every byte the slot does not touch, then each finished
+// block's bytes.
 class Progress {
 public:
-    explicit Progress(const Matrix& m) : m_(m), ready_((m.capacity() + kBlockRows - 1) / kBlockRows) {}
+    Progress(const Matrix& m, unsigned slot) : m_(m), slot_(slot), blocks_((m.capacity() + kBlockRows - 1) / kBlockRows) {}
     void done(std::size_t block) {
         {
             std::lock_guard lock(mutex_);
-            ready_[block] = true;
+            ready_.push_back(block);
         }
         changed_.notify_all();
     }
@@ -70,24 +89,33 @@ public:
         }
         changed_.notify_all();
     }
-    // Waits until more than `written` bytes are final or the producer has
-    // finished; returns the length of the final prefix.
-    std::size_t available(std::size_t written) {
-        std::unique_lock lock(mutex_);
-        for (;;) {
-            while (next_ < ready_.size() && ready_[next_]) ++next_;
-            std::size_t bytes = next_ == ready_.size() ? m_.file_text().size() : m_.row_offset(next_ * kBlockRows);
-            if (bytes > written || finished_) return bytes;
-            changed_.wait(lock);
+    // The next ranges that are final; nothing once every block was handed out
+    // (or the producer stopped).
+    std::vector<TextRange> next() {
+        if (!started_) {
+            started_ = true;
+            return m_.ranges_outside(slot_);
         }
+        std::unique_lock lock(mutex_);
+        changed_.wait(lock, [&] { return !ready_.empty() || finished_; });
+        if (ready_.empty()) return {};
+        std::vector<TextRange> out;
+        for (auto b : ready_)
+            for (const auto& r : m_.block_ranges(slot_, b)) out.push_back(r);
+        handed_ += ready_.size();
+        ready_.clear();
+        if (out.empty() && handed_ < blocks_) return next();
+        return out;
     }
 
 private:
     const Matrix& m_;
+    unsigned slot_;
+    std::size_t blocks_, handed_ = 0;
+    bool started_ = false;
     std::mutex mutex_;
     std::condition_variable changed_;
-    std::vector<bool> ready_;
-    std::size_t next_ = 0;
+    std::vector<std::size_t> ready_;
     bool finished_ = false;
 };
 
@@ -101,7 +129,7 @@ void require_valid_json(std::span<const std::uint8_t> doc) {
 std::optional<std::size_t> document_rows(const Matrix& m, const Partition& p) {
     auto h = header_of(m, p);
     if (!h) return std::nullopt;
-    return h->rows();
+    return rows_for_chunks(m.params(), h->chunks());
 }
 
 Store::Store(std::string path, StoreOptions options) : path_(std::move(path)), options_(options) {}
@@ -153,7 +181,7 @@ const Matrix& Store::load() {
 const Matrix& Store::matrix() { return matrix_ ? *matrix_ : load(); }
 
 void Store::write_locked(std::string_view text, bool must_not_exist,
-                         const std::function<std::size_t(std::size_t)>& available) {
+                         const std::function<std::vector<TextRange>()>& next_ranges) {
     Wal wal(path_);
     const std::string name = wal.new_temp_name(), temp = wal.temp_path(name);
     fault::point("before-wal-start");
@@ -161,28 +189,28 @@ void Store::write_locked(std::string_view text, bool must_not_exist,
     fault::point("after-wal-start");
     FileHandle written;
     try {
-        // The text is written (and hashed for the "ready" record) as far as it
-        // is final, while the rest may still be being made.
+        // The text is written as far as it is final, while the rest may still
+        // be being made; each piece goes to the disk at once (a hint: its
+        // errors, if any, come back from fsync), so fsync waits for the tail.
         written = create_new_file(temp);
-        XXH3_state_t* state = XXH3_createState();
-        if (state == nullptr) throw std::bad_alloc();
-        std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> hold(state, XXH3_freeState);
-        XXH3_128bits_reset(state);
-        for (std::size_t done = 0; done < text.size();) {
-            const std::size_t upto = available ? std::min(available(done), text.size()) : text.size();
-            if (upto <= done) throw Error(Errc::internal, "the new storage was not completed");
-            XXH3_128bits_update(state, text.data() + done, upto - done);
-            write_all(written.get(), text.substr(done, upto - done), temp);
-            // Start the disk on these bytes now, while the rest is still being
-            // made: the fsync below then waits for the tail only. (A hint: its
-            // errors, if any, come back from fsync.)
-            ::sync_file_range(written.get(), static_cast<off_t>(done), static_cast<off_t>(upto - done),
-                              SYNC_FILE_RANGE_WRITE);
-            done = upto;
+        auto put = [&](TextRange r) {
+            write_all_at(written.get(), text.substr(r.offset, r.length), r.offset, temp);
+            ::sync_file_range(written.get(), static_cast<off_t>(r.offset), static_cast<off_t>(r.length), SYNC_FILE_RANGE_WRITE);
+        };
+        if (!next_ranges) {
+            put({0, text.size()});
+        } else {
+            std::size_t total = 0;
+            for (auto ranges = next_ranges(); !ranges.empty(); ranges = next_ranges())
+                for (const auto& r : ranges) {
+                    put(r);
+                    total += r.length;
+                }
+            if (total != text.size()) throw Error(Errc::internal, "the new storage was not completed");
         }
         if (::fsync(written.get()) != 0) throw_errno("cannot fsync " + temp, errno);
         fault::point("after-temp-write");
-        wal.write({"ready", name, hash_hex(XXH3_128bits_digest(state))});
+        wal.write({"ready", name, hash_hex(XXH3_128bits(text.data(), text.size()))});
         fault::point("after-wal-ready");
         int rc = must_not_exist ? ::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, path_.c_str(), RENAME_NOREPLACE)
                                 : ::rename(temp.c_str(), path_.c_str());
@@ -217,11 +245,17 @@ CreateResult Store::create(const std::string& path, const CreateSpec& spec, cons
     for (const auto& pw : passwords)
         if (pw.empty()) throw Error(Errc::usage, "empty passwords are not allowed");
     StorageParams params;
+    params.version = spec.format;
     params.threshold = spec.threshold;
     params.shares = spec.shares;
-    params.slots = spec.slots ? spec.slots : spec.partitions + 2;
+    params.slots = spec.slots;
+    params.pack = spec.format == 1 ? 1 : spec.pack ? spec.pack : spec.threshold;
+    params.growth = spec.format == 1 ? 1 : spec.growth;
     check_params(params, false);
-    if (spec.partitions > params.slots) throw Error(Errc::usage, "more partitions than slots");
+    if (spec.partitions > params.slots)
+        throw Error(Errc::usage, "more partitions than slots (" + std::to_string(params.slots) +
+                                     "): the slots are the most partitions a storage can ever hold; use --slots");
+    if (!spec.labels.empty() && spec.labels.size() != spec.partitions) throw Error(Errc::usage, "one label per partition is needed");
     if (spec.capacity < 1 || spec.capacity > kMaxCapacity)
         throw Error(Errc::usage, "capacity must be between 1 and " + std::to_string(kMaxCapacity) + " rows");
     params.kdf.ops = spec.kdf_ops;
@@ -232,7 +266,7 @@ CreateResult Store::create(const std::string& path, const CreateSpec& spec, cons
 
     Rng rng;
     Matrix m(params, 0);
-    m.grow(spec.capacity, rng);  // every slot a random codeword in every row
+    m.grow(capacity_for(params, 0, spec.capacity), rng);  // every slot a random codeword in every row
 
     // Partitions take distinct slots, chosen at random (Fisher-Yates).
     std::vector<std::uint32_t> slots(params.slots);
@@ -245,8 +279,10 @@ CreateResult Store::create(const std::string& path, const CreateSpec& spec, cons
         MapKey key = make_map_key(slots[i]);
         Partition p{key.slot, {}, derive_partition_keys(passwords[i].view(), params.kdf, key.slot,
                                                         std::span<const std::uint8_t, kKeySecretBytes>(key.secret.data(), kKeySecretBytes))};
-        auto blob = codec::seal(kEmpty, p.keys, rng, options.compression_level);
-        m.grow(capacity_for(m.capacity(), blob.size() / codec::kChunk), rng);
+        codec::Meta meta;
+        if (params.version >= 2) meta.label = spec.labels.empty() ? std::string(1, static_cast<char>('a' + i % 26)) : spec.labels[i];
+        auto blob = codec::seal(params.version, kEmpty, std::nullopt, meta, p.keys, rng, options.compression_level);
+        m.grow(capacity_for(params, m.capacity(), rows_for_chunks(params, blob.size() / kChunkBytes)), rng);
         write_slot(m, p.slot, blob, rng);
         result.keys.push_back(std::move(key));
     }
@@ -259,7 +295,7 @@ CreateResult Store::create(const std::string& path, const CreateSpec& spec, cons
     result.capacity = m.capacity();
     result.bytes_written = m.file_text().size();
     result.seconds = since(t0);
-    log::info("created " + path + ": " + std::to_string(spec.partitions) + " partition(s), capacity " +
+    log::debug("created " + path + ": " + std::to_string(spec.partitions) + " partition(s), capacity " +
               std::to_string(m.capacity()) + " rows, " + std::to_string(result.bytes_written) + " bytes");
     return result;
 }
@@ -296,30 +332,64 @@ Partition Store::unlock(const MapKey& key, std::string_view password) {
     Partition p{slot, {}, same ? std::move(early->second) : derive(params)};
     p.order = stage2_order(slot, params.shares, p.keys.order_key);
     auto h = header_of(m, p);
+    if (exists && !h && header_damaged(m, slot)) throw Error(Errc::damaged, damaged_message(m));
     if (!exists || !h) auth_failed();
     return p;
 }
 
-SecureBuffer Store::read(const Partition& p) {
+codec::Opened Store::open(const Partition& p, codec::Meta* meta) {
     const Matrix& m = matrix();
     auto h = header_of(m, p);
-    if (!h) auth_failed();
-    if (h->rows() > m.capacity()) throw Error(Errc::damaged, "sealed document is longer than the storage");
-    for (bool checked : {false, true}) {
-        auto blob = read_rows(m, p, h->rows(), checked);
-        if (auto doc = codec::open_body(blob, *h, p.keys)) return std::move(*doc);
+    if (!h) {
+        if (header_damaged(m, p.slot)) throw Error(Errc::damaged, damaged_message(m));
+        auth_failed();
     }
-    throw Error(Errc::damaged, "the partition's data is damaged beyond repair (more than " +
-                                   std::to_string((m.params().shares - m.params().threshold) / 2) +
-                                   " bad cells in a row); run shamirfs fsck");
+    const std::size_t rows = rows_for_chunks(m.params(), h->chunks());
+    if (rows > m.capacity()) throw Error(Errc::damaged, "sealed document is longer than the storage");
+    for (bool checked : {false, true}) {
+        auto blob = read_rows(m, p, rows, checked);
+        if (auto opened = codec::open_body(blob, *h, p.keys)) {
+            if (meta) *meta = h->meta;
+            return std::move(*opened);
+        }
+    }
+    throw Error(Errc::damaged, damaged_message(m));
 }
+
+SecureBuffer Store::read(const Partition& p) { return std::move(open(p).document); }
+
+namespace {
+
+// What the next commit of a partition seals in its header: the label kept,
+// the generation one more, the time now.
+codec::Meta next_meta(const codec::Header& current) {
+    codec::Meta m = current.meta;
+    ++m.generation;
+    m.time = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count());
+    return m;
+}
+
+std::string ms_between(Clock::time_point a, Clock::time_point b) {
+    return std::to_string(std::chrono::duration<double, std::milli>(b - a).count());
+}
+
+}  // namespace
 
 CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> document) {
     auto t0 = Clock::now();
     // Validating and sealing (compression, encryption) need neither the lock
-    // nor the file: they run side by side, before the lock is taken.
+    // nor the file: they run side by side, before the lock is taken, with the
+    // partition's header as loaded (sealed again below if it changed).
     Rng rng;
-    auto sealing = std::async(std::launch::async, [&] { return codec::seal(document, p.keys, rng, options_.compression_level); });
+    auto current = header_of(matrix(), p);
+    if (!current) auth_failed();
+    const unsigned version = matrix().params().version;
+    auto seal = [&](const codec::Header& h) {
+        return codec::seal(version, document, std::nullopt, next_meta(h), p.keys, rng, options_.compression_level);
+    };
+    auto sealing = std::async(std::launch::async, [&] { return seal(*current); });
     try {
         require_valid_json(document);
     } catch (...) {
@@ -330,39 +400,51 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
     auto t_sealed = Clock::now();
     FileLock lock = lock_storage(path_, options_);
     Wal(path_).recover();
+    CommitResult r;
+    reload_for_commit(p, r);
+    auto locked = header_of(*matrix_, p);
+    if (!locked || locked->version != version) auth_failed();  // the file was replaced by another storage
+    if (locked->meta.generation != current->meta.generation || locked->meta.label != current->meta.label) blob = seal(*locked);
+    auto t_locked = Clock::now();
+    r.document_bytes = document.size();
+    r.document_rows = rows_for_chunks(matrix_->params(), blob.size() / kChunkBytes);
+    auto t_shared = write_document(p, blob, rng, r);
+    r.seconds = since(t0);
+    log::info("committed to " + path_);
+    log::debug("committed " + std::to_string(r.document_rows) + " rows (capacity " + std::to_string(r.capacity_before) +
+               " -> " + std::to_string(r.capacity_after) + "); phases (ms): validate and seal " + ms_between(t0, t_sealed) +
+               ", lock and reload " + ms_between(t_sealed, t_locked) + ", shares " + ms_between(t_locked, t_shared) +
+               " (the file written meanwhile), rest of the write through the WAL " + ms_between(t_shared, Clock::now()));
+    return r;
+}
+
+void Store::reload_for_commit(const Partition& p, CommitResult& r) {
     // Under the lock, the file is read again unless it is still the version
     // loaded (same identity): other partitions' commits are kept as they are.
-    std::optional<Matrix> before;
-    if (!matrix_ || !loaded_identity_ || !(identity_of(path_) == loaded_identity_)) {
-        before = std::move(matrix_);
-        load();
-    }
+    if (matrix_ && loaded_identity_ && identity_of(path_) == loaded_identity_) return;
+    std::optional<Matrix> before = std::move(matrix_);
+    load();
+    if (!before || before->file_text() == matrix_->file_text()) return;
+    // Another writer committed since we loaded: rebase (only our columns change).
+    r.rebased = true;
+    r.replaced_concurrent_change = !before->same_slot(*matrix_, p.slot);
+    if (r.replaced_concurrent_change)
+        log::warn("this partition was changed by another writer since it was read; that version is replaced by this commit");
+    else
+        log::info("another partition was committed meanwhile; this commit is applied on top of it");
+}
+
+Store::Clock::time_point Store::write_document(const Partition& p, std::span<const std::uint8_t> blob, Rng& rng,
+                                               CommitResult& r) {
     Matrix& m = *matrix_;
-    if (!header_of(m, p)) auth_failed();  // the file was replaced by another storage
-    CommitResult r;
-    if (before && before->file_text() != m.file_text()) {
-        // Another writer committed since we loaded: rebase (only our columns change).
-        r.rebased = true;
-        const std::size_t n = m.params().shares, at = std::size_t{p.slot} * n * kCellChars;
-        for (std::size_t row = 0; row < std::min(before->capacity(), m.capacity()) && !r.replaced_concurrent_change; ++row)
-            r.replaced_concurrent_change =
-                before->row_text(row).substr(at, n * kCellChars) != m.row_text(row).substr(at, n * kCellChars);
-        if (r.replaced_concurrent_change)
-            log::warn("this partition was changed by another writer since it was read; that version is replaced by this commit");
-        else
-            log::info("another partition was committed meanwhile; this commit is applied on top of it");
-    }
-    before.reset();
-    auto t_locked = Clock::now(), t_shared = t_locked;
-    r.document_bytes = document.size();
-    r.document_rows = blob.size() / codec::kChunk;
+    auto t_shared = Clock::now();
     r.capacity_before = m.capacity();
     try {
-        m.grow(capacity_for(m.capacity(), r.document_rows), rng);
+        m.grow(capacity_for(m.params(), m.capacity(), r.document_rows), rng);
         r.capacity_after = m.capacity();
-        // Shares are made on worker threads while this one writes the blocks
-        // already finished.
-        Progress progress(m);
+        // Shares are made on worker threads while this one writes the parts
+        // of the file that are final.
+        Progress progress(m, p.slot);
         auto sharing = std::async(std::launch::async, [&] {
             struct Finish {
                 Progress& p;
@@ -372,7 +454,7 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
             t_shared = Clock::now();
         });
         try {
-            write_locked(m.file_text(), false, [&](std::size_t done) { return progress.available(done); });
+            write_locked(m.file_text(), false, [&] { return progress.next(); });
         } catch (...) {
             sharing.get();  // its error, if it failed, is the one to report
             throw;
@@ -386,14 +468,7 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
         loaded_identity_.reset();
         throw;
     }
-    r.seconds = since(t0);
-    log::info("committed " + std::to_string(r.document_rows) + " rows to " + path_ + " (capacity " +
-              std::to_string(r.capacity_before) + " -> " + std::to_string(r.capacity_after) + ")");
-    auto ms = [](Clock::time_point a, Clock::time_point b) { return std::to_string(std::chrono::duration<double, std::milli>(b - a).count()); };
-    log::debug("commit phases (ms): validate and seal " + ms(t0, t_sealed) + ", lock and reload " + ms(t_sealed, t_locked) +
-               ", shares " + ms(t_locked, t_shared) + " (the file written meanwhile), rest of the write through the WAL " +
-               ms(t_shared, Clock::now()));
-    return r;
+    return t_shared;
 }
 
 DryRunResult Store::dry_run(const Partition& p, std::span<const std::uint8_t> document) {
@@ -403,13 +478,14 @@ DryRunResult Store::dry_run(const Partition& p, std::span<const std::uint8_t> do
     if (!h) auth_failed();
     auto t0 = Clock::now();
     Rng rng;
-    auto blob = codec::seal(document, p.keys, rng, options_.compression_level);
+    auto blob = codec::seal(m.params().version, document, std::nullopt, h->meta, p.keys, rng, options_.compression_level);
     Matrix copy = m;  // the whole commit in memory, to time it
-    copy.grow(capacity_for(copy.capacity(), blob.size() / codec::kChunk), rng);
+    const auto& params = m.params();
+    copy.grow(capacity_for(params, copy.capacity(), rows_for_chunks(params, blob.size() / kChunkBytes)), rng);
     write_slot(copy, p.slot, blob, rng);
     DryRunResult d;
-    d.rows_now = h->rows();
-    d.rows_after = blob.size() / codec::kChunk;
+    d.rows_now = rows_for_chunks(params, h->chunks());
+    d.rows_after = rows_for_chunks(params, blob.size() / kChunkBytes);
     d.bytes_now = h->document_len;
     d.bytes_after = document.size();
     d.capacity_before = m.capacity();
@@ -435,24 +511,34 @@ FsckReport Store::fsck(const Partition* p, bool repair) {
     }
     load();
     Matrix& m = *matrix_;
-    std::vector<std::uint8_t> none;
+    for (const auto& note : m.load_notes) rep.problems.push_back(note + (repair ? " (repaired)" : " (repairable)"));
+    rep.damaged_structure = m.load_notes.size();
     for (unsigned slot = 0; slot < m.params().slots; ++slot) {
-        RepairReport r = read_slot_checked(m, slot, m.capacity(), none, repair ? &m : nullptr);
+        RepairReport r = read_slot_checked(m, slot, m.capacity(), {}, repair ? &m : nullptr);
         rep.rows_checked += m.capacity();
         for (const auto& row : r.repaired) {
             rep.bad_cells += row.columns.size();
             std::string cols;
             for (auto c : row.columns) cols += " " + std::to_string(c);
+            if (!row.certain) ++rep.unrepaired_rows;
             rep.problems.push_back("row " + std::to_string(row.row) + ": bad cells in columns" + cols +
-                                   (repair ? " (repaired)" : " (repairable)"));
+                                   (!row.certain ? " (readable, but too few cells are left to repair it with certainty)"
+                                    : repair     ? " (repaired)"
+                                                 : " (repairable)"));
+            if (repair && row.certain) rep.repaired_cells += row.columns.size();
         }
-        for (auto row : r.unrecoverable)
-            rep.problems.push_back("row " + std::to_string(row) + ", slot " + std::to_string(slot) +
-                                   ": more bad cells than the redundancy can correct");
+        for (const auto& row : r.unrecoverable) {
+            rep.bad_cells += row.bad_cells;
+            rep.problems.push_back("row " + std::to_string(row.row) + ", slot " + std::to_string(slot) + ": " +
+                                   std::to_string(row.bad_cells) +
+                                   " unreadable cell(s) and more bad cells than the redundancy can correct (left as is)");
+        }
         rep.unrecoverable_rows += r.unrecoverable.size();
-        if (repair) for (const auto& row : r.repaired) rep.repaired_cells += row.columns.size();
     }
-    if (repair && rep.repaired_cells > 0) write_locked(m.file_text(), false);
+    if (repair && (rep.repaired_cells > 0 || rep.damaged_structure > 0)) {
+        write_locked(m.file_text(), false);
+        m.load_notes.clear();
+    }
     if (p != nullptr) {
         rep.document_checked = true;
         try {

@@ -11,7 +11,7 @@ struct DeniabilityFixture {
     shamirfs::Matrix m;
     unsigned written = 0, unwritten = 0, unassigned = 0;
     std::size_t document_rows = 0;
-    std::string document = testutil::make_document(320000, 3);  // about 800 rows: most of the 1024
+    std::string document = testutil::make_document(960000, 3);  // about 750 rows of 3 chunks: most of the 1024
 
     DeniabilityFixture() {
         using namespace shamirfs;
@@ -33,7 +33,7 @@ struct DeniabilityFixture {
     // Broken variant 1: the shares carry the plaintext (no encryption layer).
     shamirfs::Matrix without_encryption() const {
         shamirfs::Matrix broken = m;
-        std::vector<std::uint8_t> raw(std::min(document.size(), m.capacity() * 64) / 64 * 64);
+        std::vector<std::uint8_t> raw(std::min(document.size(), m.capacity() * m.params().row_bytes()) / 64 * 64);
         std::copy_n(document.begin(), raw.size(), raw.begin());
         shamirfs::Rng rng;
         shamirfs::write_slot(broken, written, raw, rng);

@@ -72,7 +72,7 @@ inline GroupStats analyse(const shamirfs::Matrix& m, unsigned slot) {
     std::array<std::size_t, 256> bytes{}, top{}, secret{};
     GroupStats g;
     auto xs = m.slot_share_ids(slot);
-    shamir::LagrangeAtZero basis(std::span<const gf::Fe>(xs.data(), t));
+    shamir::Interpolator basis(std::span<const gf::Fe>(xs.data(), t));
     std::vector<gf::Fe> ys(t);
     for (std::size_t r = 0; r < m.capacity(); ++r) {
         for (unsigned i = 0; i < n; ++i) {
@@ -84,11 +84,15 @@ inline GroupStats analyse(const shamirfs::Matrix& m, unsigned slot) {
             g.values.push_back(unit(v));
             if (i < t) ys[i] = v;
         }
-        std::array<std::uint8_t, 64> chunk;
-        if (gf::to_chunk(basis.combine(ys), chunk))
-            for (auto c : chunk) ++secret[c];
-        else
-            ++secret[0];  // not a 64-byte secret at all: counts against uniformity
+        for (unsigned j = 0; j < m.params().pack; ++j) {  // every chunk of the row
+            std::array<std::uint8_t, 64> chunk;
+            gf::Fe c = shamir::Interpolator::apply(basis.coefficient(j), ys);
+            if (m.params().version >= 2) c.limb[8] = 0;  // format 2: the chunk is the low 512 bits
+            if (gf::to_chunk(c, chunk))
+                for (auto c : chunk) ++secret[c];
+            else
+                ++secret[0];  // not a 64-byte secret at all: counts against uniformity
+        }
     }
     g.chi_bytes = chi_square(bytes);
     g.chi_top = chi_square(top);

@@ -36,13 +36,17 @@ AttackResult attack(const Matrix& m, const std::string& doc) {
     while (true) {
         std::vector<gf::Fe> xs;
         for (unsigned i : idx) xs.push_back(Matrix::share_id(i));
-        shamir::LagrangeAtZero basis(xs);
+        // Every coefficient that can carry a chunk (format 2 packs `pack` of them).
+        shamir::Interpolator basis(xs);
         std::vector<gf::Fe> ys(t);
-        for (std::size_t r = 0; r < m.capacity(); ++r) {
+        for (std::size_t r = 0; r < m.capacity(); ++r)
+          for (unsigned j = 0; j < m.params().pack; ++j) {
             for (unsigned i = 0; i < t; ++i) ys[i] = cell[r][idx[i]];
             std::array<std::uint8_t, 64> chunk;
             ++res.interpolations;
-            if (!gf::to_chunk(basis.combine(ys), chunk)) continue;
+            gf::Fe c = shamir::Interpolator::apply(basis.coefficient(j), ys);
+            if (m.params().version >= 2) c.limb[8] = 0;  // format 2: the chunk is the low 512 bits
+            if (!gf::to_chunk(c, chunk)) continue;
             std::string s(chunk.begin(), chunk.end());
             int printable = 0;
             for (unsigned char ch : s) printable += (ch >= 0x20 && ch < 0x7f) || ch == '\n';
@@ -70,7 +74,10 @@ std::string secret_document() {
 
 std::string masked_structure(const std::string& text) {
     // Replace every cell and the salt by a placeholder: what is left is the structure.
+    // (The header's check and copy depend on the salt alone.)
     std::string s = std::regex_replace(text, std::regex("[A-Za-z0-9+/]{88}"), "C");
+    s = std::regex_replace(s, std::regex("\"check\":\"[^\"]*\""), "\"check\":\"H\"");
+    s = std::regex_replace(s, std::regex("\"copy\":\"[^\"]*\""), "\"copy\":\"H\"");
     return std::regex_replace(s, std::regex("\"salt\":\"[^\"]*\""), "\"salt\":\"S\"");
 }
 
@@ -89,7 +96,7 @@ TEST_CASE("interpolating any t cells of any row finds no plaintext (exhaustive)"
     const Matrix& m = store.load();
     REQUIRE(m.columns() == 36);
     AttackResult res = attack(m, doc);
-    CHECK(res.interpolations == 7140L * static_cast<long>(m.capacity()));  // C(36,3) subsets x rows
+    CHECK(res.interpolations == 7140L * static_cast<long>(m.capacity() * m.params().pack));  // C(36,3) subsets x rows x chunks
     CHECK(res.plaintext_hits == 0);
     CHECK(res.printable_chunks == 0);
 
@@ -137,9 +144,11 @@ TEST_CASE("the file holds public parameters only: no per-partition field", "[den
     std::set<std::string> keys, kdf_keys;
     for (auto& [k, v] : j.items()) keys.insert(k);
     for (auto& [k, v] : j["kdf"].items()) kdf_keys.insert(k);
-    CHECK(keys == std::set<std::string>{"shamirfs", "field", "threshold", "shares", "slots", "chunk", "kdf", "capacity", "rows"});
+    CHECK(keys == std::set<std::string>{"shamirfs", "field", "threshold", "shares", "pack", "slots", "chunk", "mode",
+                                        "growth", "kdf", "capacity", "check", "columns", "copy"});
     CHECK(kdf_keys == std::set<std::string>{"algorithm", "ops", "mem", "salt"});
-    for (auto& row : j["rows"]) CHECK(row.get<std::string>().size() == 88u * j["slots"].get<unsigned>() * 9);
-    // The partition count in use appears nowhere: "slots" is the maximum (partitions + 2 by default).
-    CHECK(j["slots"] == 5);
+    for (auto& column : j["columns"]) CHECK(column.get<std::string>().size() == 88u * j["capacity"].get<unsigned>());
+    CHECK(j["columns"].size() == j["slots"].get<unsigned>() * 9);
+    // The partition count in use appears nowhere: "slots" is the maximum, 4 by default whatever the partitions.
+    CHECK(j["slots"] == 4);
 }
