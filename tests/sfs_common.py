@@ -72,3 +72,39 @@ def talk(argv, answers, timeout=20):
             os.write(fd, pending.pop(0)[1] + b"\n")
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), shown
+
+
+class Layout:
+    """Where the cells of a format 2 storage file stand (man/shamirfs.5): one
+    string per column, share i of slot s as the (i * slots + s)-th."""
+
+    def __init__(self, text: bytes):
+        import json
+        head_end = text.index(b'"columns":[\n') + len(b'"columns":[\n')
+        params = json.loads(text[:text.index(b'"check":')] + b'"x":0}')
+        self.capacity, self.slots, self.shares = params["capacity"], params["slots"], params["shares"]
+        self.threshold, self.pack = params["threshold"], params["pack"]
+        self.header_end = head_end
+        self.column_step = self.capacity * 88 + 4
+
+    def cell(self, row, column):
+        """The offset of cell (row, column)."""
+        position = (column % self.shares) * self.slots + column // self.shares
+        return self.header_end + position * self.column_step + 1 + row * 88
+
+    def cells_end(self):
+        return self.header_end + self.slots * self.shares * self.column_step - 1
+
+
+def set_header_field(text: bytes, old: bytes, new: bytes) -> bytes:
+    """A format 2 storage whose header says `new` where it said `old`, with its
+    check and copy made to match (as a writer would make them): for tests of
+    the reader's rules on header values."""
+    import base64
+    import hashlib
+    at = text.index(b'"check":"')
+    params = text[:at].replace(old, new, 1)
+    check = hashlib.blake2b(params, digest_size=16).digest()
+    body = text[text.index(b'",\n"columns":[\n'):text.rindex(b'"copy":"')]
+    return (params + b'"check":"' + check.hex().encode() + body + b'"copy":"' +
+            base64.b64encode(params + check) + b'"}\n')

@@ -34,7 +34,7 @@ namespace {
 const char* kUsage =
     "usage: shamirfs [-v|-q] COMMAND ...\n"
     "  create STORAGE [--partitions N] [--labels a,b] [--threshold T] [--shares N] [--slots S]\n"
-    "                 [--capacity ROWS] [--kdf-ops X] [--kdf-mem BYTES] [--key-dir DIR]\n"
+    "                 [--pack K] [--growth G] [--capacity ROWS] [--kdf-ops X] [--kdf-mem BYTES] [--key-dir DIR]\n"
     "                 [--passfile LABEL=FILE]...\n"
     "  cat STORAGE [--keyfile FILE] [--passfile FILE]\n"
     "  update STORAGE NEW.json|- [--keyfile FILE] [--passfile FILE] [--dry-run]\n"
@@ -98,8 +98,8 @@ void write_key_file(const std::string& path, const std::string& key) {
 
 int cmd_create(int argc, char** argv, int first) {
     Args a = cli::parse_args(argc, argv, first,
-                             {"partitions", "labels", "threshold", "shares", "slots", "capacity", "kdf-ops", "kdf-mem",
-                              "key-dir", "passfile"},
+                             {"partitions", "labels", "threshold", "shares", "slots", "pack", "growth", "capacity",
+                              "kdf-ops", "kdf-mem", "key-dir", "passfile"},
                              {});
     if (a.positional.size() != 1) throw Error(Errc::usage, "create needs exactly one STORAGE path");
     CreateSpec spec;
@@ -117,7 +117,10 @@ int cmd_create(int argc, char** argv, int first) {
     for (const auto& l : labels) check_label(l);
     spec.threshold = static_cast<unsigned>(a.number("threshold", spec.threshold));
     spec.shares = static_cast<unsigned>(a.number("shares", spec.shares));
-    spec.slots = static_cast<unsigned>(a.number("slots", 0));
+    spec.slots = static_cast<unsigned>(a.number("slots", spec.slots));
+    spec.pack = static_cast<unsigned>(a.number("pack", spec.pack));
+    spec.growth = static_cast<unsigned>(a.number("growth", spec.growth));
+    spec.labels = labels;
     spec.capacity = a.number("capacity", spec.capacity);
     spec.kdf_ops = a.number("kdf-ops", spec.kdf_ops);
     spec.kdf_mem = a.number("kdf-mem", spec.kdf_mem);
@@ -178,8 +181,8 @@ int cmd_update(int argc, char** argv, int first) {
     if (a.flag("dry-run")) {
         DryRunResult d = store.dry_run(p, doc.bytes());
         std::cout << "dry run: nothing written\n"
-                  << "chunks now: " << d.rows_now << "\n"
-                  << "chunks after: " << d.rows_after << "\n"
+                  << "rows now: " << d.rows_now << "\n"
+                  << "rows after: " << d.rows_after << "\n"
                   << "document bytes: " << d.bytes_now << " -> " << d.bytes_after << "\n"
                   << "size change: " << (d.size_change_percent >= 0 ? "+" : "") << fixed(d.size_change_percent, 1)
                   << " %\n"
@@ -213,26 +216,32 @@ int cmd_info(int argc, char** argv, int first) {
     struct stat st{};
     ::stat(a.positional[0].c_str(), &st);
     if (a.flag("json")) {
-        nlohmann::ordered_json j = {{"format_version", kFormatVersion},
+        nlohmann::ordered_json j = {{"format_version", p.version},
                                     {"field", "2^521-1"},
                                     {"threshold", p.threshold},
                                     {"shares", p.shares},
                                     {"slots", p.slots},
                                     {"columns", p.columns()},
-                                    {"chunk_bytes", 64},
+                                    {"chunk_bytes", kChunkBytes},
+                                    {"chunks_per_row", p.pack},
+                                    {"capacity_classes_per_doubling", p.growth},
+                                    {"mode", p.mode == StorageMode::deniable ? "deniable" : "shared"},
                                     {"capacity", m.capacity()},
                                     {"kdf", {{"algorithm", "argon2id13"}, {"ops", p.kdf.ops}, {"mem", p.kdf.mem}}},
                                     {"file_bytes", st.st_size}};
         std::cout << j.dump(2) << "\n";
         return exit_code::ok;
     }
-    std::cout << "format version: " << kFormatVersion << "\n"
+    std::cout << "format version: " << p.version << "\n"
               << "field: GF(2^521-1)\n"
               << "threshold: " << p.threshold << "\n"
               << "shares per row: " << p.shares << "\n"
-              << "slots: " << p.slots << "\n"
+              << "slots: " << p.slots << " (the most documents this storage can ever hold)\n"
               << "columns: " << p.columns() << "\n"
-              << "chunk bytes: 64\n"
+              << "chunk bytes: " << kChunkBytes << "\n"
+              << "chunks per row: " << p.pack << "\n"
+              << "capacity classes per doubling: " << p.growth << "\n"
+              << "mode: " << (p.mode == StorageMode::deniable ? "deniable" : "shared") << "\n"
               << "capacity: " << m.capacity() << " rows\n"
               << "kdf: argon2id13, ops " << p.kdf.ops << ", memory " << p.kdf.mem << " bytes\n"
               << "file size: " << st.st_size << " bytes\n";
@@ -251,11 +260,13 @@ int cmd_fsck(int argc, char** argv, int first) {
     std::cout << "slot rows checked: " << r.rows_checked << "\n"
               << "bad cells: " << r.bad_cells << "\n"
               << "repaired cells: " << r.repaired_cells << "\n"
-              << "unrecoverable rows: " << r.unrecoverable_rows << "\n";
+              << "unrecoverable rows: " << r.unrecoverable_rows << "\n"
+              << "damaged header or separators: " << r.damaged_structure << "\n";
     for (const auto& line : r.problems) std::cout << "problem: " << line << "\n";
     std::cout << "document: " << (!r.document_checked ? "not checked (no credentials)" : r.document_ok ? "ok" : "damaged")
               << "\n";
-    bool all_fixed = r.unrecoverable_rows == 0 && r.repaired_cells == r.bad_cells && (!r.document_checked || r.document_ok);
+    bool all_fixed = r.unrecoverable_rows == 0 && r.unrepaired_rows == 0 && r.repaired_cells == r.bad_cells &&
+                     (!r.document_checked || r.document_ok);
     if (r.clean()) {
         std::cout << "status: clean\n";
         return exit_code::ok;

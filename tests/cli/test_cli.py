@@ -6,7 +6,7 @@ import re
 import stat
 import subprocess
 
-from sfs_common import CHEAP_KDF, DATA, SHAMIRFS, Storage, run, talk
+from sfs_common import CHEAP_KDF, DATA, SHAMIRFS, Storage, run, set_header_field, talk
 
 EXIT_USAGE, EXIT_IO, EXIT_CORRUPT, EXIT_MALFORMED_KEY, EXIT_AUTH, EXIT_INVALID_JSON = 2, 3, 4, 5, 6, 8
 
@@ -77,11 +77,11 @@ def test_dry_run_reports_without_writing(storage):
     assert r.returncode == 0, r.stderr
     out = r.stdout.decode()
     assert "dry run: nothing written" in out
-    assert re.search(r"chunks now: 2\n", out)
-    after = int(re.search(r"chunks after: (\d+)", out).group(1))
+    assert re.search(r"rows now: 1\n", out)
+    after = int(re.search(r"rows after: (\d+)", out).group(1))
     assert after > 2
     pct = float(re.search(r"size change: \+([\d.]+) %", out).group(1))
-    assert abs(pct - 100.0 * (after - 2) / 2) < 0.1
+    assert abs(pct - 100.0 * (after - 1) / 1) < 0.1
     assert "warning: the document's size changes by more than 50 %" in out
     assert re.search(r"estimated time: \d+\.\d+ s", out)
     assert sha(storage.path) == before
@@ -116,11 +116,11 @@ def test_info_prints_public_parameters_only(storage):
     r = run("info", storage.path, "--json", check=True)
     info = json.loads(r.stdout)
     assert set(info) == {"format_version", "field", "threshold", "shares", "slots", "columns", "chunk_bytes",
-                         "capacity", "kdf", "file_bytes"}
+                         "chunks_per_row", "capacity_classes_per_doubling", "mode", "capacity", "kdf", "file_bytes"}
     assert info["threshold"] == 3 and info["shares"] == 9 and info["slots"] == 4 and info["columns"] == 36
     assert info["file_bytes"] == storage.path.stat().st_size
     text = run("info", storage.path, check=True).stdout.decode()
-    assert "threshold: 3" in text and "capacity: 32 rows" in text
+    assert "threshold: 3" in text and "capacity: 16 rows" in text
     # Nothing about partitions: no labels, no counts in use.
     assert "partition" not in text.lower() and " a" not in text.lower().replace("argon", "")
 
@@ -148,7 +148,7 @@ def test_missing_and_corrupt_storages_are_clear_errors(storage, workdir):
     r = run("info", garbage)
     assert r.returncode == EXIT_CORRUPT
     weak = workdir / "weak.json"
-    weak.write_text(storage.path.read_text().replace('"ops":2', '"ops":1'))
+    weak.write_bytes(set_header_field(storage.path.read_bytes(), b'"ops":2', b'"ops":1'))
     r = run("info", weak)
     assert r.returncode == EXIT_CORRUPT and b"KDF ops 1 outside" in r.stderr
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from sfs_common import SHAMIRFS, Storage, run
+from sfs_common import SHAMIRFS, Layout, Storage, run
 
 EXIT_CORRUPT, EXIT_DAMAGED, EXIT_NO_SPACE, EXIT_READ_ONLY, EXIT_REPAIRED = 4, 7, 11, 12, 13
 
@@ -207,17 +207,14 @@ def test_missing_storage_and_stale_temp_files(storage):
 
 def corrupt_cells(path, cells):
     """Replaces the given (row, column) cells by other valid values (< p)."""
-    text = path.read_text()
-    head, rows_part = text.split('"rows":[\n', 1)
-    rows = rows_part.split("\n")
+    text = bytearray(path.read_bytes())
+    layout = Layout(bytes(text))
     rng = random.Random(1)
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
     for r, c in cells:
-        line = rows[r]
-        start = 1 + 88 * c
-        new = "AA" + "".join(rng.choice(alphabet) for _ in range(86))
-        rows[r] = line[:start] + new + line[start + 88:]
-    path.write_text(head + '"rows":[\n' + "\n".join(rows))
+        at = layout.cell(r, c)
+        text[at:at + 88] = b"AA" + bytes(rng.choice(alphabet) for _ in range(86))
+    path.write_bytes(bytes(text))
 
 
 def test_fsck_reports_repairs_and_refuses_the_unrepairable(storage):
