@@ -434,10 +434,13 @@ Matrix read_storage(int fd, const std::string& path, const KdfLimits& limits) {
     head.resize(got);
     if (!std::string_view(head).starts_with(kV1Start)) {
         std::optional<Header2> h = primary_header(head, limits);
-        if (!h && size > head.size()) {
-            std::string tail(std::min(size, kHeaderWindow), '\0');
-            read_at(fd, tail.data(), tail.size(), size - tail.size(), path, got);
-            tail.resize(got);
+        if (!h) {
+            std::string tail = head;
+            if (size > head.size()) {
+                tail.assign(std::min(size, kHeaderWindow), '\0');
+                read_at(fd, tail.data(), tail.size(), size - tail.size(), path, got);
+                tail.resize(got);
+            }
             h = header_copy(tail, limits);
         }
         if (h && storage_size(h->params, h->capacity) != size)

@@ -1,6 +1,7 @@
 // A second, independent reader of the format, written from man/shamirfs.5
 // only: nlohmann for the file, GMP mpz for GF(p), libsodium and zstd called
-// directly. It opens the published test vector (tests/data/vector-v1.json).
+// directly. It opens the published test vectors (tests/data/vector-v1.json
+// and vector-v2.json).
 // With SHAMIRFS_PRINT_VECTOR=1 it prints the intermediate values that the man
 // page lists.
 #include <gmp.h>
@@ -191,5 +192,178 @@ TEST_CASE("an independent reader built from man/shamirfs.5 opens the test vector
         for (auto& o : order) std::cout << " " << o.second;
         std::cout << "\nrow 0 chunk " << hex(Bytes(blob.begin(), blob.begin() + 64)) << "\nheader " << hex(header)
                   << "\n";
+    }
+}
+
+namespace {
+
+// The key secret and slot of a key file (the same for both formats).
+std::pair<std::uint32_t, Bytes> read_key(const std::string& path) {
+    std::string key = testutil::read_file(path);
+    key = key.substr(5, key.find('\n') - 5);
+    key.erase(std::remove(key.begin(), key.end(), '-'), key.end());
+    Bytes payload;
+    unsigned acc = 0, bits = 0;
+    for (char c : key) {
+        acc = (acc << 5) | static_cast<unsigned>(std::string("abcdefghijklmnopqrstuvwxyz234567").find(c));
+        bits += 5;
+        if (bits >= 8) {
+            payload.push_back(static_cast<unsigned char>(acc >> (bits - 8)));
+            bits -= 8;
+        }
+    }
+    return {(payload[0] << 8) | payload[1], Bytes(payload.begin() + 2, payload.begin() + 18)};
+}
+
+// Solves the t x t Vandermonde system V c = y mod p (V[i][m] = x_i^m).
+std::vector<Bytes> coefficients_low512(const std::vector<unsigned long>& xs, const std::vector<Bytes>& cells, const Mpz& p) {
+    const std::size_t t = xs.size();
+    std::vector<std::vector<Mpz>> a(t);
+    for (std::size_t i = 0; i < t; ++i) {
+        a[i] = std::vector<Mpz>(t + 1);
+        for (std::size_t m = 0; m < t; ++m) {
+            mpz_ui_pow_ui(a[i][m].v, xs[i], m);
+            mpz_mod(a[i][m].v, a[i][m].v, p.v);
+        }
+        mpz_import(a[i][t].v, cells[i].size(), 1, 1, 1, 0, cells[i].data());
+    }
+    for (std::size_t c = 0; c < t; ++c) {  // Gauss-Jordan
+        std::size_t piv = c;
+        while (mpz_sgn(a[piv][c].v) == 0) ++piv;
+        std::swap(a[piv], a[c]);
+        Mpz inv;
+        REQUIRE(mpz_invert(inv.v, a[c][c].v, p.v) != 0);
+        for (std::size_t k = 0; k <= t; ++k) {
+            mpz_mul(a[c][k].v, a[c][k].v, inv.v);
+            mpz_mod(a[c][k].v, a[c][k].v, p.v);
+        }
+        for (std::size_t i = 0; i < t; ++i) {
+            if (i == c) continue;
+            Mpz f;
+            mpz_set(f.v, a[i][c].v);
+            for (std::size_t k = 0; k <= t; ++k) {
+                Mpz prod;
+                mpz_mul(prod.v, f.v, a[c][k].v);
+                mpz_sub(a[i][k].v, a[i][k].v, prod.v);
+                mpz_mod(a[i][k].v, a[i][k].v, p.v);
+            }
+        }
+    }
+    std::vector<Bytes> out;
+    for (std::size_t m = 0; m < t; ++m) {
+        Mpz low;
+        mpz_tdiv_r_2exp(low.v, a[m][t].v, 512);  // the chunk: the low 512 bits
+        Bytes raw(64), chunk(64);
+        std::size_t count = 0;
+        mpz_export(raw.data(), &count, 1, 1, 1, 0, low.v);
+        std::copy(raw.begin(), raw.begin() + static_cast<long>(count), chunk.begin() + static_cast<long>(64 - count));
+        out.push_back(chunk);
+    }
+    return out;
+}
+
+std::uint64_t le64(const Bytes& b, std::size_t at) {
+    std::uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | b[at + static_cast<std::size_t>(i)];
+    return v;
+}
+
+}  // namespace
+
+TEST_CASE("an independent reader built from man/shamirfs.5 opens the format 2 test vector", "[conformance]") {
+    REQUIRE(sodium_init() >= 0);
+    const std::string dir = SHAMIRFS_TEST_DATA;
+    const std::string text = testutil::read_file(dir + "/vector-v2.json");
+    auto file = nlohmann::json::parse(text);
+    REQUIRE(file["shamirfs"] == 2);
+    const unsigned t = file["threshold"], n = file["shares"], slots = file["slots"], pack = file["pack"];
+    const std::size_t capacity = file["capacity"];
+
+    // The header check: BLAKE2b-128 of the text before "check", in hex; the
+    // copy at the end: base64 of that text followed by the check's 16 bytes.
+    const std::string params = text.substr(0, text.find("\"check\":\""));
+    const Bytes check = blake2b(16, str(params));
+    CHECK(file["check"] == hex(check));
+    CHECK(b64(file["copy"]) == cat({str(params), check}));
+
+    auto [slot, secret] = read_key(dir + "/vector-v2.a.key");
+    Bytes salt = blake2b(16, cat({str("shamirfs-salt-v1"), b64(file["kdf"]["salt"]), be32(slot), secret}));
+    Bytes master(32);
+    const std::string password = "vector password";
+    REQUIRE(crypto_pwhash(master.data(), 32, password.data(), password.size(), salt.data(), file["kdf"]["ops"],
+                          file["kdf"]["mem"], crypto_pwhash_ALG_ARGON2ID13) == 0);
+    auto subkey = [&](unsigned char id) {
+        unsigned char s[16] = {id}, personal[16] = {'s', 'h', 'a', 'm', 'i', 'r', 'f', 's'};
+        Bytes out(32);
+        crypto_generichash_blake2b_salt_personal(out.data(), 32, nullptr, 0, master.data(), 32, s, personal);
+        return out;
+    };
+    Bytes header_key = subkey(1), body_key = subkey(2), order_key = subkey(3);
+    std::vector<std::pair<Bytes, std::uint32_t>> order;
+    for (std::uint32_t c = slot * n; c < slot * n + n; ++c) order.push_back({blake2b(16, be32(c), order_key), c});
+    std::sort(order.begin(), order.end());
+
+    // Cell (r, c) is the r-th 88 characters of column string (c mod n) * slots + c / n.
+    Mpz p;
+    mpz_ui_pow_ui(p.v, 2, 521);
+    mpz_sub_ui(p.v, p.v, 1);
+    std::vector<unsigned long> xs;
+    for (unsigned i = 0; i < t; ++i) xs.push_back(order[i].second + 1);
+    Bytes blob;
+    for (std::size_t r = 0; r < capacity; ++r) {
+        std::vector<Bytes> cells;
+        for (unsigned i = 0; i < t; ++i) {
+            const std::uint32_t c = order[i].second;
+            const std::string column = file["columns"][(c % n) * slots + c / n];
+            cells.push_back(b64(column.substr(r * 88, 88)));
+        }
+        auto chunks = coefficients_low512(xs, cells, p);
+        for (unsigned j = 0; j < pack; ++j) blob.insert(blob.end(), chunks[j].begin(), chunks[j].end());
+    }
+
+    // The sealed document: nonce, sealed 112-byte header, sealed document and draft.
+    Bytes header(112);
+    static const std::string ad = "shamirfs/v2/header";
+    REQUIRE(crypto_aead_xchacha20poly1305_ietf_decrypt(header.data(), nullptr, nullptr, blob.data() + 24, 128,
+                                                       reinterpret_cast<const unsigned char*>(ad.data()), ad.size(),
+                                                       blob.data(), header_key.data()) == 0);
+    CHECK(header[0] == 2);
+    CHECK(header[1] == 1);
+    const std::uint64_t clen = le64(header, 8), dlen = le64(header, 16), draft_clen = le64(header, 24);
+    CHECK(header[2] == 0);  // no draft
+    CHECK(draft_clen == 0);
+    CHECK(le64(header, 40) == 1);  // one commit since create
+    CHECK(std::string(header.begin() + 56, header.begin() + 56 + header[4]) == "a");
+    Bytes compressed(clen);
+    REQUIRE(crypto_aead_xchacha20poly1305_ietf_decrypt(compressed.data(), nullptr, nullptr, blob.data() + 152, clen + 16,
+                                                       header.data(), 112, blob.data(), body_key.data()) == 0);
+    std::string document(dlen, '\0');
+    REQUIRE(ZSTD_decompress(document.data(), dlen, compressed.data(), clen) == dlen);
+    CHECK(document == "{\"v\":2}");
+
+    // The intermediate values published in man/shamirfs.5, TEST VECTOR.
+    CHECK(slot == 1);
+    CHECK(hex(salt) == "55c60ac3440c2e5c986edd0e94e8c1ff");
+    CHECK(hex(header_key) == "0dcff311e70bff8e12d17b6263ca1725ce0854a579e6c139cc3044f38361cb15");
+    CHECK(hex(body_key) == "3717a1c25c2ab0f8de4365183fa02d1d162ec18b87736cc23d6d7e6c99e3ea2f");
+    CHECK(hex(order_key) == "840bd16291063324ceaf51e5cde52ceb15f975adb8b48a6d649fec318b8bcb50");
+    CHECK((order[0].second == 3 && order[1].second == 4 && order[2].second == 5));
+    CHECK(hex(check) == "3516ac8989a370af49043301182100dd");
+    CHECK(hex(Bytes(blob.begin(), blob.begin() + 128)) ==
+          "6332f59212adc5ea29f0f71bc56d61ddaefe77ad5bbb4476bbe5e1cebda65bc96c156102f41667c392cbb3c63c297ace"
+          "208719a804d6e48ca57a42a29ca93d4dcba2561b6ec1206aab50df0a1c38b329d5760cd6ee413ab3cf597268d3b75251"
+          "132dbf86f53fcdc9256d47cdf8ec19f2752ab3e532fdfc875f67d874eed48692");
+    CHECK(hex(header) ==
+          "020100000100000010000000000000000700000000000000000000000000000000000000000000000100000000000000"
+          "93e90e6b0000000061000000000000000000000000000000000000000000000000000000000000000000000000000000"
+          "00000000000000000000000000000000");
+
+    if (std::getenv("SHAMIRFS_PRINT_VECTOR")) {
+        std::cout << "slot " << slot << "\nkey secret " << hex(secret) << "\npartition salt " << hex(salt)
+                  << "\nmaster " << hex(master) << "\nheader key " << hex(header_key) << "\nbody key " << hex(body_key)
+                  << "\norder key " << hex(order_key) << "\norder";
+        for (auto& o : order) std::cout << " " << o.second;
+        std::cout << "\ncheck " << hex(check) << "\nrow 0 chunks " << hex(Bytes(blob.begin(), blob.begin() + 128))
+                  << "\nheader " << hex(header) << "\n";
     }
 }
