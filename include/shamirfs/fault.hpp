@@ -1,6 +1,6 @@
 // Fault injection for the crash tests: when the build has it (meson option
 // fault_injection) and SHAMIRFS_FAULT names a point, the process kills itself
-// with SIGKILL on reaching that point. Release builds compile it to nothing.
+// with SIGKILL on reaching that point ("stop:POINT": stops with SIGSTOP). Release builds compile it to nothing.
 #pragma once
 
 namespace shamirfs::fault {

@@ -114,7 +114,9 @@ public:
 
     const std::string& path() const { return path_; }
     // Finishes or rolls back an interrupted commit and removes stale temp files
-    // (takes the lock only when there is something to do). Returns the actions.
+    // (takes the lock only when there is something to do, and never waits for
+    // it: while a commit holds it, or where recovery cannot write, the storage
+    // file is read as it is, which the rename keeps whole). Returns the actions.
     std::vector<std::string> recover();
     // Loads (or reloads) the backing file.
     const Matrix& load();
@@ -155,6 +157,7 @@ private:
     // partition's slot and the file through the WAL (returns when the shares
     // were done).
     void reload_for_commit(const Partition& p, CommitResult& r);
+    void refuse_hard_links() const;
     Clock::time_point write_document(const Partition& p, std::span<const std::uint8_t> blob, Rng& rng, CommitResult& r);
     static FileIdentity identity_of(int fd);
     // Writes `text` as the new storage through the WAL protocol; lock held.

@@ -371,9 +371,10 @@ Matrix parse_storage(BigBuffer text, const KdfLimits& limits) {
 
 std::optional<StorageParams> peek_storage_params(const std::string& path, const KdfLimits& limits) {
     std::string head(std::size_t{1} << 16, '\0');
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block
     if (fd < 0) return std::nullopt;
-    ssize_t n = ::pread(fd, head.data(), head.size(), 0);
+    struct stat st{};
+    ssize_t n = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? ::pread(fd, head.data(), head.size(), 0) : -1;
     ::close(fd);
     if (n <= 0) return std::nullopt;
     head.resize(static_cast<std::size_t>(n));

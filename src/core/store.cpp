@@ -3,7 +3,8 @@
 #include <fcntl.h>
 #include <sodium.h>
 #include <unistd.h>
-#include <xxhash.h>
+#include <climits>
+#include <cstdlib>
 
 #include <cerrno>
 #include <chrono>
@@ -15,13 +16,13 @@
 #include <utility>
 
 #include "shamirfs/codec.hpp"
+#include "shamirfs/commit_protocol.hpp"
 #include "shamirfs/error.hpp"
 #include "shamirfs/fault.hpp"
 #include "shamirfs/fileio.hpp"
 #include "shamirfs/json_check.hpp"
 #include "shamirfs/log.hpp"
 #include "shamirfs/storage_format.hpp"
-#include "shamirfs/wal.hpp"
 
 namespace shamirfs {
 namespace {
@@ -132,19 +133,39 @@ std::optional<std::size_t> document_rows(const Matrix& m, const Partition& p) {
     return rows_for_chunks(m.params(), h->chunks());
 }
 
-Store::Store(std::string path, StoreOptions options) : path_(std::move(path)), options_(options) {}
 
 namespace {
 FileLock lock_storage(const std::string& path, const StoreOptions& o) {
-    return FileLock(path + ".lock", o.lock_tries, o.lock_backoff);
+    return FileLock(lock_path_of(path), o.lock_tries, o.lock_backoff);
+}
+
+// The storage's real path: symlinks followed (as editors do), so that the
+// commit, the lock and the log all go to the file itself. A path that does
+// not exist yet (create) stays as it is.
+std::string real_path(const std::string& path) {
+    char buf[PATH_MAX];
+    return ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
 }
 }  // namespace
+
+Store::Store(std::string path, StoreOptions options) : path_(real_path(path)), options_(options) {}
 
 std::vector<std::string> Store::recover() {
     Wal wal(path_);
     if (!wal.needs_recovery()) return {};
-    FileLock lock = lock_storage(path_, options_);
-    return wal.recover();
+    // Readers never wait: the rename keeps the storage file whole, so when a
+    // commit holds the lock the file is read as it is; when recovery cannot
+    // run here (no write access, a read-only copy), too.
+    try {
+        FileLock lock(lock_path_of(path_), 1, std::chrono::milliseconds(0));
+        return wal.recover();
+    } catch (const Error& e) {
+        if (e.code() == Errc::busy) return {};
+        if (e.code() != Errc::read_only && e.code() != Errc::io) throw;
+        log::warn("a commit to " + path_ + " was interrupted and cannot be finished here (" + e.what() +
+                  "); reading the storage as it is: the last complete commit");
+        return {};
+    }
 }
 
 bool Store::FileIdentity::operator==(const FileIdentity& o) const {
@@ -166,7 +187,9 @@ Store::FileIdentity Store::identity_of(int fd) {
 
 const Matrix& Store::load() {
     auto t0 = Clock::now();
-    FileHandle file(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+    // O_NONBLOCK: a FIFO or device in the storage's place must not block the
+    // open; read_storage refuses anything but a regular file.
+    FileHandle file(::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
     if (file.get() < 0) throw_errno("cannot open storage " + path_, errno);
     // The identity is taken before reading: if the file changes meanwhile, the
     // next commit sees a different identity and reads it again.
@@ -182,57 +205,7 @@ const Matrix& Store::matrix() { return matrix_ ? *matrix_ : load(); }
 
 void Store::write_locked(std::string_view text, bool must_not_exist,
                          const std::function<std::vector<TextRange>()>& next_ranges) {
-    Wal wal(path_);
-    const std::string name = wal.new_temp_name(), temp = wal.temp_path(name);
-    fault::point("before-wal-start");
-    wal.write({"start", name, ""});
-    fault::point("after-wal-start");
-    FileHandle written;
-    try {
-        // The text is written as far as it is final, while the rest may still
-        // be being made; each piece goes to the disk at once (a hint: its
-        // errors, if any, come back from fsync), so fsync waits for the tail.
-        written = create_new_file(temp);
-        auto put = [&](TextRange r) {
-            write_all_at(written.get(), text.substr(r.offset, r.length), r.offset, temp);
-            ::sync_file_range(written.get(), static_cast<off_t>(r.offset), static_cast<off_t>(r.length), SYNC_FILE_RANGE_WRITE);
-        };
-        if (!next_ranges) {
-            put({0, text.size()});
-        } else {
-            std::size_t total = 0;
-            for (auto ranges = next_ranges(); !ranges.empty(); ranges = next_ranges())
-                for (const auto& r : ranges) {
-                    put(r);
-                    total += r.length;
-                }
-            if (total != text.size()) throw Error(Errc::internal, "the new storage was not completed");
-        }
-        if (::fsync(written.get()) != 0) throw_errno("cannot fsync " + temp, errno);
-        fault::point("after-temp-write");
-        wal.write({"ready", name, hash_hex(XXH3_128bits(text.data(), text.size()))});
-        fault::point("after-wal-ready");
-        int rc = must_not_exist ? ::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, path_.c_str(), RENAME_NOREPLACE)
-                                : ::rename(temp.c_str(), path_.c_str());
-        if (rc != 0) {
-            if (errno == EEXIST) throw Error(Errc::usage, path_ + " already exists");
-            throw_errno("cannot rename the new storage onto " + path_, errno);
-        }
-    } catch (...) {
-        // Not renamed: roll back now (what recovery would do for "start").
-        ::unlink(temp.c_str());
-        try {
-            wal.remove();
-        } catch (const Error& e) {
-            log::error("could not remove the write-ahead log after a failed commit: " + std::string(e.what()));
-        }
-        throw;
-    }
-    fault::point("after-rename");
-    fsync_dir(dir_of(path_));  // if this fails, the WAL stays and recovery completes it
-    fault::point("after-dir-fsync");
-    wal.remove();
-    fault::point("after-wal-remove");
+    FileHandle written = write_through_wal(path_, text, must_not_exist, next_ranges);
     loaded_identity_ = identity_of(written.get());  // what we wrote is what is loaded now
     close_in_background(std::exchange(pinned_, std::move(written)));
 }
@@ -400,6 +373,7 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
     auto t_sealed = Clock::now();
     FileLock lock = lock_storage(path_, options_);
     Wal(path_).recover();
+    refuse_hard_links();
     CommitResult r;
     reload_for_commit(p, r);
     auto locked = header_of(*matrix_, p);
@@ -416,6 +390,14 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
                ", lock and reload " + ms_between(t_sealed, t_locked) + ", shares " + ms_between(t_locked, t_shared) +
                " (the file written meanwhile), rest of the write through the WAL " + ms_between(t_shared, Clock::now()));
     return r;
+}
+
+void Store::refuse_hard_links() const {
+    struct stat st{};
+    if (::stat(path_.c_str(), &st) == 0 && st.st_nlink > 1)
+        throw Error(Errc::usage, path_ + " has " + std::to_string(st.st_nlink) +
+                                     " hard links: a commit replaces the file by rename, so the other names would keep "
+                                     "the old version; remove the other links (a symlink is fine)");
 }
 
 void Store::reload_for_commit(const Partition& p, CommitResult& r) {
@@ -503,11 +485,11 @@ DryRunResult Store::dry_run(const Partition& p, std::span<const std::uint8_t> do
 FsckReport Store::fsck(const Partition* p, bool repair) {
     FsckReport rep;
     std::optional<FileLock> lock;
-    if (repair) lock.emplace(path_ + ".lock", options_.lock_tries, options_.lock_backoff);
-    Wal wal(path_);
-    if (wal.needs_recovery()) {
-        if (!lock) lock.emplace(path_ + ".lock", options_.lock_tries, options_.lock_backoff);
-        rep.recovery = wal.recover();
+    if (repair) {
+        lock.emplace(lock_path_of(path_), options_.lock_tries, options_.lock_backoff);
+        rep.recovery = Wal(path_).recover();
+    } else {
+        rep.recovery = recover();
     }
     load();
     Matrix& m = *matrix_;

@@ -31,7 +31,7 @@ CRASH_POINTS = {
 def leftovers(storage):
     """Protocol files beside the storage: temp files and WAL records."""
     return sorted(p.name for p in storage.dir.iterdir()
-                  if p.name.startswith(f".{storage.path.name}.tmp-") or p.name.startswith(f"{storage.path.name}.wal"))
+                  if p.name.startswith(f".{storage.path.name}.shamirfs-") and not p.name.endswith("-lock"))
 
 
 def doc(i, size=200):
@@ -178,7 +178,7 @@ def test_concurrent_writers_of_different_partitions_lose_nothing(storage):
 def test_garbage_wal_is_a_clear_error_and_nothing_is_deleted(storage):
     storage.update("a", doc(5))
     before = sha(storage.path)
-    wal = storage.dir / (storage.path.name + ".wal")
+    wal = storage.dir / f".{storage.path.name}.shamirfs-wal"
     wal.write_bytes(b"\x00garbage that is not a WAL record\n")
     for cmd in (["cat", storage.path, *storage.cred("a")], ["update", storage.path, "-", *storage.cred("a")],
                 ["info", storage.path], ["fsck", storage.path]):
@@ -196,12 +196,14 @@ def test_missing_storage_and_stale_temp_files(storage):
     assert r.returncode == 3 and b"cannot open storage" in r.stderr
     assert not (storage.dir / "missing.json").exists()
     # A temp file left by a dead process is removed by the next command.
-    stale = storage.dir / f".{storage.path.name}.tmp-999999-deadbeef"
+    stale = storage.dir / f".{storage.path.name}.shamirfs-tmp-999999-deadbeef"
     stale.write_bytes(b"partial")
+    legacy = storage.dir / f".{storage.path.name}.tmp-999998-deadbeef"  # named by builds before format 2
+    legacy.write_bytes(b"partial")
     other = storage.dir / "unrelated.tmp"
     other.write_bytes(b"not ours")
     assert storage.cat("a") == b"{}"
-    assert not stale.exists()
+    assert not stale.exists() and not legacy.exists()
     assert other.exists()
 
 
@@ -242,7 +244,7 @@ def test_fsck_reports_repairs_and_refuses_the_unrepairable(storage):
 
 def test_storage_busy_after_the_backoff_runs_out(storage):
     import fcntl
-    with open(str(storage.path) + ".lock", "a") as f:
+    with open(storage.dir / f".{storage.path.name}.shamirfs-lock", "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         t0 = time.monotonic()
         r = storage.update("a", doc(1))

@@ -1,5 +1,6 @@
 """The mounted file system: readers, rejected commits, several partitions and
 mounts, options, POSIX details, drafts at unmount, crashes, mount(8) and fstab."""
+import copy as _copy
 import ctypes
 import errno
 import fcntl
@@ -8,10 +9,12 @@ import signal
 import stat
 import struct
 import subprocess
+import tempfile
+import time
 
 import pytest
 
-from mountlib import MARKER, MOUNT_HELPER, SHAMIRFS, doc, mounted_at, wait_until
+from mountlib import MARKER, MOUNT_HELPER, SHAMIRFS, Mount, doc, mounted_at, wait_until
 
 BASE = ["a.json", "b.json"]
 
@@ -273,7 +276,7 @@ def test_mount_lists_as_fuse_shamirfs_with_the_storage_as_source(m):
 
 def test_unmount_commits_a_valid_draft_and_discards_an_invalid_one(storage, mount):
     m = mount()
-    lock = open(str(storage.path) + ".lock", "a")
+    lock = open(storage.dir / f".{storage.path.name}.shamirfs-lock", "a")
     fcntl.flock(lock, fcntl.LOCK_EX)      # the commit at close fails: storage busy
     with pytest.raises(OSError) as e:
         with open(m.path("a.json"), "wb") as f:
@@ -301,7 +304,7 @@ def test_kill_9_of_the_daemon_in_a_commit_then_remount_recovers(storage, mount):
     again = mount()
     assert again.path("a.json").read_bytes() == doc("new")   # "ready": the complete new file was put in place
     assert again.path("b.json").read_bytes() == doc("other", 2)
-    assert not any(p.name.endswith(".wal") or ".tmp-" in p.name for p in storage.dir.iterdir())
+    assert not any(".shamirfs-wal" in p.name or ".shamirfs-tmp-" in p.name for p in storage.dir.iterdir())
     again.unmount()
     # kill -9 before the new file is complete: the old document stays.
     m2 = mount(env={"SHAMIRFS_FAULT": "after-wal-start"})
@@ -395,3 +398,68 @@ def test_mount_8_and_fstab(storage, workdir, helper_on_path, fstype):
     wait_until(lambda: subprocess.run(["pgrep", "-f", f"mount.shamirfs {storage.path}"]).returncode != 0, 10,
                "the daemon to exit")
     assert storage.cat("a") == doc("via fstab")
+
+
+def _stopped_update(storage, label, text):
+    """`shamirfs update` of `label`, stopped (SIGSTOP) while it holds the lock."""
+    proc = subprocess.Popen([str(SHAMIRFS), "update", str(storage.path), "-", *map(str, storage.cred(label))],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "SHAMIRFS_FAULT": "stop:after-wal-ready"})
+    proc.stdin.write(text)
+    proc.stdin.close()
+    wait_until(lambda: open(f"/proc/{proc.pid}/stat").read().split(") ", 1)[1].startswith("T"), what="the stop")
+    return proc
+
+
+def test_a_mount_does_not_wait_for_a_commit_that_holds_the_lock(storage, mount):
+    proc = _stopped_update(storage, "a", doc("pending"))
+    try:
+        t0 = time.monotonic()
+        m = mount(labels=("b",))
+        assert time.monotonic() - t0 < 5
+        assert m.path("b.json").read_bytes() == doc("other", 2)
+        m.unmount()
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+    assert storage.cat("a") == doc("pending")
+
+
+def test_a_read_only_mount_of_a_read_only_copy_with_an_interrupted_commit(storage, mount, workdir):
+    r = subprocess.run([str(SHAMIRFS), "update", str(storage.path), "-", *map(str, storage.cred("a"))],
+                       input=doc("interrupted"), capture_output=True,
+                       env={**os.environ, "SHAMIRFS_FAULT": "after-wal-ready"})
+    assert r.returncode == -signal.SIGKILL
+    ro = workdir.parent / (workdir.name + "-ro")
+    ro.mkdir()
+    subprocess.run(["mount", "--bind", str(workdir), str(ro)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True)
+        copy = _copy.copy(storage)
+        copy.path = ro / storage.path.name
+        m = Mount(copy, options=("ro",), mnt=tempfile.mkdtemp(prefix="mnt-", dir=workdir))
+        try:
+            assert m.path("a.json").read_bytes() == doc("old")   # the last complete commit
+            assert "interrupted" in m.unmount()
+        finally:
+            m.cleanup()
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+        ro.rmdir()
+    assert storage.cat("a") == doc("interrupted")  # with write access, recovery finishes it
+
+
+def test_a_mount_through_a_symlink_commits_to_the_real_file(storage, mount, workdir):
+    link = workdir / "link.json"
+    link.symlink_to(storage.path)
+    via = _copy.copy(storage)
+    via.path = link
+    m = Mount(via, mnt=tempfile.mkdtemp(prefix="mnt-", dir=workdir))
+    try:
+        m.path("a.json").write_bytes(doc("through the link"))
+        m.unmount()
+    finally:
+        m.cleanup()
+    assert link.is_symlink()
+    assert storage.cat("a") == doc("through the link")

@@ -287,7 +287,10 @@ TEST_CASE("recovery finishes a ready commit of this version and of version 1, an
         sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
         return std::string(hex);
     };
-    const std::string temp = ".enc.json.tmp-1-0000abcd";
+    // Both the names of this version and those of builds before format 2.
+    for (const auto& [wal_name, temp] : {std::pair<std::string, std::string>{".enc.json.shamirfs-wal", ".enc.json.shamirfs-tmp-1-0000abcd"},
+                                         {"enc.json.wal", ".enc.json.tmp-1-0000abcd"}}) {
+    const std::string wal = f.dir.file(wal_name);
     struct Case {
         std::string record;
         const std::string* expect;
@@ -302,11 +305,12 @@ TEST_CASE("recovery finishes a ready commit of this version and of version 1, an
         INFO(c.record);
         testutil::write_file(f.path, old_text);
         testutil::write_file(f.dir.file(temp), new_text);
-        testutil::write_file(f.path + ".wal", c.record);
+        testutil::write_file(wal, c.record);
         CHECK(!Store(f.path, testutil::test_options()).recover().empty());
         CHECK(testutil::read_file(f.path) == *c.expect);
         CHECK(access(f.dir.file(temp).c_str(), F_OK) != 0);
-        CHECK(access((f.path + ".wal").c_str(), F_OK) != 0);
+        CHECK(access(wal.c_str(), F_OK) != 0);
+    }
     }
     CHECK(content_hash(new_text).size() == 32);
 }

@@ -1,0 +1,72 @@
+// The commit protocol of one storage, both sides: writing a new version
+// (write_through_wal) and finishing or rolling back an interrupted one
+// (Wal::recover). Under an flock on the lock file, a complete new file is
+// written beside the storage (O_EXCL, 0600) and fsynced, its hash recorded in
+// the write-ahead log, then it is renamed over the storage and the directory
+// fsynced, then the log is removed.
+//
+// The log is a small JSON record replaced durably (temp, fsync, rename,
+// directory fsync) at each state:
+//   start  {"wal":2,"state":"start","temp":NAME}
+//   ready  {"wal":2,"state":"ready","temp":NAME,"new":HASH}
+// NAME is the temp file's name in the storage's directory, HASH the
+// content_hash() of the new file. Records of version 1 (with "base", and
+// BLAKE2b-256 hashes) still recover.
+//
+// Every file beside the storage is named ".STORAGE.shamirfs-*" (lock, wal,
+// wal.tmp, tmp-PID-RANDOM), so that one ignore pattern keeps sync tools away
+// from them (man/shamirfs.5). Builds before format 2 used "STORAGE.lock",
+// "STORAGE.wal" and ".STORAGE.tmp-*": recovery still finishes their commits.
+#pragma once
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shamirfs/fileio.hpp"
+#include "shamirfs/matrix.hpp"
+
+namespace shamirfs {
+
+std::string lock_path_of(const std::string& storage);  // DIR/.BASE.shamirfs-lock
+
+struct WalRecord {
+    std::string state;  // "start" or "ready"
+    std::string temp;   // file name, no directory
+    std::string next;   // hash of the new storage (ready only)
+};
+
+class Wal {
+public:
+    explicit Wal(std::string storage_path);
+    // A fresh temp file name beside the storage.
+    std::string new_temp_name() const;
+    std::string temp_path(const std::string& name) const;
+
+    void write(const WalRecord& r);  // durable
+    void remove();                   // durable
+
+    // Is there anything for recover() to do (a WAL or temp files)? Needs no lock.
+    bool needs_recovery() const;
+    // Finishes or rolls back an interrupted commit and removes stale temp
+    // files. Call with the storage lock held (every temp file is then stale).
+    // Returns the actions taken, each also logged. A WAL that is not a valid
+    // record is left in place: Error(corrupt).
+    std::vector<std::string> recover();
+
+private:
+    std::vector<std::string> recover_record(const std::string& wal_path);
+    std::vector<std::string> temp_files() const;
+    bool is_temp_name(const std::string& name) const;
+    std::string storage_, dir_, base_, wal_path_, legacy_wal_path_;
+};
+
+// Writes `text` as the new version of `storage` through the protocol above;
+// the lock must be held. With `next_ranges`, only the ranges it hands out are
+// written at a time: it waits until more bytes are final and returns them
+// (nothing: done). `must_not_exist`: the storage must not exist (create).
+// Returns the new file, still open.
+FileHandle write_through_wal(const std::string& storage, std::string_view text, bool must_not_exist,
+                             const std::function<std::vector<TextRange>()>& next_ranges = {});
+
+}  // namespace shamirfs

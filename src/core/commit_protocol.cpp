@@ -1,0 +1,222 @@
+#include "shamirfs/commit_protocol.hpp"
+
+#include <dirent.h>
+#include <sodium.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+
+#include "shamirfs/error.hpp"
+#include "shamirfs/fault.hpp"
+#include "shamirfs/fileio.hpp"
+#include "shamirfs/log.hpp"
+
+namespace shamirfs {
+namespace {
+
+bool is_hex(const std::string& s, std::size_t digits) {
+    return s.size() == digits && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+// The hash a record of `version` names: content_hash() since version 2,
+// BLAKE2b-256 in version 1.
+std::string hash_for(int version, std::string_view data) {
+    if (version >= 2) return content_hash(data);
+    unsigned char h[32];
+    crypto_generichash(h, sizeof(h), reinterpret_cast<const unsigned char*>(data.data()), data.size(), nullptr, 0);
+    char hex[65];
+    sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+    return hex;
+}
+
+std::string aux_path(const std::string& storage, const std::string& what) {
+    return dir_of(storage) + "/." + base_of(storage) + ".shamirfs-" + what;
+}
+
+}  // namespace
+
+std::string lock_path_of(const std::string& storage) { return aux_path(storage, "lock"); }
+
+Wal::Wal(std::string storage_path)
+    : storage_(std::move(storage_path)), dir_(dir_of(storage_)), base_(base_of(storage_)),
+      wal_path_(aux_path(storage_, "wal")), legacy_wal_path_(storage_ + ".wal") {}
+
+std::string Wal::new_temp_name() const {
+    char rnd[9];
+    std::snprintf(rnd, sizeof(rnd), "%08x", randombytes_random());
+    return "." + base_ + ".shamirfs-tmp-" + std::to_string(::getpid()) + "-" + rnd;
+}
+
+bool Wal::is_temp_name(const std::string& name) const {
+    return (name.rfind("." + base_ + ".shamirfs-tmp-", 0) == 0 || name.rfind("." + base_ + ".tmp-", 0) == 0) &&
+           name.find('/') == std::string::npos;
+}
+
+std::string Wal::temp_path(const std::string& name) const { return dir_ + "/" + name; }
+
+void Wal::write(const WalRecord& r) {
+    nlohmann::ordered_json j = {{"wal", 2}, {"state", r.state}, {"temp", r.temp}};
+    if (r.state == "ready") j["new"] = r.next;
+    replace_small_file(wal_path_, j.dump() + "\n");
+}
+
+void Wal::remove() {
+    remove_file(wal_path_);
+    fsync_dir(dir_);
+}
+
+std::vector<std::string> Wal::temp_files() const {
+    std::vector<std::string> out;
+    DIR* d = ::opendir(dir_.c_str());
+    if (d == nullptr) throw_errno("cannot list " + dir_, errno);
+    while (dirent* e = ::readdir(d)) {
+        std::string name = e->d_name;
+        if (is_temp_name(name)) out.push_back(name);
+    }
+    ::closedir(d);
+    return out;
+}
+
+bool Wal::needs_recovery() const {
+    for (const auto& p : {wal_path_, legacy_wal_path_})
+        if (::access(p.c_str(), F_OK) == 0 || ::access((p + ".tmp").c_str(), F_OK) == 0) return true;
+    return !temp_files().empty();
+}
+
+std::vector<std::string> Wal::recover() {
+    std::vector<std::string> actions = recover_record(legacy_wal_path_), more = recover_record(wal_path_);
+    actions.insert(actions.end(), more.begin(), more.end());
+    for (const auto& name : temp_files()) {
+        remove_file(temp_path(name));
+        actions.push_back("removed stale temp file " + name);
+        log::warn("recovery of " + storage_ + ": " + actions.back());
+    }
+    if (!actions.empty()) fsync_dir(dir_);
+    return actions;
+}
+
+std::vector<std::string> Wal::recover_record(const std::string& wal_path) {
+    std::vector<std::string> actions;
+    auto act = [&](const std::string& a) {
+        log::warn("recovery of " + storage_ + ": " + a);
+        actions.push_back(a);
+    };
+    if (auto text = read_file(wal_path)) {
+        WalRecord r;
+        std::string why;
+        int version = 0;
+        try {
+            auto j = nlohmann::json::parse(*text);
+            version = j.at("wal").get<int>();
+            if (version != 1 && version != 2) why = "unknown WAL version";
+            for (auto& [k, v] : j.items())
+                if (k != "wal" && k != "state" && k != "temp" && k != "new" && !(k == "base" && version == 1))
+                    why = "unknown key " + k;
+            r.state = j.at("state").get<std::string>();
+            r.temp = j.at("temp").get<std::string>();
+            const std::size_t digits = version == 1 ? 64 : 32;
+            if (version == 1) {
+                auto base = j.at("base").get<std::string>();
+                if (!base.empty() && !is_hex(base, digits)) why = "bad hash";
+            }
+            if (r.state == "ready") r.next = j.at("new").get<std::string>();
+            else if (r.state != "start") why = "unknown state";
+            if (!is_temp_name(r.temp)) why = "temp file name outside the protocol";
+            if (r.state == "ready" && !is_hex(r.next, digits)) why = "bad hash";
+        } catch (const std::exception& e) {
+            why = "not a WAL record";
+        }
+        if (!why.empty())
+            throw Error(Errc::corrupt, "the write-ahead log " + wal_path + " is not valid (" + why +
+                                           "); it was left in place: check it, then move it away");
+        std::string temp = temp_path(r.temp);
+        if (r.state == "start") {
+            remove_file(temp);
+            act("rolled back an interrupted commit (removed its unfinished new file)");
+        } else {
+            auto data = read_file(temp);
+            if (data && hash_for(version, *data) == r.next) {
+                if (::rename(temp.c_str(), storage_.c_str()) != 0) throw_errno("cannot rename " + temp, errno);
+                fsync_dir(dir_);
+                act("finished an interrupted commit (renamed its complete new file into place)");
+            } else if (data) {
+                remove_file(temp);
+                act("rolled back an interrupted commit whose new file does not match its hash");
+            } else {
+                auto current = read_file(storage_);
+                if (current && hash_for(version, *current) == r.next) act("completed commit: removed its write-ahead log");
+                else act("interrupted commit lost its new file; the storage is the previous version");
+            }
+        }
+        remove_file(wal_path);
+        fsync_dir(dir_);
+    }
+    if (::access((wal_path + ".tmp").c_str(), F_OK) == 0) {
+        remove_file(wal_path + ".tmp");
+        act("removed an unfinished write-ahead log record");
+    }
+    return actions;
+}
+
+FileHandle write_through_wal(const std::string& storage, std::string_view text, bool must_not_exist,
+                             const std::function<std::vector<TextRange>()>& next_ranges) {
+    Wal wal(storage);
+    const std::string name = wal.new_temp_name(), temp = wal.temp_path(name);
+    fault::point("before-wal-start");
+    wal.write({"start", name, ""});
+    fault::point("after-wal-start");
+    FileHandle written;
+    try {
+        // The text is written as far as it is final, while the rest may still
+        // be being made; each piece goes to the disk at once (a hint: its
+        // errors, if any, come back from fsync), so fsync waits for the tail.
+        written = create_new_file(temp);
+        auto put = [&](TextRange r) {
+            write_all_at(written.get(), text.substr(r.offset, r.length), r.offset, temp);
+            ::sync_file_range(written.get(), static_cast<off_t>(r.offset), static_cast<off_t>(r.length),
+                              SYNC_FILE_RANGE_WRITE);
+        };
+        if (!next_ranges) {
+            put({0, text.size()});
+        } else {
+            std::size_t total = 0;
+            for (auto ranges = next_ranges(); !ranges.empty(); ranges = next_ranges())
+                for (const auto& r : ranges) {
+                    put(r);
+                    total += r.length;
+                }
+            if (total != text.size()) throw Error(Errc::internal, "the new storage was not completed");
+        }
+        if (::fsync(written.get()) != 0) throw_errno("cannot fsync " + temp, errno);
+        fault::point("after-temp-write");
+        wal.write({"ready", name, content_hash(text)});
+        fault::point("after-wal-ready");
+        fault::point("before-rename");
+        int rc = must_not_exist ? ::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, storage.c_str(), RENAME_NOREPLACE)
+                                : ::rename(temp.c_str(), storage.c_str());
+        if (rc != 0) {
+            if (errno == EEXIST) throw Error(Errc::usage, storage + " already exists");
+            throw_errno("cannot rename the new storage onto " + storage, errno);
+        }
+    } catch (...) {
+        // Not renamed: roll back now (what recovery would do for "start").
+        ::unlink(temp.c_str());
+        try {
+            wal.remove();
+        } catch (const Error& e) {
+            log::error("could not remove the write-ahead log after a failed commit: " + std::string(e.what()));
+        }
+        throw;
+    }
+    fault::point("after-rename");
+    fsync_dir(dir_of(storage));  // if this fails, the WAL stays and recovery completes it
+    fault::point("after-dir-fsync");
+    wal.remove();
+    fault::point("after-wal-remove");
+    return written;
+}
+
+}  // namespace shamirfs
