@@ -99,7 +99,7 @@ void write_key_file(const std::string& path, const std::string& key) {
 int cmd_create(int argc, char** argv, int first) {
     Args a = cli::parse_args(argc, argv, first,
                              {"partitions", "labels", "threshold", "shares", "slots", "pack", "growth", "capacity",
-                              "kdf-ops", "kdf-mem", "key-dir", "passfile"},
+                              "kdf-ops", "kdf-mem", "key-dir", "passfile", "format"},
                              {});
     if (a.positional.size() != 1) throw Error(Errc::usage, "create needs exactly one STORAGE path");
     CreateSpec spec;
@@ -120,6 +120,8 @@ int cmd_create(int argc, char** argv, int first) {
     spec.slots = static_cast<unsigned>(a.number("slots", spec.slots));
     spec.pack = static_cast<unsigned>(a.number("pack", spec.pack));
     spec.growth = static_cast<unsigned>(a.number("growth", spec.growth));
+    spec.format = static_cast<unsigned>(a.number("format", spec.format));  // 1: for comparisons only
+    if (spec.format != 1 && spec.format != kFormatVersion) throw Error(Errc::usage, "--format must be 1 or 2");
     spec.labels = labels;
     spec.capacity = a.number("capacity", spec.capacity);
     spec.kdf_ops = a.number("kdf-ops", spec.kdf_ops);
