@@ -22,21 +22,21 @@ def run(*args, input=None, check=False, **kw):
 
 
 class Storage:
-    """A storage with partitions a and b, their keys and password files."""
+    """A storage with partitions a and b (or `labels`), their keys and password files."""
 
-    def __init__(self, root: Path, name="enc.json", extra=()):
+    def __init__(self, root: Path, name="enc.json", extra=(), labels=("a", "b")):
         self.dir = root
         self.path = root / name
         self.keys = root / (name + ".keys")
         self.keys.mkdir()
         self.pw = {}
-        for label in ("a", "b"):
+        for label in labels:
             f = root / f"{name}.{label}.pass"
             f.write_text(f"password of {label} in {name}\n")
             f.chmod(0o600)
             self.pw[label] = f
-        run("create", self.path, "--key-dir", self.keys, *CHEAP_KDF, *extra,
-            "--passfile", f"a={self.pw['a']}", "--passfile", f"b={self.pw['b']}", check=True)
+        run("create", self.path, "--key-dir", self.keys, *CHEAP_KDF, *extra, "--labels", ",".join(labels),
+            *[a for label in labels for a in ("--passfile", f"{label}={self.pw[label]}")], check=True)
 
     def key(self, label):
         return self.keys / f"{label}.key"

@@ -98,16 +98,21 @@ public:
     std::string_view file_text() const { return text_.view(); }
     char* mutable_text() { return text_.data(); }
 
-    // For writers that stream the file while a slot is being written: the
-    // bytes that write_slot's block `block` of `slot` makes final, and every
-    // byte that write_slot does not touch. Together they cover the file.
-    std::vector<TextRange> block_ranges(unsigned slot, std::size_t block) const;
-    std::vector<TextRange> ranges_outside(unsigned slot) const;
+    // For writers that stream the file while slots are being written: the
+    // bytes that write_slots' block `block` of `slots` makes final, and every
+    // byte that it does not touch. Together they cover the file.
+    std::vector<TextRange> block_ranges(std::span<const unsigned> slots, std::size_t block) const;
+    std::vector<TextRange> ranges_outside(std::span<const unsigned> slots) const;
 
     // Codewords of random chunks in `slot`, rows [begin, end).
     void randomize_slot(unsigned slot, std::size_t begin, std::size_t end, Rng& rng);
     // Adds rows up to new_capacity, every group a random codeword.
     void grow(std::size_t new_capacity, Rng& rng);
+    // Adds rows up to new_capacity and leaves them for the caller to fill
+    // (write_slots with first_row = the old capacity); returns the old capacity.
+    std::size_t grow_unfilled(std::size_t new_capacity);
+    // Keeps rows [0, new_capacity) only (the caller knows no document needs more).
+    void shrink(std::size_t new_capacity);
 
     // What the reader found and set right in memory (damaged header or
     // separators), one line each; a write of this text repairs them.
@@ -135,14 +140,24 @@ std::size_t capacity_for(const StorageParams& p, std::size_t current, std::size_
 // Rows needed for `chunks` chunks of a sealed document.
 inline std::size_t rows_for_chunks(const StorageParams& p, std::size_t chunks) { return (chunks + p.pack - 1) / p.pack; }
 
-// Writes a sealed blob (a whole number of chunks) into `slot`: chunk j is
-// coefficient j % pack of row j / pack; the rest of the slot gets random
-// codewords. The matrix must already have the rows. Rows go in blocks of
-// kBlockRows to up to 8 threads; `block_done(b)`, if given, is called on the
-// thread that finished block b, so a writer can follow (block_ranges).
+// Writes sealed blobs (whole numbers of chunks) into slots: chunk j is
+// coefficient j % pack of row j / pack; the rest of each slot (all of it for
+// an empty blob) gets random codewords. The matrix must already have the
+// rows. Rows go in blocks of kBlockRows to up to 8 threads; `block_done(b)`,
+// if given, is called on the thread that finished block b of every slot, so a
+// writer can follow (block_ranges).
 inline constexpr std::size_t kBlockRows = 1024;
-void write_slot(Matrix& m, unsigned slot, std::span<const std::uint8_t> blob, Rng& rng,
-                const std::function<void(std::size_t)>& block_done = {});
+struct SlotWrite {
+    unsigned slot;
+    std::span<const std::uint8_t> blob;
+    std::size_t first_row = 0;  // rows before it are kept as they are
+};
+void write_slots(Matrix& m, std::span<const SlotWrite> writes, Rng& rng,
+                 const std::function<void(std::size_t)>& block_done = {});
+inline void write_slot(Matrix& m, unsigned slot, std::span<const std::uint8_t> blob, Rng& rng) {
+    const SlotWrite w{slot, blob};
+    write_slots(m, std::span(&w, 1), rng);
+}
 
 // Reads the chunks of rows [0, rows) of a slot (rows x pack x 64 bytes) using
 // the first t columns of `order` (fast path). Returns false if a cell is not a

@@ -42,6 +42,7 @@ struct CreateSpec {
     unsigned slots = 4;        // a constant: it must not tell how many partitions there are
     unsigned pack = 0;         // chunks per row; 0: the threshold (format 2)
     unsigned growth = 4;       // capacity classes per doubling (format 2)
+    StorageMode mode = StorageMode::shared;  // deniable: every commit rewrites every slot
     std::size_t capacity = kMinCapacity;  // initial rows (rounded up to a capacity class)
     std::uint64_t kdf_ops = 3;
     std::uint64_t kdf_mem = 256ull << 20;
@@ -132,8 +133,22 @@ public:
     // commit time) and its draft, if one is kept.
     codec::Opened open(const Partition& p, codec::Meta* meta = nullptr);
     // Validates the JSON (Error(invalid_json)), then commits under the lock.
-    CommitResult commit(const Partition& p, std::span<const std::uint8_t> document);
+    // In a deniable storage every other slot is rewritten too: the partitions
+    // in `keep` keep their documents (sealed again), every other one is erased
+    // (random codewords). A shared storage ignores `keep`.
+    CommitResult commit(const Partition& p, std::span<const std::uint8_t> document,
+                        std::span<const Partition* const> keep = {});
     DryRunResult dry_run(const Partition& p, std::span<const std::uint8_t> document);
+
+    // Partition lifecycle, meaningful only with every partition of the
+    // storage unlocked (in a shared storage a slot that none of `unlocked`
+    // uses may hold someone else's partition: the caller must know it does
+    // not; in a deniable one the others are erased by any commit anyway).
+    // add: a free slot becomes a new partition holding "{}" with this password
+    // and label; returns its key. shrink: the capacity becomes the smallest
+    // class that the unlocked partitions' documents need.
+    MapKey add(std::span<const Partition* const> unlocked, std::string_view password, const std::string& label);
+    CommitResult shrink(std::span<const Partition* const> unlocked);
     // Recovery, structure, and every row of every slot checked for consistent
     // shares (needs no credentials: share IDs are public); with a partition also
     // its document's authenticity. With `repair`, correctable cells are rewritten
@@ -158,7 +173,12 @@ private:
     // were done).
     void reload_for_commit(const Partition& p, CommitResult& r);
     void refuse_hard_links() const;
-    Clock::time_point write_document(const Partition& p, std::span<const std::uint8_t> blob, Rng& rng, CommitResult& r);
+    // Lock held: writes the blobs into their slots (a deniable storage: random
+    // codewords into every other slot), growing the capacity as they need,
+    // and the file through the WAL; returns when the shares were made.
+    Clock::time_point write_slots_locked(std::vector<SlotWrite> writes, Rng& rng, CommitResult& r);
+    // Deniable storages: the partitions to keep, sealed again with fresh nonces.
+    std::vector<std::vector<std::uint8_t>> reseal(std::span<const Partition* const> keep, std::uint32_t committing, Rng& rng);
     static FileIdentity identity_of(int fd);
     // Writes `text` as the new storage through the WAL protocol; lock held.
     // With `next_ranges`, only the ranges it hands out are written at a time:
@@ -177,6 +197,10 @@ private:
     FileHandle pinned_;
     double last_load_seconds_ = 0;
 };
+
+// The parameters a CreateSpec makes; Error(usage) for a spec create refuses
+// (checked before anyone types a password).
+StorageParams check_create_spec(const CreateSpec& spec);
 
 // Exposed for tests: the sealed header of a partition, or nothing.
 std::optional<std::size_t> document_rows(const Matrix& m, const Partition& p);

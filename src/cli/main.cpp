@@ -35,9 +35,13 @@ const char* kUsage =
     "usage: shamirfs [-v|-q] COMMAND ...\n"
     "  create STORAGE [--partitions N] [--labels a,b] [--threshold T] [--shares N] [--slots S]\n"
     "                 [--pack K] [--growth G] [--capacity ROWS] [--kdf-ops X] [--kdf-mem BYTES] [--key-dir DIR]\n"
+    "                 [--deniable]\n"
     "                 [--passfile LABEL=FILE]...\n"
     "  cat STORAGE [--keyfile FILE] [--passfile FILE]\n"
-    "  update STORAGE NEW.json|- [--keyfile FILE] [--passfile FILE] [--dry-run]\n"
+    "  update STORAGE NEW.json|- [--keyfile FILE [--passfile FILE]]... [--dry-run]\n"
+    "         (deniable storages: the first pair is updated, the others are kept; every other partition is erased)\n"
+    "  add STORAGE --keyfile FILE [--passfile FILE]... --label L --key-out FILE [--new-passfile FILE] [--all-unlocked]\n"
+    "  shrink STORAGE --keyfile FILE [--passfile FILE]... [--all-unlocked]\n"
     "  info STORAGE [--json]\n"
     "  fsck STORAGE [--keyfile FILE [--passfile FILE]] [--repair]\n"
     "  STORAGE MOUNTPOINT [-o OPTIONS]   (runs mount.shamirfs; for fstab type fuse.shamirfs)\n"
@@ -86,6 +90,51 @@ Partition open_partition(Store& store, const Args& a) {
     return store.unlock(key, pw.view());
 }
 
+// Every --keyfile (with the --passfile at the same position, or a prompted
+// password), in order; one prompted pair when none is given.
+std::vector<Partition> open_partitions(Store& store, const Args& a) {
+    const auto keys = a.all("keyfile"), passes = a.all("passfile");
+    std::vector<Partition> out;
+    if (keys.size() <= 1 && passes.size() <= 1) {
+        out.push_back(open_partition(store, a));
+        return out;
+    }
+    if (!passes.empty() && passes.size() != keys.size())
+        throw Error(Errc::usage, "give one --passfile per --keyfile, or none (then each password is asked)");
+    store.recover();
+    store.load();
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+        MapKey key = parse_map_key(cli::read_secret_file(keys[i], "key file").view());
+        SecureBuffer pw = passes.empty() ? cli::prompt_secret("Password for " + keys[i] + ": ", "use --passfile FILE")
+                                         : cli::read_secret_file(passes[i], "password file");
+        out.push_back(store.unlock(key, pw.view()));
+        for (std::size_t j = 0; j + 1 < out.size(); ++j)
+            if (out[j].slot == out.back().slot) throw Error(Errc::usage, keys[i] + " opens a partition given twice");
+    }
+    return out;
+}
+
+std::vector<const Partition*> others(const std::vector<Partition>& ps, std::size_t from) {
+    std::vector<const Partition*> out;
+    for (std::size_t i = from; i < ps.size(); ++i) out.push_back(&ps[i]);
+    return out;
+}
+
+// The warning of a deniable storage, on the terminal before its first commit.
+void warn_if_deniable(Store& store, std::size_t unlocked) {
+    if (store.matrix().params().mode != StorageMode::deniable) return;
+    std::cerr << "shamirfs: deniable storage: this commit rewrites every slot; the " << unlocked
+              << " partition(s) unlocked now are kept, every other partition is ERASED\n";
+}
+
+// add and shrink in a shared storage act on slots the given keys do not open.
+void require_all_unlocked(Store& store, const Args& a, const char* what) {
+    if (store.matrix().params().mode == StorageMode::shared && !a.flag("all-unlocked"))
+        throw Error(Errc::usage, std::string(what) +
+                                     " in a shared storage could destroy partitions whose keys are not given here: "
+                                     "give the key of every partition and --all-unlocked");
+}
+
 void write_key_file(const std::string& path, const std::string& key) {
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) throw_errno("cannot create key file " + path, errno);
@@ -100,7 +149,7 @@ int cmd_create(int argc, char** argv, int first) {
     Args a = cli::parse_args(argc, argv, first,
                              {"partitions", "labels", "threshold", "shares", "slots", "pack", "growth", "capacity",
                               "kdf-ops", "kdf-mem", "key-dir", "passfile", "format"},
-                             {});
+                             {"deniable"});
     if (a.positional.size() != 1) throw Error(Errc::usage, "create needs exactly one STORAGE path");
     CreateSpec spec;
     spec.partitions = static_cast<unsigned>(a.number("partitions", spec.partitions));
@@ -123,6 +172,7 @@ int cmd_create(int argc, char** argv, int first) {
     spec.format = static_cast<unsigned>(a.number("format", spec.format));  // 1: for comparisons only
     if (spec.format != 1 && spec.format != kFormatVersion) throw Error(Errc::usage, "--format must be 1 or 2");
     spec.labels = labels;
+    if (a.flag("deniable")) spec.mode = StorageMode::deniable;
     spec.capacity = a.number("capacity", spec.capacity);
     spec.kdf_ops = a.number("kdf-ops", spec.kdf_ops);
     spec.kdf_mem = a.number("kdf-mem", spec.kdf_mem);
@@ -134,8 +184,13 @@ int cmd_create(int argc, char** argv, int first) {
             throw Error(Errc::usage, "--passfile needs LABEL=FILE with one of the partition labels");
         passfiles[pf.substr(0, eq)] = pf.substr(eq + 1);
     }
+    check_create_spec(spec);  // before anything is asked
+    if (struct stat st; ::stat(a.positional[0].c_str(), &st) == 0) throw Error(Errc::usage, a.positional[0] + " already exists");
     auto key_dir = a.value("key-dir");
     if (key_dir) {
+        // A missing key directory is made (0700, as ~/.ssh) before anything is asked.
+        if (::mkdir(key_dir->c_str(), 0700) != 0 && errno != EEXIST) throw_errno("cannot create key directory " + *key_dir, errno);
+        if (::access(key_dir->c_str(), W_OK) != 0) throw_errno("cannot write keys into " + *key_dir, errno);
         for (const auto& l : labels) {
             struct stat st;
             if (::stat((*key_dir + "/" + l + ".key").c_str(), &st) == 0)
@@ -162,6 +217,10 @@ int cmd_create(int argc, char** argv, int first) {
     }
     std::cerr << "created " << a.positional[0] << ": " << labels.size() << " partition(s), capacity " << r.capacity
               << " rows, " << r.bytes_written << " bytes" << (key_dir ? ", keys in " + *key_dir : "") << "\n";
+    if (spec.mode == StorageMode::deniable)
+        std::cerr << "deniable storage: every commit rewrites every slot, and a partition that is not unlocked when a\n"
+                     "commit happens is ERASED. Unlock every partition you keep whenever you write (several\n"
+                     "--keyfile/--passfile pairs on update; every partition in one mount).\n";
     return exit_code::ok;
 }
 
@@ -176,10 +235,12 @@ int cmd_cat(int argc, char** argv, int first) {
 
 int cmd_update(int argc, char** argv, int first) {
     Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile"}, {"dry-run"});
+    if (a.all("keyfile").empty() && a.all("passfile").size() > 1) throw Error(Errc::usage, "--passfile given more than once");
     if (a.positional.size() != 2) throw Error(Errc::usage, "update needs STORAGE and NEW.json (or -)");
     SecureBuffer doc = cli::read_document(a.positional[1]);
     Store store(a.positional[0]);
-    Partition p = open_partition(store, a);
+    std::vector<Partition> parts = open_partitions(store, a);
+    const Partition& p = parts[0];
     if (a.flag("dry-run")) {
         DryRunResult d = store.dry_run(p, doc.bytes());
         std::cout << "dry run: nothing written\n"
@@ -193,7 +254,9 @@ int cmd_update(int argc, char** argv, int first) {
         if (d.large_change) std::cout << "warning: the document's size changes by more than 50 %\n";
         return exit_code::ok;
     }
-    CommitResult r = store.commit(p, doc.bytes());
+    warn_if_deniable(store, parts.size());
+    const auto keep = others(parts, 1);
+    CommitResult r = store.commit(p, doc.bytes(), keep);
     if (r.replaced_concurrent_change)
         std::cerr << "shamirfs: warning: another writer changed this partition since it was read; "
                      "this update replaced that change\n";
@@ -281,6 +344,46 @@ int cmd_fsck(int argc, char** argv, int first) {
     return exit_code::damaged;
 }
 
+int cmd_add(int argc, char** argv, int first) {
+    Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile", "label", "key-out", "new-passfile"}, {"all-unlocked"});
+    if (a.positional.size() != 1) throw Error(Errc::usage, "add needs exactly one STORAGE path");
+    auto label = a.value("label"), key_out = a.value("key-out");
+    if (!label || !key_out) throw Error(Errc::usage, "add needs --label and --key-out FILE");
+    check_label(*label);
+    struct stat st;
+    if (::stat(key_out->c_str(), &st) == 0) throw Error(Errc::usage, *key_out + " already exists");
+    Store store(a.positional[0]);
+    std::vector<Partition> parts = open_partitions(store, a);
+    require_all_unlocked(store, a, "add");
+    SecureBuffer pw;
+    if (auto f = a.value("new-passfile")) {
+        pw = cli::read_secret_file(*f, "password file");
+    } else {
+        pw = cli::prompt_secret("Password for the new partition " + *label + ": ", "use --new-passfile FILE");
+        if (cli::prompt_secret("Repeat it: ", "use --new-passfile FILE").view() != pw.view())
+            throw Error(Errc::usage, "the passwords differ");
+    }
+    warn_if_deniable(store, parts.size() + 1);
+    MapKey key = store.add(others(parts, 0), pw.view(), *label);
+    write_key_file(*key_out, format_map_key(key));
+    std::cerr << "added partition " << *label << "; its key is in " << *key_out
+              << " (a lost key or password is a lost document: keep a copy)\n";
+    return exit_code::ok;
+}
+
+int cmd_shrink(int argc, char** argv, int first) {
+    Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile"}, {"all-unlocked"});
+    if (a.positional.size() != 1) throw Error(Errc::usage, "shrink needs exactly one STORAGE path");
+    Store store(a.positional[0]);
+    std::vector<Partition> parts = open_partitions(store, a);
+    require_all_unlocked(store, a, "shrink");
+    warn_if_deniable(store, parts.size());
+    CommitResult r = store.shrink(others(parts, 0));
+    std::cout << "capacity: " << r.capacity_before << " -> " << r.capacity_after << " rows\n";
+    if (r.bytes_written) std::cout << "bytes written: " << r.bytes_written << "\n";
+    return exit_code::ok;
+}
+
 // "shamirfs STORAGE MOUNTPOINT -o OPTIONS" is how mount.fuse3 runs an fstab
 // line of type fuse.shamirfs: hand it to mount.shamirfs beside this binary.
 int exec_mount_helper(int argc, char** argv, int first) {
@@ -337,6 +440,8 @@ int main(int argc, char** argv) {
         if (cmd == "update") return cmd_update(argc, argv, i + 1);
         if (cmd == "info") return cmd_info(argc, argv, i + 1);
         if (cmd == "fsck") return cmd_fsck(argc, argv, i + 1);
+        if (cmd == "add") return cmd_add(argc, argv, i + 1);
+        if (cmd == "shrink") return cmd_shrink(argc, argv, i + 1);
         if (cmd[0] != '-' && argc - i >= 2) return exec_mount_helper(argc, argv, i);
         std::cerr << "shamirfs: unknown command \"" << cmd << "\"\n" << kUsage;
         return exit_code::usage;

@@ -114,7 +114,7 @@ bool Matrix::same_slot(const Matrix& other, unsigned slot) const {
     return true;
 }
 
-std::vector<TextRange> Matrix::block_ranges(unsigned slot, std::size_t block) const {
+std::vector<TextRange> Matrix::block_ranges(std::span<const unsigned> slots, std::size_t block) const {
     const std::size_t begin = block * kBlockRows, end = std::min(capacity_, begin + kBlockRows);
     if (begin >= end) return {};
     if (params_.version == 1) {  // whole rows: the other slots' cells in them are final already
@@ -122,16 +122,18 @@ std::vector<TextRange> Matrix::block_ranges(unsigned slot, std::size_t block) co
         return {{from, (end == capacity_ ? text_.size() : cell_offset(end, 0)) - from}};
     }
     std::vector<TextRange> out;
-    for (unsigned i = 0; i < params_.shares; ++i)
-        out.push_back({cell_offset(begin, slot * params_.shares + i), (end - begin) * kCellChars});
+    for (unsigned slot : slots)
+        for (unsigned i = 0; i < params_.shares; ++i)
+            out.push_back({cell_offset(begin, slot * params_.shares + i), (end - begin) * kCellChars});
     return out;
 }
 
-std::vector<TextRange> Matrix::ranges_outside(unsigned slot) const {
+std::vector<TextRange> Matrix::ranges_outside(std::span<const unsigned> slots) const {
     if (params_.version == 1) return {{0, first_}};
     std::vector<TextRange> slot_columns, out;
-    for (unsigned i = 0; i < params_.shares; ++i)
-        slot_columns.push_back({cell_offset(0, slot * params_.shares + i), capacity_ * kCellChars});
+    for (unsigned slot : slots)
+        for (unsigned i = 0; i < params_.shares; ++i)
+            slot_columns.push_back({cell_offset(0, slot * params_.shares + i), capacity_ * kCellChars});
     std::sort(slot_columns.begin(), slot_columns.end(), [](const auto& a, const auto& b) { return a.offset < b.offset; });
     std::size_t at = 0;
     for (const auto& c : slot_columns) {
@@ -246,7 +248,12 @@ void Matrix::randomize_slot(unsigned slot, std::size_t begin, std::size_t end, R
 }
 
 void Matrix::grow(std::size_t new_capacity, Rng& rng) {
-    if (new_capacity <= capacity_) return;
+    const std::size_t old = grow_unfilled(new_capacity);
+    for (unsigned s = 0; s < params_.slots && old < capacity_; ++s) randomize_slot(s, old, capacity_, rng);
+}
+
+std::size_t Matrix::grow_unfilled(std::size_t new_capacity) {
+    if (new_capacity <= capacity_) return capacity_;
     Matrix bigger(params_, new_capacity);
     bigger.load_notes = load_notes;
     if (params_.version == 1) {
@@ -257,7 +264,15 @@ void Matrix::grow(std::size_t new_capacity, Rng& rng) {
     }
     const std::size_t old = capacity_;
     *this = std::move(bigger);
-    for (unsigned s = 0; s < params_.slots; ++s) randomize_slot(s, old, new_capacity, rng);
+    return old;
+}
+
+void Matrix::shrink(std::size_t new_capacity) {
+    if (new_capacity >= capacity_) return;
+    Matrix smaller(params_, new_capacity);
+    for (std::size_t r = 0; r < new_capacity; ++r)
+        for (unsigned c = 0; c < columns(); ++c) std::memcpy(smaller.cell_ptr(r, c), cell_ptr(r, c), kCellChars);
+    *this = std::move(smaller);
 }
 
 std::size_t capacity_for(const StorageParams& p, std::size_t current, std::size_t rows) {
@@ -272,25 +287,30 @@ std::size_t capacity_for(const StorageParams& p, std::size_t current, std::size_
         }
 }
 
-void write_slot(Matrix& m, unsigned slot, std::span<const std::uint8_t> blob, Rng& rng,
-                const std::function<void(std::size_t)>& block_done) {
+void write_slots(Matrix& m, std::span<const SlotWrite> writes, Rng& rng,
+                 const std::function<void(std::size_t)>& block_done) {
     const auto& p = m.params();
     const std::size_t capacity = m.capacity();
-    if (blob.size() % kChunkBytes != 0 || rows_for_chunks(p, blob.size() / kChunkBytes) > capacity)
-        throw Error(Errc::internal, "blob does not fit the matrix");
-    const shamir::Splitter splitter(p.threshold, m.slot_share_ids(slot));
+    std::vector<shamir::Splitter> splitters;
+    for (const auto& w : writes) {
+        if (w.slot >= p.slots || w.blob.size() % kChunkBytes != 0 || rows_for_chunks(p, w.blob.size() / kChunkBytes) > capacity)
+            throw Error(Errc::internal, "blob does not fit the matrix");
+        splitters.emplace_back(p.threshold, m.slot_share_ids(w.slot));
+    }
     const std::size_t blocks = (capacity + kBlockRows - 1) / kBlockRows;
     std::atomic<std::size_t> next{0};
-    // Each thread takes the next block: shares of the blob's chunks, then
+    // Each thread takes the next block: shares of the blobs' chunks, then
     // codewords of random chunks; every thread writes only its blocks' cells.
     on_threads(blocks, next, rng, [&](Rng& r) {
         std::vector<gf::Fe> ys(p.shares), low(p.pack);
         for (std::size_t b; (b = next.fetch_add(1)) < blocks;) {
-            for (std::size_t row = b * kBlockRows; row < std::min(capacity, (b + 1) * kBlockRows); ++row) {
-                row_chunks(blob, row, p, low.data(), r);
-                splitter.split_packed(low, ys, r);
-                for (unsigned i = 0; i < p.shares; ++i) m.set(row, slot * p.shares + i, ys[i]);
-            }
+            for (std::size_t k = 0; k < writes.size(); ++k)
+                for (std::size_t row = std::max(b * kBlockRows, writes[k].first_row);
+                     row < std::min(capacity, (b + 1) * kBlockRows); ++row) {
+                    row_chunks(writes[k].blob, row, p, low.data(), r);
+                    splitters[k].split_packed(low, ys, r);
+                    for (unsigned i = 0; i < p.shares; ++i) m.set(row, writes[k].slot * p.shares + i, ys[i]);
+                }
             if (block_done) block_done(b);
         }
     });

@@ -75,7 +75,8 @@ std::string damaged_message(const Matrix& m) {
 // block's bytes.
 class Progress {
 public:
-    Progress(const Matrix& m, unsigned slot) : m_(m), slot_(slot), blocks_((m.capacity() + kBlockRows - 1) / kBlockRows) {}
+    Progress(const Matrix& m, std::vector<unsigned> slots)
+        : m_(m), slots_(std::move(slots)), blocks_((m.capacity() + kBlockRows - 1) / kBlockRows) {}
     void done(std::size_t block) {
         {
             std::lock_guard lock(mutex_);
@@ -95,14 +96,14 @@ public:
     std::vector<TextRange> next() {
         if (!started_) {
             started_ = true;
-            return m_.ranges_outside(slot_);
+            return m_.ranges_outside(slots_);
         }
         std::unique_lock lock(mutex_);
         changed_.wait(lock, [&] { return !ready_.empty() || finished_; });
         if (ready_.empty()) return {};
         std::vector<TextRange> out;
         for (auto b : ready_)
-            for (const auto& r : m_.block_ranges(slot_, b)) out.push_back(r);
+            for (const auto& r : m_.block_ranges(slots_, b)) out.push_back(r);
         handed_ += ready_.size();
         ready_.clear();
         if (out.empty() && handed_ < blocks_) return next();
@@ -111,7 +112,7 @@ public:
 
 private:
     const Matrix& m_;
-    unsigned slot_;
+    std::vector<unsigned> slots_;
     std::size_t blocks_, handed_ = 0;
     bool started_ = false;
     std::mutex mutex_;
@@ -210,13 +211,8 @@ void Store::write_locked(std::string_view text, bool must_not_exist,
     close_in_background(std::exchange(pinned_, std::move(written)));
 }
 
-CreateResult Store::create(const std::string& path, const CreateSpec& spec, const std::vector<SecureBuffer>& passwords,
-                           const StoreOptions& options) {
-    auto t0 = Clock::now();
+StorageParams check_create_spec(const CreateSpec& spec) {
     if (spec.partitions < 1) throw Error(Errc::usage, "at least one partition is needed");
-    if (passwords.size() != spec.partitions) throw Error(Errc::usage, "one password per partition is needed");
-    for (const auto& pw : passwords)
-        if (pw.empty()) throw Error(Errc::usage, "empty passwords are not allowed");
     StorageParams params;
     params.version = spec.format;
     params.threshold = spec.threshold;
@@ -224,6 +220,7 @@ CreateResult Store::create(const std::string& path, const CreateSpec& spec, cons
     params.slots = spec.slots;
     params.pack = spec.format == 1 ? 1 : spec.pack ? spec.pack : spec.threshold;
     params.growth = spec.format == 1 ? 1 : spec.growth;
+    params.mode = spec.format == 1 ? StorageMode::shared : spec.mode;
     check_params(params, false);
     if (spec.partitions > params.slots)
         throw Error(Errc::usage, "more partitions than slots (" + std::to_string(params.slots) +
@@ -231,6 +228,16 @@ CreateResult Store::create(const std::string& path, const CreateSpec& spec, cons
     if (!spec.labels.empty() && spec.labels.size() != spec.partitions) throw Error(Errc::usage, "one label per partition is needed");
     if (spec.capacity < 1 || spec.capacity > kMaxCapacity)
         throw Error(Errc::usage, "capacity must be between 1 and " + std::to_string(kMaxCapacity) + " rows");
+    return params;
+}
+
+CreateResult Store::create(const std::string& path, const CreateSpec& spec, const std::vector<SecureBuffer>& passwords,
+                           const StoreOptions& options) {
+    auto t0 = Clock::now();
+    if (passwords.size() != spec.partitions) throw Error(Errc::usage, "one password per partition is needed");
+    for (const auto& pw : passwords)
+        if (pw.empty()) throw Error(Errc::usage, "empty passwords are not allowed");
+    StorageParams params = check_create_spec(spec);
     params.kdf.ops = spec.kdf_ops;
     params.kdf.mem = spec.kdf_mem;
     randombytes_buf(params.kdf.salt.data(), params.kdf.salt.size());
@@ -350,7 +357,8 @@ std::string ms_between(Clock::time_point a, Clock::time_point b) {
 
 }  // namespace
 
-CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> document) {
+CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> document,
+                           std::span<const Partition* const> keep) {
     auto t0 = Clock::now();
     // Validating and sealing (compression, encryption) need neither the lock
     // nor the file: they run side by side, before the lock is taken, with the
@@ -382,7 +390,13 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
     auto t_locked = Clock::now();
     r.document_bytes = document.size();
     r.document_rows = rows_for_chunks(matrix_->params(), blob.size() / kChunkBytes);
-    auto t_shared = write_document(p, blob, rng, r);
+    std::vector<std::vector<std::uint8_t>> kept;
+    std::vector<SlotWrite> writes{{p.slot, blob}};
+    if (matrix_->params().mode == StorageMode::deniable) {
+        kept = reseal(keep, p.slot, rng);
+        for (std::size_t i = 0; i < kept.size(); ++i) writes.push_back({keep[i]->slot, kept[i]});
+    }
+    auto t_shared = write_slots_locked(writes, rng, r);
     r.seconds = since(t0);
     log::info("committed to " + path_);
     log::debug("committed " + std::to_string(r.document_rows) + " rows (capacity " + std::to_string(r.capacity_before) +
@@ -416,23 +430,59 @@ void Store::reload_for_commit(const Partition& p, CommitResult& r) {
         log::info("another partition was committed meanwhile; this commit is applied on top of it");
 }
 
-Store::Clock::time_point Store::write_document(const Partition& p, std::span<const std::uint8_t> blob, Rng& rng,
-                                               CommitResult& r) {
+std::vector<std::vector<std::uint8_t>> Store::reseal(std::span<const Partition* const> keep, std::uint32_t committing,
+                                                     Rng& rng) {
+    // Deniable: the other unlocked partitions keep their text (and draft, label,
+    // generation) under a fresh nonce; a slot to keep that no longer opens
+    // (another device's commit erased it) is said and left to the random fill.
+    std::vector<std::vector<std::uint8_t>> out;
+    for (const Partition* q : keep) {
+        if (q->slot == committing) throw Error(Errc::internal, "a kept partition is the committing one");
+        codec::Meta meta;
+        try {
+            codec::Opened o = open(*q, &meta);
+            std::optional<std::span<const std::uint8_t>> draft;
+            if (o.draft) draft = std::span<const std::uint8_t>(o.draft->data(), o.draft->size());
+            out.push_back(codec::seal(matrix_->params().version, std::span<const std::uint8_t>(o.document.data(), o.document.size()),
+                                      draft, meta, q->keys, rng, options_.compression_level));
+        } catch (const Error& e) {
+            if (e.code() != Errc::auth_failed && e.code() != Errc::damaged) throw;
+            log::warn("an unlocked partition no longer opens and is not kept by this commit: " + std::string(e.what()));
+            out.emplace_back();
+        }
+    }
+    return out;
+}
+
+Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes, Rng& rng, CommitResult& r) {
     Matrix& m = *matrix_;
     auto t_shared = Clock::now();
     r.capacity_before = m.capacity();
     try {
-        m.grow(capacity_for(m.params(), m.capacity(), r.document_rows), rng);
+        std::size_t rows = 0;
+        for (const auto& w : writes) rows = std::max(rows, rows_for_chunks(m.params(), w.blob.size() / kChunkBytes));
+        const std::size_t old = m.grow_unfilled(capacity_for(m.params(), m.capacity(), rows));
         r.capacity_after = m.capacity();
+        // The slots not written here get random codewords: in their new rows
+        // (if the capacity grew), or everywhere in a deniable storage (a
+        // partition not unlocked now is erased). write_slots does it on its
+        // threads, with the rest.
+        const bool deniable = m.params().mode == StorageMode::deniable;
+        for (unsigned s = 0; s < m.params().slots; ++s)
+            if ((deniable || old < m.capacity()) &&
+                std::none_of(writes.begin(), writes.end(), [&](const SlotWrite& w) { return w.slot == s; }))
+                writes.push_back({s, {}, deniable ? 0 : old});
+        std::vector<unsigned> slots;
+        for (const auto& w : writes) slots.push_back(w.slot);
         // Shares are made on worker threads while this one writes the parts
         // of the file that are final.
-        Progress progress(m, p.slot);
+        Progress progress(m, slots);
         auto sharing = std::async(std::launch::async, [&] {
             struct Finish {
                 Progress& p;
                 ~Finish() { p.finish(); }
             } finish{progress};
-            write_slot(m, p.slot, blob, rng, [&](std::size_t b) { progress.done(b); });
+            write_slots(m, writes, rng, [&](std::size_t b) { progress.done(b); });
             t_shared = Clock::now();
         });
         try {
@@ -443,7 +493,7 @@ Store::Clock::time_point Store::write_document(const Partition& p, std::span<con
         }
         sharing.get();
         r.rows_rewritten = m.capacity();
-        r.shares_regenerated = m.capacity() * m.params().shares;
+        for (const auto& w : writes) r.shares_regenerated += (m.capacity() - w.first_row) * m.params().shares;
         r.bytes_written = m.file_text().size();
     } catch (...) {
         matrix_.reset();  // the in-memory matrix may no longer match the file: read it again next time
@@ -451,6 +501,84 @@ Store::Clock::time_point Store::write_document(const Partition& p, std::span<con
         throw;
     }
     return t_shared;
+}
+
+MapKey Store::add(std::span<const Partition* const> unlocked, std::string_view password, const std::string& label) {
+    if (password.empty()) throw Error(Errc::usage, "empty passwords are not allowed");
+    const StorageParams params = matrix().params();
+    if (params.version < 2) throw Error(Errc::usage, "add needs a format 2 storage");
+    std::vector<std::uint32_t> free;
+    for (std::uint32_t s = 0; s < params.slots; ++s)
+        if (std::none_of(unlocked.begin(), unlocked.end(), [&](const Partition* q) { return q->slot == s; })) free.push_back(s);
+    if (free.empty()) throw Error(Errc::usage, "every slot holds an unlocked partition: the storage is full");
+    MapKey key = make_map_key(free[randombytes_uniform(static_cast<std::uint32_t>(free.size()))]);
+    Partition p{key.slot, {}, derive_partition_keys(password, params.kdf, key.slot,
+                                                    std::span<const std::uint8_t, kKeySecretBytes>(key.secret.data(), kKeySecretBytes))};
+    Rng rng;
+    codec::Meta meta;
+    meta.label = label;
+    static const std::uint8_t kEmpty[] = {'{', '}'};
+    auto blob = codec::seal(params.version, kEmpty, std::nullopt, meta, p.keys, rng, options_.compression_level);
+    FileLock lock = lock_storage(path_, options_);
+    Wal(path_).recover();
+    refuse_hard_links();
+    CommitResult r;
+    reload_for_commit(p, r);
+    if (!(matrix_->params().slots == params.slots && matrix_->params().kdf.salt == params.kdf.salt))
+        throw Error(Errc::usage, "the storage was replaced while the key was made; run add again");
+    std::vector<std::vector<std::uint8_t>> kept;
+    std::vector<SlotWrite> writes{{p.slot, blob}};
+    if (params.mode == StorageMode::deniable) {
+        kept = reseal(unlocked, p.slot, rng);
+        for (std::size_t i = 0; i < kept.size(); ++i) writes.push_back({unlocked[i]->slot, kept[i]});
+    }
+    write_slots_locked(writes, rng, r);
+    return key;
+}
+
+CommitResult Store::shrink(std::span<const Partition* const> unlocked) {
+    auto t0 = Clock::now();
+    FileLock lock = lock_storage(path_, options_);
+    Wal(path_).recover();
+    refuse_hard_links();
+    load();
+    Matrix& m = *matrix_;
+    std::size_t rows = 1;
+    for (const Partition* q : unlocked) {
+        auto h = header_of(m, *q);
+        if (!h) auth_failed();
+        rows = std::max(rows, rows_for_chunks(m.params(), h->chunks()));
+    }
+    CommitResult r;
+    r.capacity_before = m.capacity();
+    const std::size_t target = capacity_for(m.params(), 0, rows);
+    if (target >= m.capacity()) {
+        r.capacity_after = m.capacity();
+        return r;
+    }
+    Rng rng;
+    std::vector<std::vector<std::uint8_t>> kept;
+    if (m.params().mode == StorageMode::deniable) kept = reseal(unlocked, UINT32_MAX, rng);
+    m.shrink(target);
+    if (m.params().mode == StorageMode::deniable) {
+        std::vector<SlotWrite> writes;
+        for (std::size_t i = 0; i < kept.size(); ++i) writes.push_back({unlocked[i]->slot, kept[i]});
+        const std::size_t before = r.capacity_before;
+        write_slots_locked(writes, rng, r);
+        r.capacity_before = before;
+    } else {
+        try {
+            write_locked(m.file_text(), false);
+        } catch (...) {
+            matrix_.reset();
+            loaded_identity_.reset();
+            throw;
+        }
+        r.capacity_after = m.capacity();
+        r.bytes_written = m.file_text().size();
+    }
+    r.seconds = since(t0);
+    return r;
 }
 
 DryRunResult Store::dry_run(const Partition& p, std::span<const std::uint8_t> document) {

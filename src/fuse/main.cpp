@@ -117,6 +117,9 @@ int run(int argc, char** argv) {
         }
     }
     if (parts.empty()) throw Error(Errc::usage, "nothing to mount: no partition was unlocked");
+    if (store.matrix().params().mode == StorageMode::deniable && !a.read_only)
+        std::cerr << "mount.shamirfs: deniable storage: every save rewrites every slot; the " << parts.size()
+                  << " partition(s) unlocked in this mount are kept, every other partition is ERASED at the first save\n";
 
     struct stat st{};
     ::stat(storage.c_str(), &st);

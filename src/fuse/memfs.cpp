@@ -286,21 +286,29 @@ int MemFs::commit(const std::shared_ptr<Node>& n, int part, const char* why) {
         n->error.clear();
         return 0;
     }
+    // At the default level the log says neither which partition nor how
+    // large (it must not tell what the file hides); -v adds both.
     try {
+        std::vector<const Partition*> keep;  // a deniable storage keeps every partition of this mount
+        for (std::size_t i = 0; i < parts_.size(); ++i)
+            if (i != static_cast<std::size_t>(part)) keep.push_back(&parts_[i].partition);
         CommitResult r = store_.commit(parts_[static_cast<std::size_t>(part)].partition,
-                                       std::span(n->buf.data(), n->size));
+                                       std::span(n->buf.data(), n->size), keep);
         committed_hash_[static_cast<std::size_t>(part)] = hash;
         n->error.clear();
-        log::info("partition " + label + ": committed at " + why + " (" + std::to_string(r.document_bytes) +
-                  " bytes, " + std::to_string(r.rows_rewritten) + " rows, " + std::to_string(r.seconds) + " s)");
+        log::info(std::string("committed at ") + why);
+        log::debug("partition " + label + ": committed at " + why + " (" + std::to_string(r.document_bytes) +
+                   " bytes, " + std::to_string(r.rows_rewritten) + " rows, " + std::to_string(r.seconds) + " s)");
         return 0;
     } catch (const Error& e) {
         n->error = e.what();
-        log::error("partition " + label + ": commit at " + why + " refused: " + e.what());
+        log::error(std::string("a commit at ") + why + " was refused: " + e.what());
+        log::debug("partition " + label + ": commit at " + why + " refused");
         return -errno_for(e.code());
     } catch (const std::exception& e) {
         n->error = std::string("internal error: ") + e.what();
-        log::error("partition " + label + ": commit at " + why + " failed: " + e.what());
+        log::error(std::string("a commit at ") + why + " failed: " + e.what());
+        log::debug("partition " + label + ": commit at " + why + " failed");
         return -EIO;
     }
 }
@@ -498,9 +506,9 @@ void MemFs::finish() {
         if (it == entries_.end() || it->second->is_symlink) continue;
         if (content_hash(it->second->content()) == committed_hash_[i]) continue;
         if (commit(it->second, static_cast<int>(i), "unmount") == 0)
-            log::info("partition " + parts_[i].label + ": committed the unsaved draft at unmount");
+            log::info("committed an unsaved text at unmount");
         else
-            log::warn("partition " + parts_[i].label + ": discarded the invalid draft at unmount: " + it->second->error);
+            log::warn("discarded a text that could not be committed at unmount: " + it->second->error);
     }
 }
 

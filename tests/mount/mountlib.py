@@ -65,7 +65,7 @@ def wait_until(fn, timeout=10.0, what="condition"):
 class Mount:
     """mount.shamirfs run in the foreground (-f) on a fresh mount point."""
 
-    def __init__(self, storage, labels=("a", "b"), options=(), env=None, prefix=(), mnt=None):
+    def __init__(self, storage, labels=("a", "b"), options=(), env=None, prefix=(), mnt=None, extra_args=()):
         require_fuse()
         self.storage = storage
         self.mnt = Path(mnt) if mnt else Path(tempfile.mkdtemp(prefix="mnt-", dir=storage.dir))
@@ -74,7 +74,7 @@ class Mount:
         for label in labels:
             opts += [f"keyfile={storage.key(label)}", f"passfile={storage.pw[label]}"]
         opts += list(options)
-        argv = [*prefix, str(MOUNT_HELPER), str(storage.path), str(self.mnt), "-f", "-o", ",".join(opts)]
+        argv = [*prefix, str(MOUNT_HELPER), str(storage.path), str(self.mnt), "-f", *extra_args, "-o", ",".join(opts)]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=open(self.log, "w"), env={**os.environ, **(env or {})})
         wait_until(lambda: mounted_at(self.mnt) or self.proc.poll() is not None, what="the mount")

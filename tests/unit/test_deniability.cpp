@@ -7,6 +7,7 @@
 #include "helpers.hpp"
 #include "shamirfs/codec.hpp"
 #include "shamirfs/shamir.hpp"
+#include "shamirfs/error.hpp"
 #include "shamirfs/storage_format.hpp"
 
 using namespace shamirfs;
@@ -151,4 +152,152 @@ TEST_CASE("the file holds public parameters only: no per-partition field", "[den
     CHECK(j["columns"].size() == j["slots"].get<unsigned>() * 9);
     // The partition count in use appears nowhere: "slots" is the maximum, 4 by default whatever the partitions.
     CHECK(j["slots"] == 4);
+}
+
+namespace {
+
+// Every chunk-carrying coefficient of every row of every slot, as bytes.
+std::vector<std::string> chunks_of(const Matrix& m) {
+    std::vector<std::string> out;
+    const unsigned t = m.params().threshold, n = m.params().shares;
+    for (unsigned s = 0; s < m.params().slots; ++s) {
+        auto xs = m.slot_share_ids(s);
+        shamir::Interpolator basis(std::span<const gf::Fe>(xs).first(t));
+        std::vector<gf::Fe> ys(t);
+        for (std::size_t r = 0; r < m.capacity(); ++r) {
+            for (unsigned i = 0; i < t; ++i) ys[i] = m.get(r, s * n + i);
+            for (unsigned j = 0; j < m.params().pack; ++j) out.push_back(gf::to_decimal(shamir::Interpolator::apply(basis.coefficient(j), ys)));
+        }
+    }
+    return out;
+}
+
+struct VersionDiff {
+    std::size_t cells = 0, cells_same = 0, chunks = 0, chunks_same = 0;
+};
+
+VersionDiff diff(const Matrix& before, const Matrix& after) {
+    VersionDiff d;
+    const std::size_t rows = std::min(before.capacity(), after.capacity());
+    for (std::size_t r = 0; r < rows; ++r)
+        for (unsigned c = 0; c < before.columns(); ++c) {
+            ++d.cells;
+            d.cells_same += before.cell_text(r, c) == after.cell_text(r, c);
+        }
+    auto a = chunks_of(before), b = chunks_of(after);
+    // Compare per slot and row over the rows both versions have.
+    const std::size_t per_slot_a = before.capacity() * before.params().pack, per_slot_b = after.capacity() * after.params().pack;
+    for (unsigned s = 0; s < before.params().slots; ++s)
+        for (std::size_t k = 0; k < rows * before.params().pack; ++k) {
+            ++d.chunks;
+            d.chunks_same += a[s * per_slot_a + k] == b[s * per_slot_b + k];
+        }
+    return d;
+}
+
+}  // namespace
+
+TEST_CASE("a deniable storage: two versions differ in every cell and chunk; a shared one shows the written slot", "[deniability][history]") {
+    for (StorageMode mode : {StorageMode::deniable, StorageMode::shared}) {
+        testutil::TempDir dir;
+        std::string path = dir.file("enc.json");
+        CreateSpec spec = testutil::cheap_spec();
+        spec.mode = mode;
+        auto created = Store::create(path, spec, testutil::passwords({"pa", "pb"}), testutil::test_options());
+        Store store(path, testutil::test_options());
+        Partition a = store.unlock(created.keys[0], "pa"), b = store.unlock(created.keys[1], "pb");
+        const std::string doc_a = testutil::make_document(3000, 1), doc_b = testutil::make_document(2000, 2);
+        std::vector<const Partition*> keep_b{&b}, keep_a{&a};
+        store.commit(a, bytes(doc_a), keep_b);
+        store.commit(b, bytes(doc_b), keep_a);
+        struct Step {
+            const char* what;
+            std::function<void()> commit;
+        };
+        const std::string big = testutil::make_document(120000, 3);
+        std::vector<Step> steps = {
+            {"a commit to a", [&] { store.commit(a, bytes(testutil::make_document(3100, 4)), keep_b); }},
+            {"a commit to b", [&] { store.commit(b, bytes(doc_b + " "), keep_a); }},
+            {"a commit to a with the same text", [&] { store.commit(a, bytes(testutil::make_document(3100, 4)), keep_b); }},
+            {"a commit that grows the capacity", [&] { store.commit(a, bytes(big), keep_b); }},
+        };
+        for (const auto& step : steps) {
+            INFO((mode == StorageMode::deniable ? "deniable: " : "shared: ") << step.what);
+            const Matrix before = store.load();
+            step.commit();
+            const Matrix& after = store.load();
+            VersionDiff d = diff(before, after);
+            if (mode == StorageMode::deniable) {
+                CHECK(d.cells_same == 0);
+                CHECK(d.chunks_same == 0);
+            } else {
+                // The broken control: the slots not written are the same cells and chunks in both versions.
+                CHECK(d.cells_same >= d.cells / 2);
+                CHECK(d.chunks_same >= d.chunks / 2);
+            }
+        }
+        // Both partitions still read.
+        CHECK(store.read(a).view() == big);
+        CHECK(store.read(b).view() == doc_b + " ");
+    }
+}
+
+TEST_CASE("a deniable commit erases every partition that is not unlocked", "[deniability][history]") {
+    testutil::TempDir dir;
+    std::string path = dir.file("enc.json");
+    CreateSpec spec = testutil::cheap_spec();
+    spec.mode = StorageMode::deniable;
+    auto created = Store::create(path, spec, testutil::passwords({"pa", "pb"}), testutil::test_options());
+    Store store(path, testutil::test_options());
+    Partition a = store.unlock(created.keys[0], "pa");
+    store.commit(a, bytes("{\"only\": \"a\"}"));
+    CHECK(store.read(a).view() == "{\"only\": \"a\"}");
+    try {
+        Store(path, testutil::test_options()).unlock(created.keys[1], "pb");
+        FAIL("b still opens");
+    } catch (const Error& e) {
+        CHECK(e.code() == Errc::auth_failed);
+    }
+}
+
+TEST_CASE("add and shrink round-trip with every partition intact", "[deniability][lifecycle]") {
+    for (StorageMode mode : {StorageMode::shared, StorageMode::deniable}) {
+        INFO((mode == StorageMode::deniable ? "deniable" : "shared"));
+        testutil::TempDir dir;
+        std::string path = dir.file("enc.json");
+        CreateSpec spec = testutil::cheap_spec();
+        spec.mode = mode;
+        auto created = Store::create(path, spec, testutil::passwords({"pa", "pb"}), testutil::test_options());
+        Store store(path, testutil::test_options());
+        Partition a = store.unlock(created.keys[0], "pa"), b = store.unlock(created.keys[1], "pb");
+        std::vector<const Partition*> both{&a, &b};
+        const std::string big = testutil::make_document(10 << 20, 5);
+        store.commit(a, bytes(big), std::vector<const Partition*>{&b});
+        const std::size_t grown = store.load().capacity();
+        CHECK(grown > 1000);
+        // A third partition in a free slot.
+        MapKey c_key = store.add(both, "pc", "c");
+        Partition c = Store(path, testutil::test_options()).unlock(c_key, "pc");
+        CHECK(c.slot != a.slot);
+        CHECK(c.slot != b.slot);
+        Store fresh(path, testutil::test_options());
+        codec::Meta meta;
+        CHECK(fresh.open(c, &meta).document.view() == "{}");
+        CHECK(meta.label == "c");
+        CHECK(fresh.read(a).view() == big);
+        CHECK(fresh.read(b).view() == "{}");
+        // Back to small documents: shrink returns to the minimum capacity.
+        std::vector<const Partition*> all{&a, &b, &c};
+        store.commit(a, bytes("{\"small\": 1}"), std::vector<const Partition*>{&b, &c});
+        CHECK(store.load().capacity() == grown);
+        CommitResult r = store.shrink(all);
+        CHECK(r.capacity_before == grown);
+        CHECK(r.capacity_after == kMinCapacity);
+        Store after(path, testutil::test_options());
+        CHECK(after.load().capacity() == kMinCapacity);
+        CHECK(after.read(a).view() == "{\"small\": 1}");
+        CHECK(after.read(b).view() == "{}");
+        CHECK(after.read(c).view() == "{}");
+        CHECK(after.fsck(nullptr, false).clean());
+    }
 }
