@@ -2,7 +2,9 @@
 // row), then RUNS commits of DOCUMENT and RUNS reads (load + parse + decode;
 // "load" is the read-and-parse part alone).
 // With --unlock-only: one unlock in this fresh process (paired with a mount by
-// scripts/bench). Prints one JSON object of seconds.
+// scripts/bench). With KEEP_KEYFILE KEEP_PASSFILE after RUNS, the commits keep
+// that partition too (a deniable storage rewrites every slot). Prints one JSON
+// object of seconds.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -33,8 +35,8 @@ static std::string list(const std::vector<double>& v) {
 
 int main(int argc, char** argv) {
     const bool unlock_only = argc == 5 && std::string(argv[4]) == "--unlock-only";
-    if (argc != 6 && !unlock_only) {
-        std::fprintf(stderr, "usage: bench_core STORAGE KEYFILE PASSFILE (DOCUMENT RUNS | --unlock-only)\n");
+    if (argc != 6 && argc != 8 && !unlock_only) {
+        std::fprintf(stderr, "usage: bench_core STORAGE KEYFILE PASSFILE (DOCUMENT RUNS [KEEP_KEYFILE KEEP_PASSFILE] | --unlock-only)\n");
         return 2;
     }
     log::set_level(std::getenv("BENCH_DEBUG") ? log::Level::debug : log::Level::error);  // BENCH_DEBUG=1: commit phases
@@ -58,10 +60,17 @@ int main(int argc, char** argv) {
         unlock.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
     }
     std::string doc = slurp(argv[4]);
+    std::vector<const Partition*> keep;
+    Partition kept;
+    if (argc == 8) {
+        std::string kpw = slurp(argv[7]);
+        kept = store.unlock(parse_map_key(slurp(argv[6])), kpw.substr(0, kpw.find('\n')));
+        keep.push_back(&kept);
+    }
     std::vector<double> commit, read, load;
     for (int i = 0; i < runs; ++i) {
         auto t0 = Clock::now();
-        store.commit(p, std::span(reinterpret_cast<const std::uint8_t*>(doc.data()), doc.size()));
+        store.commit(p, std::span(reinterpret_cast<const std::uint8_t*>(doc.data()), doc.size()), keep);
         commit.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
     }
     for (int i = 0; i < runs; ++i) {
