@@ -1,8 +1,11 @@
 """Shared helpers of the black-box tests: paths, running shamirfs, a storage with partitions a and b."""
+import hashlib
 import os
 import pty
 import select
 import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -11,6 +14,60 @@ SHAMIRFS = BUILD / "shamirfs"
 DATA = ROOT / "tests" / "data"
 # The cheapest KDF the production floors allow (ops 2, 64 MiB).
 CHEAP_KDF = ["--kdf-ops", "2", "--kdf-mem", str(64 << 20)]
+
+# The exit codes of shamirfs(1) (src/cli/exit_codes.hpp).
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_IO, EXIT_CORRUPT, EXIT_MALFORMED_KEY, EXIT_AUTH = 0, 1, 2, 3, 4, 5, 6
+EXIT_DAMAGED, EXIT_INVALID_JSON, EXIT_TOO_LARGE, EXIT_BUSY, EXIT_NO_SPACE, EXIT_READ_ONLY, EXIT_REPAIRED = (
+    7, 8, 9, 10, 11, 12, 13)
+
+
+def sh(cmd, **kw):
+    """A shell command line, output captured."""
+    return subprocess.run(cmd, shell=True, capture_output=True, **kw)
+
+
+def sha(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def make_workdir(base: Path, mode=None) -> Path:
+    """A fresh scratch directory under `base` (the fixtures remove it)."""
+    base.mkdir(parents=True, exist_ok=True)
+    d = Path(tempfile.mkdtemp(prefix="t-", dir=base))
+    if mode is not None:
+        os.chmod(d, mode)
+    return d
+
+
+def wait_until(fn, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Tmux:
+    """A terminal program under tmux: keys in, screen out."""
+
+    def __init__(self, name, cmd):
+        self.name = name
+        subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "40", cmd], check=True)
+
+    def keys(self, *keys):
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def screen(self):
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True,
+                              text=True).stdout
+
+    def wait_for(self, text, timeout=20):
+        return wait_until(lambda: text in self.screen(), timeout, f"'{text}' on the screen")
+
+    def close(self):
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
 
 
 def run(*args, input=None, check=False, **kw):

@@ -10,8 +10,7 @@
 //   start  {"wal":2,"state":"start","temp":NAME}
 //   ready  {"wal":2,"state":"ready","temp":NAME,"new":HASH}
 // NAME is the temp file's name in the storage's directory, HASH the
-// content_hash() of the new file. Records of version 1 (with "base", and
-// BLAKE2b-256 hashes) still recover.
+// content_hash() of the new file.
 //
 // Every file beside the storage is named ".STORAGE.shamirfs-*" (lock, wal,
 // wal.tmp, tmp-PID-RANDOM), so that one ignore pattern keeps sync tools away

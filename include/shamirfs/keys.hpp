@@ -21,8 +21,10 @@ struct MapKey {
 };
 
 MapKey make_map_key(std::uint32_t slot);  // fresh random secret
-std::string format_map_key(const MapKey& key);
-// Throws Error(malformed_key) with "malformed key: <reason>".
+// The key's text, in locked memory that is wiped when freed.
+SecureBuffer format_map_key(const MapKey& key);
+// Throws Error(malformed_key) with "malformed key: <reason>". Accepts the
+// line create prints ("LABEL: sfk1-..."); makes no copy of the text.
 MapKey parse_map_key(std::string_view text);
 
 // Stage 1: the slot's share columns are slot*n .. slot*n + n - 1.

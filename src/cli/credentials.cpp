@@ -135,16 +135,6 @@ SecureBuffer read_document(const std::string& path) {
     return read_path(path, "document", std::size_t{1} << 30);
 }
 
-void write_stdout(const SecureBuffer& data) {
-    std::size_t off = 0;
-    while (off < data.size()) {
-        ssize_t n = ::write(1, data.data() + off, data.size() - off);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            throw_errno("cannot write to standard output", errno);
-        }
-        off += static_cast<std::size_t>(n);
-    }
-}
+void write_stdout(const SecureBuffer& data) { write_all(1, data.view(), "standard output"); }
 
 }  // namespace shamirfs::cli

@@ -135,14 +135,21 @@ void require_all_unlocked(Store& store, const Args& a, const char* what) {
                                      "give the key of every partition and --all-unlocked");
 }
 
-void write_key_file(const std::string& path, const std::string& key) {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) throw_errno("cannot create key file " + path, errno);
-    std::string line = key + "\n";
-    bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && ::fsync(fd) == 0;
-    int e = errno;
-    ::close(fd);
-    if (!ok) throw_errno("cannot write key file " + path, e);
+// A key file: the key's line, 0600, never over an existing file, fsynced.
+void write_key_file(const std::string& path, const SecureBuffer& key) {
+    SecureBuffer line(key.size() + 1);
+    std::copy(key.data(), key.data() + key.size(), line.data());
+    line.data()[key.size()] = '\n';
+    write_new_file(path, line.view());
+}
+
+// "LABEL: key" on standard output, the key never in an ordinary string.
+void print_key(const std::string& label, const SecureBuffer& key) {
+    std::cout << label << ": " << std::flush;
+    SecureBuffer line(key.size() + 1);
+    std::copy(key.data(), key.data() + key.size(), line.data());
+    line.data()[key.size()] = '\n';
+    cli::write_stdout(line);
 }
 
 int cmd_create(int argc, char** argv, int first) {
@@ -211,9 +218,9 @@ int cmd_create(int argc, char** argv, int first) {
     }
     CreateResult r = Store::create(a.positional[0], spec, passwords);
     for (std::size_t i = 0; i < labels.size(); ++i) {
-        std::string key = format_map_key(r.keys[i]);
+        SecureBuffer key = format_map_key(r.keys[i]);
         if (key_dir) write_key_file(*key_dir + "/" + labels[i] + ".key", key);
-        else std::cout << labels[i] << ": " << key << "\n";
+        else print_key(labels[i], key);
     }
     std::cerr << "created " << a.positional[0] << ": " << labels.size() << " partition(s), capacity " << r.capacity
               << " rows, " << r.bytes_written << " bytes" << (key_dir ? ", keys in " + *key_dir : "") << "\n";

@@ -21,17 +21,6 @@ bool is_hex(const std::string& s, std::size_t digits) {
     return s.size() == digits && s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
 
-// The hash a record of `version` names: content_hash() since version 2,
-// BLAKE2b-256 in version 1.
-std::string hash_for(int version, std::string_view data) {
-    if (version >= 2) return content_hash(data);
-    unsigned char h[32];
-    crypto_generichash(h, sizeof(h), reinterpret_cast<const unsigned char*>(data.data()), data.size(), nullptr, 0);
-    char hex[65];
-    sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
-    return hex;
-}
-
 std::string aux_path(const std::string& storage, const std::string& what) {
     return dir_of(storage) + "/." + base_of(storage) + ".shamirfs-" + what;
 }
@@ -111,17 +100,13 @@ std::vector<std::string> Wal::recover_record(const std::string& wal_path) {
         try {
             auto j = nlohmann::json::parse(*text);
             version = j.at("wal").get<int>();
-            if (version != 1 && version != 2) why = "unknown WAL version";
+            if (version != 2) why = "unknown WAL version";
             for (auto& [k, v] : j.items())
-                if (k != "wal" && k != "state" && k != "temp" && k != "new" && !(k == "base" && version == 1))
+                if (k != "wal" && k != "state" && k != "temp" && k != "new")
                     why = "unknown key " + k;
             r.state = j.at("state").get<std::string>();
             r.temp = j.at("temp").get<std::string>();
-            const std::size_t digits = version == 1 ? 64 : 32;
-            if (version == 1) {
-                auto base = j.at("base").get<std::string>();
-                if (!base.empty() && !is_hex(base, digits)) why = "bad hash";
-            }
+            const std::size_t digits = 32;
             if (r.state == "ready") r.next = j.at("new").get<std::string>();
             else if (r.state != "start") why = "unknown state";
             if (!is_temp_name(r.temp)) why = "temp file name outside the protocol";
@@ -138,7 +123,7 @@ std::vector<std::string> Wal::recover_record(const std::string& wal_path) {
             act("rolled back an interrupted commit (removed its unfinished new file)");
         } else {
             auto data = read_file(temp);
-            if (data && hash_for(version, *data) == r.next) {
+            if (data && content_hash(*data) == r.next) {
                 if (::rename(temp.c_str(), storage_.c_str()) != 0) throw_errno("cannot rename " + temp, errno);
                 fsync_dir(dir_);
                 act("finished an interrupted commit (renamed its complete new file into place)");
@@ -147,7 +132,7 @@ std::vector<std::string> Wal::recover_record(const std::string& wal_path) {
                 act("rolled back an interrupted commit whose new file does not match its hash");
             } else {
                 auto current = read_file(storage_);
-                if (current && hash_for(version, *current) == r.next) act("completed commit: removed its write-ahead log");
+                if (current && content_hash(*current) == r.next) act("completed commit: removed its write-ahead log");
                 else act("interrupted commit lost its new file; the storage is the previous version");
             }
         }

@@ -58,6 +58,17 @@ std::string redact(std::string msg) {
 // payload is its offset in the string buffer, where a 4-byte length, the bytes
 // and a NUL follow; numbers take a second word. Strings are appended in order.
 // A parse that failed may not have written the root: then everything is wiped.
+//
+// The buffer sizes below are simdjson 3.0's own formulas (document::allocate in
+// simdjson/dom/document-inl.h: tape words = ROUNDUP_N(capacity + 3, 64),
+// string bytes = ROUNDUP_N(5 * capacity / 3 + SIMDJSON_PADDING, 64)). They are
+// private: a different size would make this wipe write out of bounds, so the
+// build stops on any other simdjson until someone has checked them.
+static_assert(simdjson::SIMDJSON_VERSION_MAJOR == 3 && simdjson::SIMDJSON_VERSION_MINOR == 0,
+              "simdjson is not 3.0.x: check that document::allocate still sizes the tape as "
+              "ROUNDUP_N(capacity + 3, 64) words and the string buffer as "
+              "ROUNDUP_N(5 * capacity / 3 + SIMDJSON_PADDING, 64) bytes (src/core/json_check.cpp, wipe), "
+              "then widen this check");
 void wipe(simdjson::dom::parser& parser, bool parsed) {
     auto& doc = parser.doc;
     if (doc.capacity() == 0 || !doc.tape) return;

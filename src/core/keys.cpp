@@ -42,20 +42,22 @@ MapKey make_map_key(std::uint32_t slot) {
     return k;
 }
 
-std::string format_map_key(const MapKey& key) {
+SecureBuffer format_map_key(const MapKey& key) {
     if (key.secret.size() != kKeySecretBytes || key.slot > 0xffff) throw Error(Errc::usage, "bad map key");
     SecureBuffer payload(kPayload);
     payload.data()[0] = static_cast<std::uint8_t>(key.slot >> 8);
     payload.data()[1] = static_cast<std::uint8_t>(key.slot);
     std::copy(key.secret.data(), key.secret.data() + kKeySecretBytes, payload.data() + 2);
     checksum(key.slot, key.secret.data(), payload.data() + 2 + kKeySecretBytes);
-    std::string out = kPrefix;
+    // The text lives in locked, wiped memory like the secret it spells.
+    SecureBuffer out(sizeof(kPrefix) - 1 + kChars + (kChars - 1) / kGroup);
+    std::uint8_t* o = std::copy(kPrefix, kPrefix + sizeof(kPrefix) - 1, out.data());
     std::uint32_t acc = 0;
     int bits = 0;
     std::size_t written = 0;
     auto put = [&](unsigned v) {
-        if (written && written % kGroup == 0) out.push_back('-');
-        out.push_back(kAlphabet[v & 31]);
+        if (written && written % kGroup == 0) *o++ = '-';
+        *o++ = static_cast<std::uint8_t>(kAlphabet[v & 31]);
         ++written;
     };
     for (std::size_t i = 0; i < kPayload; ++i) {
@@ -71,33 +73,39 @@ std::string format_map_key(const MapKey& key) {
 }
 
 MapKey parse_map_key(std::string_view text) {
+    auto lower = [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); };
     while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
     while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
-    std::string lower;
-    for (char c : text) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-    if (lower.rfind(kPrefix, 0) != 0) malformed("it must start with \"sfk1-\"");
-    std::string body;
-    for (char c : std::string_view(lower).substr(sizeof(kPrefix) - 1)) {
-        if (c == '-') continue;
-        if (std::find(kAlphabet, kAlphabet + 32, c) == kAlphabet + 32)
-            malformed(std::string("character '") + c + "' is not in the key alphabet");
-        body.push_back(c);
+    // The line create prints, "LABEL: sfk1-...", is a key too.
+    if (auto colon = text.find(':'); colon != std::string_view::npos && colon > 0 &&
+                                      text.substr(0, colon).find_first_of(" \t") == std::string_view::npos) {
+        text.remove_prefix(colon + 1);
+        while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
     }
-    if (body.size() != kChars)
-        malformed("expected " + std::to_string(kChars) + " key characters, found " + std::to_string(body.size()));
+    const std::size_t plen = sizeof(kPrefix) - 1;
+    if (text.size() < plen || !std::equal(kPrefix, kPrefix + plen, text.begin(), [&](char p, char c) { return p == lower(c); }))
+        malformed("it must start with \"sfk1-\"");
+    // Decoded as read: no copy of the key text is made.
     SecureBuffer payload(kPayload);
     std::uint32_t acc = 0;
     int bits = 0;
-    std::size_t o = 0;
-    for (char c : body) {
-        acc = (acc << 5) | static_cast<std::uint32_t>(std::find(kAlphabet, kAlphabet + 32, c) - kAlphabet);
+    std::size_t o = 0, chars = 0;
+    for (char raw : text.substr(plen)) {
+        const char c = lower(raw);
+        if (c == '-') continue;
+        const char* at = std::find(kAlphabet, kAlphabet + 32, c);
+        if (at == kAlphabet + 32) malformed(std::string("character '") + raw + "' is not in the key alphabet");
+        if (++chars > kChars) continue;
+        acc = (acc << 5) | static_cast<std::uint32_t>(at - kAlphabet);
         bits += 5;
         if (bits >= 8) {
             payload.data()[o++] = static_cast<std::uint8_t>(acc >> (bits - 8));
             bits -= 8;
         }
     }
+    if (chars != kChars) malformed("expected " + std::to_string(kChars) + " key characters, found " + std::to_string(chars));
     if ((acc & ((1u << bits) - 1)) != 0) malformed("non-zero padding bits (mistyped last character?)");
+    acc = 0;
     std::uint32_t slot = (std::uint32_t{payload.data()[0]} << 8) | payload.data()[1];
     std::uint8_t expect[4];
     checksum(slot, payload.data() + 2, expect);

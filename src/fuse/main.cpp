@@ -59,6 +59,18 @@ std::string escape_option(const std::string& s) {
     return out;
 }
 
+// Said on the terminal, before the daemon leaves it: a log line alone goes to
+// syslog, which an ordinary user does not read (and many machines lack).
+void warn_if_not_locked() {
+    if (!memory_lock_failed()) return;
+    struct rlimit ml{};
+    ::getrlimit(RLIMIT_MEMLOCK, &ml);
+    std::cerr << "mount.shamirfs: warning: the documents could not all be locked in memory (RLIMIT_MEMLOCK is "
+              << (ml.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : std::to_string(ml.rlim_cur / 1024) + " KiB")
+              << "), so they may be written to swap. Raise the limit (ulimit -l, or a memlock line in "
+                 "/etc/security/limits.conf) or use encrypted swap.\n";
+}
+
 int run(int argc, char** argv) {
     fs::MountArgs a = fs::parse_mount_args(argc, argv);
     if (a.help) {
@@ -147,6 +159,7 @@ int run(int argc, char** argv) {
     fuse_session* se = fuse_get_session(f);
     fuse_set_signal_handlers(se);
     log::info("mounted " + storage + " on " + mountpoint);
+    warn_if_not_locked();
     if (fuse_daemonize(a.foreground ? 1 : 0) != 0) log::warn("could not run in the background");
     if (!a.foreground) {
         log::use_syslog("mount.shamirfs");

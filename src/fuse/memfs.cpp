@@ -106,10 +106,20 @@ int MemFs::partition_of(const std::shared_ptr<Node>& n) const {
     return -1;
 }
 
+namespace {
+// A name in the root directory ("/" and 1 to 255 bytes without '/'): 0, or
+// the error for a path that is not one.
+int name_error(const char* path) {
+    if (path == nullptr || path[0] != '/' || path[1] == '\0' || std::strchr(path + 1, '/') != nullptr) return -ENOENT;
+    if (std::strlen(path + 1) > 255) return -ENAMETOOLONG;
+    return 0;
+}
+}  // namespace
+
 std::shared_ptr<MemFs::Node> MemFs::lookup(const char* path, int* err) {
     if (path != nullptr && std::strcmp(path, "/") == 0) return root_;
-    if (path == nullptr || path[0] != '/' || std::strchr(path + 1, '/') != nullptr) {
-        *err = -ENOENT;
+    if (int e = name_error(path)) {
+        *err = e;
         return nullptr;
     }
     auto it = entries_.find(path + 1);
@@ -195,9 +205,7 @@ int MemFs::create(const char* path, mode_t mode, int flags, uid_t uid, gid_t gid
         if (flags & O_EXCL) return -EEXIST;
         return open(path, flags, fh);  // (the directory answers EISDIR there)
     }
-    if (path == nullptr || path[0] != '/' || path[1] == '\0' || std::strchr(path + 1, '/') != nullptr ||
-        std::strlen(path + 1) > 255)
-        return -ENOENT;
+    if (int e = name_error(path)) return e;
     n = std::make_shared<Node>();
     n->ino = next_ino_++;
     n->mode = S_IFREG | (mode & 07777);
@@ -355,9 +363,7 @@ int MemFs::rename(const char* from, const char* to, unsigned flags) {
     auto src = lookup(from, &err);
     if (!src) return err;
     if (src == root_) return -EBUSY;
-    if (to == nullptr || to[0] != '/' || to[1] == '\0' || std::strchr(to + 1, '/') != nullptr ||
-        std::strlen(to + 1) > 255)
-        return -ENOENT;
+    if (int e = name_error(to)) return e;
     if (std::strcmp(from, to) == 0) return 0;
     if ((flags & RENAME_NOREPLACE) && entries_.count(to + 1)) return -EEXIST;
     int part = partition_index(to + 1);
@@ -375,7 +381,7 @@ int MemFs::rename(const char* from, const char* to, unsigned flags) {
 int MemFs::symlink(const char* target, const char* path, uid_t uid, gid_t gid) {
     int err = 0;
     if (lookup(path, &err)) return -EEXIST;
-    if (path == nullptr || path[0] != '/' || path[1] == '\0' || std::strchr(path + 1, '/') != nullptr) return -ENOENT;
+    if (int e = name_error(path)) return e;
     if (partition_index(path + 1) >= 0) return -EPERM;
     auto n = std::make_shared<Node>();
     n->ino = next_ino_++;

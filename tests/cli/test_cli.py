@@ -1,18 +1,12 @@
 """Black-box tests of the shamirfs CLI: create, cat, update, info."""
-import hashlib
 import json
 import os
 import re
 import stat
 import subprocess
 
-from sfs_common import CHEAP_KDF, DATA, SHAMIRFS, Storage, run, set_header_field, talk
-
-EXIT_USAGE, EXIT_IO, EXIT_CORRUPT, EXIT_MALFORMED_KEY, EXIT_AUTH, EXIT_INVALID_JSON = 2, 3, 4, 5, 6, 8
-
-
-def sha(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+from sfs_common import (CHEAP_KDF, DATA, EXIT_AUTH, EXIT_CORRUPT, EXIT_INVALID_JSON, EXIT_IO, EXIT_MALFORMED_KEY,
+                        EXIT_USAGE, SHAMIRFS, Storage, run, set_header_field, sha, talk)
 
 
 def document(size, seed=1):

@@ -2,7 +2,6 @@
 random moments, a full disk, a read-only file system, concurrent writers,
 garbage WAL files, fsck. Needs the development build (fault injection) and, for
 the tmpfs tests, root (they fail loudly otherwise)."""
-import hashlib
 import os
 import random
 import signal
@@ -12,9 +11,8 @@ import time
 
 import pytest
 
-from sfs_common import SHAMIRFS, Layout, Storage, run
-
-EXIT_CORRUPT, EXIT_DAMAGED, EXIT_NO_SPACE, EXIT_READ_ONLY, EXIT_REPAIRED = 4, 7, 11, 12, 13
+from sfs_common import (EXIT_BUSY, EXIT_CORRUPT, EXIT_DAMAGED, EXIT_IO, EXIT_NO_SPACE, EXIT_READ_ONLY,
+                        EXIT_REPAIRED, SHAMIRFS, Layout, Storage, run, sha)
 
 CRASH_POINTS = {
     # point: which document the storage must hold after recovery
@@ -39,8 +37,6 @@ def doc(i, size=200):
     return ("{\"version\": %d, %s}" % (i, body)).encode()
 
 
-def sha(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
@@ -193,7 +189,7 @@ def test_garbage_wal_is_a_clear_error_and_nothing_is_deleted(storage):
 
 def test_missing_storage_and_stale_temp_files(storage):
     r = run("update", storage.dir / "missing.json", "-", *storage.cred("a"), input=b"{}")
-    assert r.returncode == 3 and b"cannot open storage" in r.stderr
+    assert r.returncode == EXIT_IO and b"cannot open storage" in r.stderr
     assert not (storage.dir / "missing.json").exists()
     # A temp file left by a dead process is removed by the next command.
     stale = storage.dir / f".{storage.path.name}.shamirfs-tmp-999999-deadbeef"
@@ -249,7 +245,7 @@ def test_storage_busy_after_the_backoff_runs_out(storage):
         t0 = time.monotonic()
         r = storage.update("a", doc(1))
         waited = time.monotonic() - t0
-    assert r.returncode == 10, r.stderr
+    assert r.returncode == EXIT_BUSY, r.stderr
     assert b"storage busy" in r.stderr and b"5 tries" in r.stderr
     assert waited >= 1.5  # 0.1 + 0.2 + 0.4 + 0.8 s of backoff before giving up
     assert storage.update("a", doc(2)).returncode == 0  # free again

@@ -3,9 +3,7 @@ deniable storages (every commit rewrites every slot, partitions not unlocked
 are erased, and the terminal says so first), add and shrink."""
 import json
 
-from sfs_common import CHEAP_KDF, Storage, run
-
-EXIT_USAGE, EXIT_AUTH = 2, 6
+from sfs_common import CHEAP_KDF, EXIT_AUTH, EXIT_USAGE, Storage, run
 
 
 def test_default_slot_count_does_not_tell_the_partition_count(workdir):

@@ -9,9 +9,7 @@ import time
 
 import pytest
 
-from sfs_common import SHAMIRFS, Storage, run
-
-EXIT_USAGE, EXIT_BUSY = 2, 10
+from sfs_common import EXIT_BUSY, EXIT_USAGE, SHAMIRFS, run
 
 
 def doc(i, size=200):

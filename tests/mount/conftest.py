@@ -1,20 +1,16 @@
 """Fixtures for the mount tests (see mountlib)."""
-import os
 import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from mountlib import SCRATCH, Mount, doc
-from sfs_common import Storage
+from sfs_common import Storage, make_workdir
 
 
 @pytest.fixture
 def workdir():
-    SCRATCH.mkdir(parents=True, exist_ok=True)
-    d = Path(tempfile.mkdtemp(prefix="m-", dir=SCRATCH))
-    os.chmod(d, 0o755)
+    """A scratch directory other users can reach (the ordinary-user tests), removed afterwards."""
+    d = make_workdir(SCRATCH, 0o755)
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
@@ -37,8 +33,14 @@ def mount(storage):
         return m
 
     yield make
-    for m in mounts:
-        m.cleanup()
+    errors = []
+    for m in mounts:  # every mount is cleaned up, then the first complaint fails the test
+        try:
+            m.cleanup()
+        except AssertionError as e:
+            errors.append(e)
+    if errors:
+        raise errors[0]
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ Mounts live under build/mount-scratch (outside /tmp: editors skip backups
 there). Every document contains MARKER, a string made at run time (so it is
 in no source file); the last test checks that it is nowhere on disk."""
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sfs_common import ROOT, SHAMIRFS
+from sfs_common import ROOT, SHAMIRFS, wait_until  # noqa: F401 (re-exported)
 
 BUILD = SHAMIRFS.parent
 MOUNT_HELPER = BUILD / "mount.shamirfs"
@@ -52,20 +53,23 @@ def mounted_at(path):
     return None
 
 
-def wait_until(fn, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+
+
+def unexpected_log_lines(log, allow):
+    """The daemon's warnings and errors that match none of the `allow` patterns
+    (as libfuse's own tests do: a test fails on a complaint it did not expect)."""
+    return [line for line in log.splitlines()
+            if (": WARN: " in line or ": ERROR: " in line) and not any(re.search(p, line) for p in allow)]
 
 
 class Mount:
-    """mount.shamirfs run in the foreground (-f) on a fresh mount point."""
+    """mount.shamirfs run in the foreground (-f) on a fresh mount point.
+    `allow`: patterns of the warnings and errors the test expects in its log;
+    any other makes unmount() and cleanup() fail."""
 
-    def __init__(self, storage, labels=("a", "b"), options=(), env=None, prefix=(), mnt=None, extra_args=()):
+    def __init__(self, storage, labels=("a", "b"), options=(), env=None, prefix=(), mnt=None, extra_args=(),
+                 allow=()):
+        self.allow = list(allow)
         require_fuse()
         self.storage = storage
         self.mnt = Path(mnt) if mnt else Path(tempfile.mkdtemp(prefix="mnt-", dir=storage.dir))
@@ -87,11 +91,17 @@ class Mount:
     def names(self):
         return sorted(os.listdir(self.mnt))
 
-    def unmount(self, expect_rc=0):
+    def check_log(self, allow=()):
+        bad = unexpected_log_lines(self.log.read_text(), self.allow + list(allow))
+        assert not bad, f"unexpected warnings or errors from the daemon: {bad}"
+
+    def unmount(self, expect_rc=0, allow=()):
         if mounted_at(self.mnt):
             subprocess.run(["fusermount3", "-u", str(self.mnt)], check=True)
         rc = self.proc.wait(timeout=30)
         assert rc == expect_rc, f"mount.shamirfs exited {rc}: {self.log.read_text()}"
+        self.allow += list(allow)
+        self.check_log()
         return self.log.read_text()
 
     def cleanup(self):
@@ -100,6 +110,7 @@ class Mount:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self.check_log()
 
 
 def doc(text="old", n=1):

@@ -1,9 +1,7 @@
 """A deniable storage through the mount: a save rewrites every slot, keeps
 every partition of the mount and erases the others, after saying so."""
 from mountlib import Mount, doc
-from sfs_common import Layout, Storage, run
-
-EXIT_AUTH = 6
+from sfs_common import EXIT_AUTH, Layout, Storage, run
 
 
 def cells(text):

@@ -1,5 +1,7 @@
-"""Every save method of ../shared/editor-save-protocols.md commits the new
-text through a real mount and leaves no stray name behind."""
+"""Every way editors and tools save (vim's two modes, emacs batch and
+interactive, nano, sed -i, perl -i, jq + mv, cp, shell redirection, Python,
+rsync, atomic savers) commits the new text through a real mount and leaves no
+stray name behind."""
 import json
 import os
 import subprocess
@@ -7,6 +9,7 @@ import subprocess
 import pytest
 
 from mountlib import MARKER, doc, wait_until
+from sfs_common import Tmux, sh
 
 BASE = ["a.json", "b.json"]
 
@@ -15,8 +18,6 @@ def committed(m, label="a"):
     return m.storage.cat(label)
 
 
-def sh(cmd, **kw):
-    return subprocess.run(cmd, shell=True, capture_output=True, **kw)
 
 
 def put_scratch(m, name, data):
@@ -49,24 +50,6 @@ def test_emacs_batch_with_backup_and_fsync(m):
     assert m.names() == ["a.json", "a.json~", "b.json"]  # Emacs keeps its backup (in memory here)
     assert m.path("a.json~").read_bytes() == doc("old")
 
-
-class Tmux:
-    def __init__(self, name, cmd):
-        self.name = name
-        subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "40", cmd], check=True)
-
-    def keys(self, *keys):
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
-
-    def screen(self):
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True,
-                              text=True).stdout
-
-    def wait_for(self, text, timeout=20):
-        return wait_until(lambda: text in self.screen(), timeout, f"'{text}' on the screen")
-
-    def close(self):
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
 
 
 @pytest.fixture

@@ -15,12 +15,11 @@ import time
 import pytest
 
 from mountlib import MARKER, MOUNT_HELPER, SHAMIRFS, Mount, doc, mounted_at, wait_until
+from sfs_common import EXIT_AUTH, EXIT_USAGE, Tmux, sh
 
 BASE = ["a.json", "b.json"]
 
 
-def sh(cmd, **kw):
-    return subprocess.run(cmd, shell=True, capture_output=True, **kw)
 
 
 def test_readers(m):
@@ -214,7 +213,6 @@ def test_invalid_json_from_cp_and_cat_is_refused_and_nothing_is_lost(m):
 
 
 def test_invalid_json_from_vim_keeps_the_buffer_and_the_storage(m):
-    from test_editors import Tmux
     t = Tmux(f"sfsvim{os.getpid()}", f"vim -u DEFAULTS -i NONE --cmd 'set bsk=' {m.path('a.json')}")
     try:
         t.wait_for(MARKER)
@@ -324,12 +322,12 @@ def test_failed_unlock_mounts_nothing(storage, workdir):
     wrong.write_text("not the password\n")
     r = subprocess.run([str(MOUNT_HELPER), str(storage.path), str(mnt), "-o",
                         f"keyfile={storage.key('a')},passfile={wrong}"], capture_output=True, timeout=30)
-    assert r.returncode == 6
+    assert r.returncode == EXIT_AUTH
     assert r.stderr == b"mount.shamirfs: cannot unlock: wrong partition map key or password\n"
     assert mounted_at(mnt) is None
     r = subprocess.run([str(MOUNT_HELPER), str(storage.path), str(mnt)], capture_output=True, timeout=30,
                        stdin=subprocess.DEVNULL, start_new_session=True)
-    assert r.returncode == 2 and b"no terminal to ask on" in r.stderr
+    assert r.returncode == EXIT_USAGE and b"no terminal to ask on" in r.stderr
     assert mounted_at(mnt) is None
 
 
@@ -387,7 +385,9 @@ def test_mount_8_and_fstab(storage, workdir, helper_on_path, fstype):
         wait_until(lambda: mounted_at(mnt) is None, 10, "umount")
         # an fstab line (as mount(8) passes it: noauto removed, nofail/_netdev ignored)
         fstab = workdir / "fstab"
-        fstab.write_text(f"{storage.path} {mnt} {fstype} noauto,nofail,_netdev,x-systemd.automount,{opts} 0 0\n")
+        # (a space inside an option is \040 in fstab, as mount.shamirfs(8) says: extpass runs "cat FILE")
+        fstab_opts = f"keyfile={storage.key('a')},extpass=cat\\040{storage.pw['a']}"
+        fstab.write_text(f"{storage.path} {mnt} {fstype} noauto,nofail,_netdev,x-systemd.automount,{fstab_opts} 0 0\n")
         r = subprocess.run(["mount", "-T", str(fstab), str(mnt)], capture_output=True, env=helper_on_path, timeout=60)
         assert r.returncode == 0, r.stderr
         assert (mnt / "a.json").read_bytes() == doc("old")

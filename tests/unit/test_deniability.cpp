@@ -15,7 +15,8 @@ using testutil::bytes;
 
 namespace {
 
-// The attack of DESIGN.md: for every row and every t-subset of ALL columns,
+// The interpolation attack (anyone with the file can pick t cells and
+// interpolate): for every row and every t-subset of ALL columns,
 // interpolate at 0 and look for plaintext in the 64-byte value: any 8-byte
 // window of the document, or a chunk that is mostly printable ASCII.
 struct AttackResult {
