@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "shamirfs/error.hpp"
+#include "shamirfs/fileio.hpp"
 
 namespace shamirfs::cli {
 namespace {
