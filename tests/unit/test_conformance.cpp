@@ -63,18 +63,16 @@ struct Mpz {
 
 }  // namespace
 
-TEST_CASE("an independent reader built from man/shamirfs.5 opens the test vector", "[conformance]") {
-    REQUIRE(sodium_init() >= 0);
-    const std::string dir = SHAMIRFS_TEST_DATA;
-    auto file = nlohmann::json::parse(testutil::read_file(dir + "/vector-v1.json"));
-    const std::string password = "vector password";
-    const std::string expected_document = "{\"v\":1}";
-    const unsigned t = file["threshold"], n = file["shares"];
-    REQUIRE(file["shamirfs"] == 1);
-    REQUIRE(file["chunk"] == 64);
+namespace {
 
-    // The partition map key: "sfk1-", base32 (RFC 4648, lower case), dashes ignored.
-    std::string key = testutil::read_file(dir + "/vector-v1.a.key");
+// The partition map key of a key file: "sfk1-", base32 (RFC 4648, lower
+// case), dashes ignored; 22 bytes: slot, key secret, checksum.
+struct Key {
+    std::uint32_t slot;
+    Bytes secret;
+};
+Key read_key(const std::string& path) {
+    std::string key = testutil::read_file(path);
     key = key.substr(5, key.find('\n') - 5);
     key.erase(std::remove(key.begin(), key.end(), '-'), key.end());
     REQUIRE(key.size() == 36);
@@ -89,29 +87,115 @@ TEST_CASE("an independent reader built from man/shamirfs.5 opens the test vector
         }
     }
     REQUIRE(payload.size() == 22);
-    const std::uint32_t slot = (payload[0] << 8) | payload[1];
-    const Bytes secret(payload.begin() + 2, payload.begin() + 18), check(payload.begin() + 18, payload.end());
-    Bytes expect_check = blake2b(16, cat({str("shamirfs-key-v1"), Bytes(payload.begin(), payload.begin() + 18)}));
-    CHECK(check == Bytes(expect_check.begin(), expect_check.begin() + 4));
+    const Bytes expect_check = blake2b(16, cat({str("shamirfs-key-v1"), Bytes(payload.begin(), payload.begin() + 18)}));
+    CHECK(Bytes(payload.begin() + 18, payload.end()) == Bytes(expect_check.begin(), expect_check.begin() + 4));
+    return {static_cast<std::uint32_t>((payload[0] << 8) | payload[1]), Bytes(payload.begin() + 2, payload.begin() + 18)};
+}
 
-    // KDF: per-partition salt, Argon2id, sub-keys (BLAKE2b keyed by the master
-    // key, salt = id as 8 bytes little-endian + 8 zero bytes, personal = "shamirfs" + 8 zero bytes).
-    Bytes salt = blake2b(16, cat({str("shamirfs-salt-v1"), b64(file["kdf"]["salt"]), be32(slot), secret}));
-    Bytes master(32);
-    REQUIRE(crypto_pwhash(master.data(), 32, password.data(), password.size(), salt.data(), file["kdf"]["ops"],
+// KDF: per-partition salt, Argon2id, sub-keys (BLAKE2b keyed by the master
+// key, salt = id as 8 bytes little-endian + 8 zero bytes, personal = "shamirfs"
+// + 8 zero bytes); stage 2: the slot's columns ordered by BLAKE2b-128(order
+// key, column as u32 BE).
+struct Derived {
+    Bytes salt, master, header_key, body_key, order_key;
+    std::vector<std::pair<Bytes, std::uint32_t>> order;
+};
+Derived derive(const nlohmann::json& file, const Key& key, const std::string& password, unsigned n) {
+    Derived d;
+    d.salt = blake2b(16, cat({str("shamirfs-salt-v1"), b64(file["kdf"]["salt"]), be32(key.slot), key.secret}));
+    d.master.resize(32);
+    REQUIRE(crypto_pwhash(d.master.data(), 32, password.data(), password.size(), d.salt.data(), file["kdf"]["ops"],
                           file["kdf"]["mem"], crypto_pwhash_ALG_ARGON2ID13) == 0);
     auto subkey = [&](unsigned char id) {
         unsigned char s[16] = {id}, personal[16] = {'s', 'h', 'a', 'm', 'i', 'r', 'f', 's'};
         Bytes out(32);
-        crypto_generichash_blake2b_salt_personal(out.data(), 32, nullptr, 0, master.data(), 32, s, personal);
+        crypto_generichash_blake2b_salt_personal(out.data(), 32, nullptr, 0, d.master.data(), 32, s, personal);
         return out;
     };
-    Bytes header_key = subkey(1), body_key = subkey(2), order_key = subkey(3);
+    d.header_key = subkey(1);
+    d.body_key = subkey(2);
+    d.order_key = subkey(3);
+    for (std::uint32_t c = key.slot * n; c < key.slot * n + n; ++c) d.order.push_back({blake2b(16, be32(c), d.order_key), c});
+    std::sort(d.order.begin(), d.order.end());
+    return d;
+}
 
-    // Stage 2: the slot's columns ordered by BLAKE2b-128(order key, column as u32 BE).
-    std::vector<std::pair<Bytes, std::uint32_t>> order;
-    for (std::uint32_t c = slot * n; c < slot * n + n; ++c) order.push_back({blake2b(16, be32(c), order_key), c});
-    std::sort(order.begin(), order.end());
+void print_derived(const Key& key, const Derived& d) {
+    std::cout << "slot " << key.slot << "\nkey secret " << hex(key.secret) << "\npartition salt " << hex(d.salt)
+              << "\nmaster " << hex(d.master) << "\nheader key " << hex(d.header_key) << "\nbody key "
+              << hex(d.body_key) << "\norder key " << hex(d.order_key) << "\norder";
+    for (auto& o : d.order) std::cout << " " << o.second;
+}
+
+// Solves the t x t Vandermonde system V c = y mod p (V[i][m] = x_i^m).
+std::vector<Bytes> coefficients_low512(const std::vector<unsigned long>& xs, const std::vector<Bytes>& cells, const Mpz& p) {
+    const std::size_t t = xs.size();
+    std::vector<std::vector<Mpz>> a(t);
+    for (std::size_t i = 0; i < t; ++i) {
+        a[i] = std::vector<Mpz>(t + 1);
+        for (std::size_t m = 0; m < t; ++m) {
+            mpz_ui_pow_ui(a[i][m].v, xs[i], m);
+            mpz_mod(a[i][m].v, a[i][m].v, p.v);
+        }
+        mpz_import(a[i][t].v, cells[i].size(), 1, 1, 1, 0, cells[i].data());
+    }
+    for (std::size_t c = 0; c < t; ++c) {  // Gauss-Jordan
+        std::size_t piv = c;
+        while (mpz_sgn(a[piv][c].v) == 0) ++piv;
+        std::swap(a[piv], a[c]);
+        Mpz inv;
+        REQUIRE(mpz_invert(inv.v, a[c][c].v, p.v) != 0);
+        for (std::size_t k = 0; k <= t; ++k) {
+            mpz_mul(a[c][k].v, a[c][k].v, inv.v);
+            mpz_mod(a[c][k].v, a[c][k].v, p.v);
+        }
+        for (std::size_t i = 0; i < t; ++i) {
+            if (i == c) continue;
+            Mpz f;
+            mpz_set(f.v, a[i][c].v);
+            for (std::size_t k = 0; k <= t; ++k) {
+                Mpz prod;
+                mpz_mul(prod.v, f.v, a[c][k].v);
+                mpz_sub(a[i][k].v, a[i][k].v, prod.v);
+                mpz_mod(a[i][k].v, a[i][k].v, p.v);
+            }
+        }
+    }
+    std::vector<Bytes> out;
+    for (std::size_t m = 0; m < t; ++m) {
+        Mpz low;
+        mpz_tdiv_r_2exp(low.v, a[m][t].v, 512);  // the chunk: the low 512 bits
+        Bytes raw(64), chunk(64);
+        std::size_t count = 0;
+        mpz_export(raw.data(), &count, 1, 1, 1, 0, low.v);
+        std::copy(raw.begin(), raw.begin() + static_cast<long>(count), chunk.begin() + static_cast<long>(64 - count));
+        out.push_back(chunk);
+    }
+    return out;
+}
+
+std::uint64_t le64(const Bytes& b, std::size_t at) {
+    std::uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | b[at + static_cast<std::size_t>(i)];
+    return v;
+}
+
+}  // namespace
+
+TEST_CASE("an independent reader built from man/shamirfs.5 opens the test vector", "[conformance]") {
+    REQUIRE(sodium_init() >= 0);
+    const std::string dir = SHAMIRFS_TEST_DATA;
+    auto file = nlohmann::json::parse(testutil::read_file(dir + "/vector-v1.json"));
+    const std::string password = "vector password";
+    const std::string expected_document = "{\"v\":1}";
+    const unsigned t = file["threshold"], n = file["shares"];
+    REQUIRE(file["shamirfs"] == 1);
+    REQUIRE(file["chunk"] == 64);
+
+    const Key key = read_key(dir + "/vector-v1.a.key");
+    const Derived d = derive(file, key, password, n);
+    const auto& [slot, secret] = key;
+    const auto& [salt, master, header_key, body_key, order_key, order] = d;
 
     // Each row: interpolate the first t ordered columns at 0 (x = column + 1).
     Mpz p;
@@ -186,89 +270,12 @@ TEST_CASE("an independent reader built from man/shamirfs.5 opens the test vector
     CHECK(hex(header) == "0101000010000000000000000700000000000000");
 
     if (std::getenv("SHAMIRFS_PRINT_VECTOR")) {
-        std::cout << "slot " << slot << "\nkey secret " << hex(secret) << "\npartition salt " << hex(salt)
-                  << "\nmaster " << hex(master) << "\nheader key " << hex(header_key) << "\nbody key " << hex(body_key)
-                  << "\norder key " << hex(order_key) << "\norder";
-        for (auto& o : order) std::cout << " " << o.second;
+        print_derived(key, d);
         std::cout << "\nrow 0 chunk " << hex(Bytes(blob.begin(), blob.begin() + 64)) << "\nheader " << hex(header)
                   << "\n";
     }
 }
 
-namespace {
-
-// The key secret and slot of a key file (the same for both formats).
-std::pair<std::uint32_t, Bytes> read_key(const std::string& path) {
-    std::string key = testutil::read_file(path);
-    key = key.substr(5, key.find('\n') - 5);
-    key.erase(std::remove(key.begin(), key.end(), '-'), key.end());
-    Bytes payload;
-    unsigned acc = 0, bits = 0;
-    for (char c : key) {
-        acc = (acc << 5) | static_cast<unsigned>(std::string("abcdefghijklmnopqrstuvwxyz234567").find(c));
-        bits += 5;
-        if (bits >= 8) {
-            payload.push_back(static_cast<unsigned char>(acc >> (bits - 8)));
-            bits -= 8;
-        }
-    }
-    return {(payload[0] << 8) | payload[1], Bytes(payload.begin() + 2, payload.begin() + 18)};
-}
-
-// Solves the t x t Vandermonde system V c = y mod p (V[i][m] = x_i^m).
-std::vector<Bytes> coefficients_low512(const std::vector<unsigned long>& xs, const std::vector<Bytes>& cells, const Mpz& p) {
-    const std::size_t t = xs.size();
-    std::vector<std::vector<Mpz>> a(t);
-    for (std::size_t i = 0; i < t; ++i) {
-        a[i] = std::vector<Mpz>(t + 1);
-        for (std::size_t m = 0; m < t; ++m) {
-            mpz_ui_pow_ui(a[i][m].v, xs[i], m);
-            mpz_mod(a[i][m].v, a[i][m].v, p.v);
-        }
-        mpz_import(a[i][t].v, cells[i].size(), 1, 1, 1, 0, cells[i].data());
-    }
-    for (std::size_t c = 0; c < t; ++c) {  // Gauss-Jordan
-        std::size_t piv = c;
-        while (mpz_sgn(a[piv][c].v) == 0) ++piv;
-        std::swap(a[piv], a[c]);
-        Mpz inv;
-        REQUIRE(mpz_invert(inv.v, a[c][c].v, p.v) != 0);
-        for (std::size_t k = 0; k <= t; ++k) {
-            mpz_mul(a[c][k].v, a[c][k].v, inv.v);
-            mpz_mod(a[c][k].v, a[c][k].v, p.v);
-        }
-        for (std::size_t i = 0; i < t; ++i) {
-            if (i == c) continue;
-            Mpz f;
-            mpz_set(f.v, a[i][c].v);
-            for (std::size_t k = 0; k <= t; ++k) {
-                Mpz prod;
-                mpz_mul(prod.v, f.v, a[c][k].v);
-                mpz_sub(a[i][k].v, a[i][k].v, prod.v);
-                mpz_mod(a[i][k].v, a[i][k].v, p.v);
-            }
-        }
-    }
-    std::vector<Bytes> out;
-    for (std::size_t m = 0; m < t; ++m) {
-        Mpz low;
-        mpz_tdiv_r_2exp(low.v, a[m][t].v, 512);  // the chunk: the low 512 bits
-        Bytes raw(64), chunk(64);
-        std::size_t count = 0;
-        mpz_export(raw.data(), &count, 1, 1, 1, 0, low.v);
-        std::copy(raw.begin(), raw.begin() + static_cast<long>(count), chunk.begin() + static_cast<long>(64 - count));
-        out.push_back(chunk);
-    }
-    return out;
-}
-
-std::uint64_t le64(const Bytes& b, std::size_t at) {
-    std::uint64_t v = 0;
-    for (int i = 7; i >= 0; --i) v = (v << 8) | b[at + static_cast<std::size_t>(i)];
-    return v;
-}
-
-}  // namespace
 
 TEST_CASE("an independent reader built from man/shamirfs.5 opens the format 2 test vector", "[conformance]") {
     REQUIRE(sodium_init() >= 0);
@@ -286,22 +293,10 @@ TEST_CASE("an independent reader built from man/shamirfs.5 opens the format 2 te
     CHECK(file["check"] == hex(check));
     CHECK(b64(file["copy"]) == cat({str(params), check}));
 
-    auto [slot, secret] = read_key(dir + "/vector-v2.a.key");
-    Bytes salt = blake2b(16, cat({str("shamirfs-salt-v1"), b64(file["kdf"]["salt"]), be32(slot), secret}));
-    Bytes master(32);
-    const std::string password = "vector password";
-    REQUIRE(crypto_pwhash(master.data(), 32, password.data(), password.size(), salt.data(), file["kdf"]["ops"],
-                          file["kdf"]["mem"], crypto_pwhash_ALG_ARGON2ID13) == 0);
-    auto subkey = [&](unsigned char id) {
-        unsigned char s[16] = {id}, personal[16] = {'s', 'h', 'a', 'm', 'i', 'r', 'f', 's'};
-        Bytes out(32);
-        crypto_generichash_blake2b_salt_personal(out.data(), 32, nullptr, 0, master.data(), 32, s, personal);
-        return out;
-    };
-    Bytes header_key = subkey(1), body_key = subkey(2), order_key = subkey(3);
-    std::vector<std::pair<Bytes, std::uint32_t>> order;
-    for (std::uint32_t c = slot * n; c < slot * n + n; ++c) order.push_back({blake2b(16, be32(c), order_key), c});
-    std::sort(order.begin(), order.end());
+    const Key key = read_key(dir + "/vector-v2.a.key");
+    const Derived d = derive(file, key, "vector password", n);
+    const auto& [slot, secret] = key;
+    const auto& [salt, master, header_key, body_key, order_key, order] = d;
 
     // Cell (r, c) is the r-th 88 characters of column string (c mod n) * slots + c / n.
     Mpz p;
@@ -359,10 +354,7 @@ TEST_CASE("an independent reader built from man/shamirfs.5 opens the format 2 te
           "00000000000000000000000000000000");
 
     if (std::getenv("SHAMIRFS_PRINT_VECTOR")) {
-        std::cout << "slot " << slot << "\nkey secret " << hex(secret) << "\npartition salt " << hex(salt)
-                  << "\nmaster " << hex(master) << "\nheader key " << hex(header_key) << "\nbody key " << hex(body_key)
-                  << "\norder key " << hex(order_key) << "\norder";
-        for (auto& o : order) std::cout << " " << o.second;
+        print_derived(key, d);
         std::cout << "\ncheck " << hex(check) << "\nrow 0 chunks " << hex(Bytes(blob.begin(), blob.begin() + 128))
                   << "\nheader " << hex(header) << "\n";
     }

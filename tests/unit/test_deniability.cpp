@@ -173,6 +173,22 @@ std::vector<std::string> chunks_of(const Matrix& m) {
     return out;
 }
 
+// A storage of two partitions a and b in the given mode, both unlocked.
+struct TwoPartitions {
+    testutil::TempDir dir;
+    std::string path = dir.file("enc.json");
+    CreateResult created;
+    Store store{path, testutil::test_options()};
+    Partition a, b;
+    explicit TwoPartitions(StorageMode mode) {
+        CreateSpec spec = testutil::cheap_spec();
+        spec.mode = mode;
+        created = Store::create(path, spec, testutil::passwords({"pa", "pb"}), testutil::test_options());
+        a = store.unlock(created.keys[0], "pa");
+        b = store.unlock(created.keys[1], "pb");
+    }
+};
+
 struct VersionDiff {
     std::size_t cells = 0, cells_same = 0, chunks = 0, chunks_same = 0;
 };
@@ -200,13 +216,9 @@ VersionDiff diff(const Matrix& before, const Matrix& after) {
 
 TEST_CASE("a deniable storage: two versions differ in every cell and chunk; a shared one shows the written slot", "[deniability][history]") {
     for (StorageMode mode : {StorageMode::deniable, StorageMode::shared}) {
-        testutil::TempDir dir;
-        std::string path = dir.file("enc.json");
-        CreateSpec spec = testutil::cheap_spec();
-        spec.mode = mode;
-        auto created = Store::create(path, spec, testutil::passwords({"pa", "pb"}), testutil::test_options());
-        Store store(path, testutil::test_options());
-        Partition a = store.unlock(created.keys[0], "pa"), b = store.unlock(created.keys[1], "pb");
+        TwoPartitions s(mode);
+        Store& store = s.store;
+        const Partition &a = s.a, &b = s.b;
         const std::string doc_a = testutil::make_document(3000, 1), doc_b = testutil::make_document(2000, 2);
         std::vector<const Partition*> keep_b{&b}, keep_a{&a};
         store.commit(a, bytes(doc_a), keep_b);
@@ -264,13 +276,10 @@ TEST_CASE("a deniable commit erases every partition that is not unlocked", "[den
 TEST_CASE("add and shrink round-trip with every partition intact", "[deniability][lifecycle]") {
     for (StorageMode mode : {StorageMode::shared, StorageMode::deniable}) {
         INFO((mode == StorageMode::deniable ? "deniable" : "shared"));
-        testutil::TempDir dir;
-        std::string path = dir.file("enc.json");
-        CreateSpec spec = testutil::cheap_spec();
-        spec.mode = mode;
-        auto created = Store::create(path, spec, testutil::passwords({"pa", "pb"}), testutil::test_options());
-        Store store(path, testutil::test_options());
-        Partition a = store.unlock(created.keys[0], "pa"), b = store.unlock(created.keys[1], "pb");
+        TwoPartitions s(mode);
+        Store& store = s.store;
+        const std::string& path = s.path;
+        const Partition &a = s.a, &b = s.b;
         std::vector<const Partition*> both{&a, &b};
         const std::string big = testutil::make_document(10 << 20, 5);
         store.commit(a, bytes(big), std::vector<const Partition*>{&b});
