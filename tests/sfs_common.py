@@ -69,6 +69,11 @@ class Tmux:
     def close(self):
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
 
+    @staticmethod
+    def sessions():
+        r = subprocess.run(["tmux", "list-sessions", "-F", "#{session_name}"], capture_output=True, text=True)
+        return r.stdout.split()
+
 
 def run(*args, input=None, check=False, **kw):
     """Runs shamirfs; returns the CompletedProcess (bytes)."""

@@ -1,6 +1,7 @@
 // Levelled logging. Never pass secrets or document text to these functions.
 #pragma once
 #include <string>
+#include <vector>
 
 namespace shamirfs::log {
 
@@ -11,6 +12,9 @@ Level level();
 // Route messages to syslog instead of stderr (after the daemon detaches).
 void use_syslog(const char* ident);
 void write(Level level, const std::string& message);
+// The last lines written (at most 200, oldest first): `shamirfs status` shows
+// them, so a machine without syslog still has the mount's log, in memory only.
+std::vector<std::string> recent();
 
 inline void debug(const std::string& m) { write(Level::debug, m); }
 inline void info(const std::string& m) { write(Level::info, m); }

@@ -139,6 +139,12 @@ public:
     CommitResult commit(const Partition& p, std::span<const std::uint8_t> document,
                         std::span<const Partition* const> keep = {});
     DryRunResult dry_run(const Partition& p, std::span<const std::uint8_t> document);
+    // Keeps `draft` (any text: invalid JSON, empty, or a commit that failed)
+    // sealed beside the partition's committed document, or drops the draft
+    // kept (nothing). The document does not change. Format 2 only
+    // (Error(usage) for format 1). `keep` as for commit.
+    CommitResult save_draft(const Partition& p, const std::optional<std::span<const std::uint8_t>>& draft,
+                            std::span<const Partition* const> keep = {});
 
     // Partition lifecycle, meaningful only with every partition of the
     // storage unlocked (in a shared storage a slot that none of `unlocked`
@@ -177,8 +183,11 @@ private:
     // codewords into every other slot), growing the capacity as they need,
     // and the file through the WAL; returns when the shares were made.
     Clock::time_point write_slots_locked(std::vector<SlotWrite> writes, Rng& rng, CommitResult& r);
-    // Deniable storages: the partitions to keep, sealed again with fresh nonces.
-    std::vector<std::vector<std::uint8_t>> reseal(std::span<const Partition* const> keep, std::uint32_t committing, Rng& rng);
+    // The slot writes of a commit: `own` (if any), and in a deniable storage
+    // the partitions in `keep` sealed again with fresh nonces (their blobs
+    // held in `blobs`, which must outlive the writes).
+    std::vector<SlotWrite> writes_for(std::optional<SlotWrite> own, std::span<const Partition* const> keep, Rng& rng,
+                                      std::vector<std::vector<std::uint8_t>>& blobs);
     static FileIdentity identity_of(int fd);
     // Writes `text` as the new storage through the WAL protocol; lock held.
     // With `next_ranges`, only the ranges it hands out are written at a time:

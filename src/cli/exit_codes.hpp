@@ -19,6 +19,7 @@ constexpr int busy = 10;          // the storage is locked by another process
 constexpr int no_space = 11;      // no space left on the device
 constexpr int read_only = 12;     // the storage or its directory is not writable
 constexpr int repaired = 13;      // fsck: damage was found and all of it repaired
+constexpr int pending = 14;       // status: something is not committed yet (a draft, an unsaved text, scratch files)
 }  // namespace exit_code
 
 inline int exit_for(shamirfs::Errc c) {

@@ -5,7 +5,10 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <cstdio>
 #include <iostream>
@@ -37,7 +40,8 @@ const char* kUsage =
     "                 [--pack K] [--growth G] [--capacity ROWS] [--kdf-ops X] [--kdf-mem BYTES] [--key-dir DIR]\n"
     "                 [--deniable]\n"
     "                 [--passfile LABEL=FILE]...\n"
-    "  cat STORAGE [--keyfile FILE] [--passfile FILE]\n"
+    "  cat STORAGE [--keyfile FILE] [--passfile FILE] [--draft]\n"
+    "  status MOUNTPOINT\n"
     "  update STORAGE NEW.json|- [--keyfile FILE [--passfile FILE]]... [--dry-run]\n"
     "         (deniable storages: the first pair is updated, the others are kept; every other partition is erased)\n"
     "  add STORAGE --keyfile FILE [--passfile FILE]... --label L --key-out FILE [--new-passfile FILE] [--all-unlocked]\n"
@@ -232,12 +236,52 @@ int cmd_create(int argc, char** argv, int first) {
 }
 
 int cmd_cat(int argc, char** argv, int first) {
-    Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile"}, {});
+    Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile"}, {"draft"});
     if (a.positional.size() != 1) throw Error(Errc::usage, "cat needs exactly one STORAGE path");
     Store store(a.positional[0]);
     Partition p = open_partition(store, a);
-    cli::write_stdout(store.read(p));
+    if (!a.flag("draft")) {
+        cli::write_stdout(store.read(p));
+        return exit_code::ok;
+    }
+    codec::Opened o = store.open(p);
+    if (!o.draft) throw Error(Errc::usage, "no draft is kept for this partition");
+    cli::write_stdout(*o.draft);
     return exit_code::ok;
+}
+
+// What a mount holds that is not committed: the mount's own account
+// (user.shamirfs.status on its root).
+int cmd_status(int argc, char** argv, int first) {
+    Args a = cli::parse_args(argc, argv, first, {}, {});
+    if (a.positional.size() != 1) throw Error(Errc::usage, "status needs exactly one MOUNTPOINT");
+    const std::string& mnt = a.positional[0];
+    std::string text(1 << 16, '\0');
+    ssize_t n;
+    while ((n = ::getxattr(mnt.c_str(), "user.shamirfs.status", text.data(), text.size())) < 0 && errno == ERANGE)
+        text.resize(text.size() * 4);
+    if (n < 0) throw Error(Errc::usage, mnt + " is not a shamirfs mount (" + std::strerror(errno) + ")");
+    text.resize(static_cast<std::size_t>(n));
+    auto j = nlohmann::json::parse(text);
+    bool pending = false;
+    for (const auto& p : j["partitions"]) {
+        const bool open_text = p["uncommitted_text"], draft = p["draft"];
+        pending = pending || open_text || draft;
+        std::cout << "partition " << p["label"].get<std::string>() << ": last commit "
+                  << (p["last_commit"].get<std::string>().empty() ? "(none in this mount)" : p["last_commit"].get<std::string>())
+                  << "; uncommitted text: " << (open_text ? "yes" : "no") << "; draft kept: " << (draft ? "yes" : "no") << "\n";
+        if (!p["last_refusal"].get<std::string>().empty())
+            std::cout << "  refused at " << p["refused_at"].get<std::string>() << ": " << p["last_refusal"].get<std::string>() << "\n";
+    }
+    if (!j["scratch_files_lost_at_unmount"].empty()) {
+        pending = true;
+        std::cout << "files that are not partitions (they vanish at unmount):\n";
+        for (const auto& f : j["scratch_files_lost_at_unmount"])
+            std::cout << "  " << f["name"].get<std::string>() << " (" << f["bytes"].get<std::size_t>() << " bytes)\n";
+    }
+    std::cout << "recent log:\n";
+    for (const auto& line : j["log"]) std::cout << "  " << line.get<std::string>() << "\n";
+    return pending ? exit_code::pending : exit_code::ok;
 }
 
 int cmd_update(int argc, char** argv, int first) {
@@ -444,6 +488,7 @@ int main(int argc, char** argv) {
         }
         if (cmd == "create") return cmd_create(argc, argv, i + 1);
         if (cmd == "cat") return cmd_cat(argc, argv, i + 1);
+        if (cmd == "status") return cmd_status(argc, argv, i + 1);
         if (cmd == "update") return cmd_update(argc, argv, i + 1);
         if (cmd == "info") return cmd_info(argc, argv, i + 1);
         if (cmd == "fsck") return cmd_fsck(argc, argv, i + 1);

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <ctime>
+#include <deque>
 #include <cstdio>
 #include <mutex>
 
@@ -12,6 +14,8 @@ namespace {
 std::atomic<Level> g_level{Level::info};
 std::atomic<bool> g_syslog{false};
 std::mutex g_mutex;
+std::deque<std::string> g_recent;  // guarded by g_mutex
+constexpr std::size_t kRecent = 200;
 
 const char* name(Level l) {
     switch (l) {
@@ -43,12 +47,19 @@ void use_syslog(const char* ident) {
 
 void write(Level l, const std::string& message) {
     if (l < g_level.load()) return;
-    if (g_syslog) {
-        syslog(syslog_priority(l), "%s: %s", name(l), message.c_str());
-        return;
-    }
     std::lock_guard<std::mutex> lock(g_mutex);
-    std::fprintf(stderr, "shamirfs: %s: %s\n", name(l), message.c_str());
+    time_t now = ::time(nullptr);
+    char stamp[32];
+    std::strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", std::localtime(&now));
+    g_recent.push_back(std::string(stamp) + " " + name(l) + ": " + message);
+    if (g_recent.size() > kRecent) g_recent.pop_front();
+    if (g_syslog) syslog(syslog_priority(l), "%s: %s", name(l), message.c_str());
+    else std::fprintf(stderr, "shamirfs: %s: %s\n", name(l), message.c_str());
+}
+
+std::vector<std::string> recent() {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    return {g_recent.begin(), g_recent.end()};
 }
 
 }  // namespace shamirfs::log

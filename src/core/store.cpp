@@ -391,11 +391,7 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
     r.document_bytes = document.size();
     r.document_rows = rows_for_chunks(matrix_->params(), blob.size() / kChunkBytes);
     std::vector<std::vector<std::uint8_t>> kept;
-    std::vector<SlotWrite> writes{{p.slot, blob}};
-    if (matrix_->params().mode == StorageMode::deniable) {
-        kept = reseal(keep, p.slot, rng);
-        for (std::size_t i = 0; i < kept.size(); ++i) writes.push_back({keep[i]->slot, kept[i]});
-    }
+    auto writes = writes_for(SlotWrite{p.slot, blob}, keep, rng, kept);
     auto t_shared = write_slots_locked(writes, rng, r);
     r.seconds = since(t0);
     log::info("committed to " + path_);
@@ -430,28 +426,33 @@ void Store::reload_for_commit(const Partition& p, CommitResult& r) {
         log::info("another partition was committed meanwhile; this commit is applied on top of it");
 }
 
-std::vector<std::vector<std::uint8_t>> Store::reseal(std::span<const Partition* const> keep, std::uint32_t committing,
-                                                     Rng& rng) {
+std::vector<SlotWrite> Store::writes_for(std::optional<SlotWrite> own, std::span<const Partition* const> keep, Rng& rng,
+                                         std::vector<std::vector<std::uint8_t>>& blobs) {
+    std::vector<SlotWrite> writes;
+    if (own) writes.push_back(*own);
+    if (matrix_->params().mode != StorageMode::deniable) return writes;
     // Deniable: the other unlocked partitions keep their text (and draft, label,
     // generation) under a fresh nonce; a slot to keep that no longer opens
     // (another device's commit erased it) is said and left to the random fill.
-    std::vector<std::vector<std::uint8_t>> out;
+    blobs.clear();
+    blobs.reserve(keep.size());  // the writes point into it
     for (const Partition* q : keep) {
-        if (q->slot == committing) throw Error(Errc::internal, "a kept partition is the committing one");
+        if (own && q->slot == own->slot) throw Error(Errc::internal, "a kept partition is the committing one");
         codec::Meta meta;
         try {
             codec::Opened o = open(*q, &meta);
             std::optional<std::span<const std::uint8_t>> draft;
             if (o.draft) draft = std::span<const std::uint8_t>(o.draft->data(), o.draft->size());
-            out.push_back(codec::seal(matrix_->params().version, std::span<const std::uint8_t>(o.document.data(), o.document.size()),
-                                      draft, meta, q->keys, rng, options_.compression_level));
+            blobs.push_back(codec::seal(matrix_->params().version, o.document.bytes(), draft, meta, q->keys, rng,
+                                        options_.compression_level));
         } catch (const Error& e) {
             if (e.code() != Errc::auth_failed && e.code() != Errc::damaged) throw;
             log::warn("an unlocked partition no longer opens and is not kept by this commit: " + std::string(e.what()));
-            out.emplace_back();
+            blobs.emplace_back();
         }
+        writes.push_back({q->slot, blobs.back()});
     }
-    return out;
+    return writes;
 }
 
 Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes, Rng& rng, CommitResult& r) {
@@ -503,6 +504,32 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
     return t_shared;
 }
 
+CommitResult Store::save_draft(const Partition& p, const std::optional<std::span<const std::uint8_t>>& draft,
+                               std::span<const Partition* const> keep) {
+    auto t0 = Clock::now();
+    if (matrix().params().version < 2)
+        throw Error(Errc::usage, "this storage is format 1, which keeps no drafts");
+    Rng rng;
+    FileLock lock = lock_storage(path_, options_);
+    Wal(path_).recover();
+    refuse_hard_links();
+    CommitResult r;
+    reload_for_commit(p, r);
+    codec::Meta meta;
+    codec::Opened current = open(p, &meta);
+    ++meta.generation;
+    auto blob = codec::seal(matrix_->params().version, current.document.bytes(), draft, meta, p.keys, rng,
+                            options_.compression_level);
+    r.document_bytes = current.document.size();
+    r.document_rows = rows_for_chunks(matrix_->params(), blob.size() / kChunkBytes);
+    std::vector<std::vector<std::uint8_t>> kept;
+    auto writes = writes_for(SlotWrite{p.slot, blob}, keep, rng, kept);
+    write_slots_locked(writes, rng, r);
+    r.seconds = since(t0);
+    log::info(draft ? "kept a draft in " + path_ : "dropped the draft kept in " + path_);
+    return r;
+}
+
 MapKey Store::add(std::span<const Partition* const> unlocked, std::string_view password, const std::string& label) {
     if (password.empty()) throw Error(Errc::usage, "empty passwords are not allowed");
     const StorageParams params = matrix().params();
@@ -527,11 +554,7 @@ MapKey Store::add(std::span<const Partition* const> unlocked, std::string_view p
     if (!(matrix_->params().slots == params.slots && matrix_->params().kdf.salt == params.kdf.salt))
         throw Error(Errc::usage, "the storage was replaced while the key was made; run add again");
     std::vector<std::vector<std::uint8_t>> kept;
-    std::vector<SlotWrite> writes{{p.slot, blob}};
-    if (params.mode == StorageMode::deniable) {
-        kept = reseal(unlocked, p.slot, rng);
-        for (std::size_t i = 0; i < kept.size(); ++i) writes.push_back({unlocked[i]->slot, kept[i]});
-    }
+    auto writes = writes_for(SlotWrite{p.slot, blob}, unlocked, rng, kept);
     write_slots_locked(writes, rng, r);
     return key;
 }
@@ -558,11 +581,9 @@ CommitResult Store::shrink(std::span<const Partition* const> unlocked) {
     }
     Rng rng;
     std::vector<std::vector<std::uint8_t>> kept;
-    if (m.params().mode == StorageMode::deniable) kept = reseal(unlocked, UINT32_MAX, rng);
+    auto writes = writes_for(std::nullopt, unlocked, rng, kept);  // read before the rows go
     m.shrink(target);
     if (m.params().mode == StorageMode::deniable) {
-        std::vector<SlotWrite> writes;
-        for (std::size_t i = 0; i < kept.size(); ++i) writes.push_back({unlocked[i]->slot, kept[i]});
         const std::size_t before = r.capacity_before;
         write_slots_locked(writes, rng, r);
         r.capacity_before = before;

@@ -94,14 +94,21 @@ int run(int argc, char** argv) {
 
     std::vector<fs::MountedPartition> parts;
     std::vector<SecureBuffer> docs;
+    std::vector<std::optional<SecureBuffer>> drafts;
     std::set<std::string> labels;
-    auto add = [&](MapKey key, const SecureBuffer& password, const std::string& label) {
-        cli::check_label(label);
-        if (!labels.insert(label).second) throw Error(Errc::usage, "label \"" + label + "\" is given twice");
+    // The file is named after the label sealed in the partition (format 2),
+    // whatever order the keys come in; -o label= overrides it.
+    auto add = [&](MapKey key, const SecureBuffer& password, std::string label, bool explicit_label) {
         Partition p = store.unlock(key, password.view());
         for (const auto& other : parts)
             if (other.partition.slot == p.slot) throw Error(Errc::usage, "the same partition is given twice");
-        docs.push_back(store.read(p));
+        codec::Meta meta;
+        codec::Opened opened = store.open(p, &meta);
+        if (!explicit_label && !meta.label.empty()) label = meta.label;
+        cli::check_label(label);
+        if (!labels.insert(label).second) throw Error(Errc::usage, "label \"" + label + "\" is given twice");
+        docs.push_back(std::move(opened.document));
+        drafts.push_back(std::move(opened.draft));
         parts.push_back({label, std::move(p)});
     };
     auto label_at = [&](std::size_t i, const std::string& fallback) {
@@ -116,7 +123,7 @@ int run(int argc, char** argv) {
         for (std::size_t i = 0; i < a.keyfiles.size(); ++i) {
             std::string label = label_at(i, key_label(a.keyfiles[i]));
             MapKey key = parse_map_key(cli::read_secret_file(a.keyfiles[i], "key file").view());
-            add(std::move(key), password_for(i, label), label);
+            add(std::move(key), password_for(i, label), label, i < a.labels.size());
         }
     } else {
         for (std::size_t i = 0;; ++i) {
@@ -125,7 +132,7 @@ int run(int argc, char** argv) {
             if (text.empty()) break;
             std::string label = label_at(i, cli::default_label(static_cast<unsigned>(i)));
             MapKey key = parse_map_key(text.view());
-            add(std::move(key), password_for(i, label), label);
+            add(std::move(key), password_for(i, label), label, i < a.labels.size());
         }
     }
     if (parts.empty()) throw Error(Errc::usage, "nothing to mount: no partition was unlocked");
@@ -140,7 +147,7 @@ int run(int argc, char** argv) {
     fo.gid = a.gid.value_or(::getgid());
     fo.umask = a.umask;
     fo.memory_max = a.memory_max;
-    fs::MemFs memfs(store, std::move(parts), std::move(docs), fo, st.st_mtim);
+    fs::MemFs memfs(store, std::move(parts), std::move(docs), std::move(drafts), fo, st.st_mtim);
 
     std::string opts = "fsname=" + escape_option(storage) + ",subtype=shamirfs";
     for (const auto& k : a.kernel_options) opts += "," + k;

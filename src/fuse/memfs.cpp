@@ -15,10 +15,33 @@
 #include "shamirfs/fileio.hpp"
 #include "shamirfs/log.hpp"
 
+#include <nlohmann/json.hpp>
+
 namespace shamirfs::fs {
 namespace {
 
 constexpr const char* kErrorXattr = "user.shamirfs.error";
+constexpr const char* kStatusXattr = "user.shamirfs.status";
+
+// Files that editors and tools make and remove on their own while saving:
+// they vanish at unmount without a word (every other scratch file is named).
+bool editor_temporary(const std::string& name) {
+    auto ends = [&](std::string_view s) { return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0; };
+    auto starts = [&](std::string_view s) { return name.rfind(s, 0) == 0; };
+    if (name == "4913" || ends("~") || starts(".#") || (starts("#") && ends("#"))) return true;  // vim probe, backups, emacs
+    if (name.size() > 4 && name[0] == '.' && name[name.size() - 4] == '.' && name[name.size() - 3] == 's' &&
+        name[name.size() - 2] == 'w')
+        return true;  // vim and nano swap files (.NAME.swp, .swo, ...)
+    if (starts("sed") && name.size() == 9) return true;  // sed -i
+    return ends(".tmp") || ends(".save") || starts(".goutputstream-") || name.find(".tmp.") != std::string::npos;
+}
+
+std::string iso_time(const struct timespec& t) {
+    if (t.tv_sec == 0) return "";
+    char out[32];
+    std::strftime(out, sizeof(out), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t.tv_sec));
+    return out;
+}
 
 struct timespec now() {
     struct timespec t;
@@ -67,14 +90,14 @@ struct MemFs::Handle {
 };
 
 MemFs::MemFs(Store& store, std::vector<MountedPartition> partitions, std::vector<SecureBuffer> documents,
-             FsOptions options, struct timespec mtime)
+             std::vector<std::optional<SecureBuffer>> drafts, FsOptions options, struct timespec mtime)
     : store_(store), parts_(std::move(partitions)), opt_(options), root_(std::make_shared<Node>()) {
     root_->ino = 1;
     root_->mode = S_IFDIR | (0777 & ~opt_.umask);
     root_->uid = opt_.uid;
     root_->gid = opt_.gid;
     root_->atime = root_->mtime = root_->ctime = mtime;
-    for (std::size_t i = 0; i < parts_.size(); ++i) {
+    auto file = [&](SecureBuffer content) {
         auto n = std::make_shared<Node>();
         n->ino = next_ino_++;
         n->mode = S_IFREG | (0666 & ~opt_.umask);
@@ -82,12 +105,34 @@ MemFs::MemFs(Store& store, std::vector<MountedPartition> partitions, std::vector
         n->gid = opt_.gid;
         n->atime = n->mtime = n->ctime = mtime;
         n->memory_used = &memory_used_;
-        n->size = documents[i].size();
+        n->size = content.size();
         memory_used_ += n->size;
-        n->buf = std::move(documents[i]);
-        committed_hash_.push_back(content_hash(n->content()));
+        n->buf = std::move(content);
+        return n;
+    };
+    state_.resize(parts_.size());
+    for (std::size_t i = 0; i < parts_.size(); ++i) {
+        auto n = file(std::move(documents[i]));
+        state_[i].committed_hash = content_hash(n->content());
         entries_[parts_[i].label + ".json"] = n;
+        if (i < drafts.size() && drafts[i]) {
+            auto d = file(std::move(*drafts[i]));
+            state_[i].draft_hash = content_hash(d->content());
+            entries_[parts_[i].label + ".draft.json"] = d;
+        }
     }
+}
+
+std::shared_ptr<MemFs::Node> MemFs::draft_node(std::size_t part) const {
+    auto it = entries_.find(parts_[part].label + ".draft.json");
+    return it == entries_.end() || it->second->is_symlink ? nullptr : it->second;
+}
+
+std::vector<const Partition*> MemFs::others(std::size_t part) const {
+    std::vector<const Partition*> keep;  // a deniable storage keeps every partition of this mount
+    for (std::size_t i = 0; i < parts_.size(); ++i)
+        if (i != part) keep.push_back(&parts_[i].partition);
+    return keep;
 }
 
 MemFs::~MemFs() = default;
@@ -288,35 +333,41 @@ int MemFs::truncate(const char* path, std::uint64_t fh, off_t size) {
 }
 
 int MemFs::commit(const std::shared_ptr<Node>& n, int part, const char* why) {
-    const std::string& label = parts_[static_cast<std::size_t>(part)].label;
+    const auto i = static_cast<std::size_t>(part);
+    const std::string& label = parts_[i].label;
+    PartState& st = state_[i];
     std::string hash = content_hash(n->content());
-    if (hash == committed_hash_[static_cast<std::size_t>(part)]) {
+    if (hash == st.committed_hash || n->size == 0) {
+        // An empty text is pending, not an error: "empty it, then append"
+        // works, and nothing is committed until the text holds JSON.
         n->error.clear();
         return 0;
     }
     // At the default level the log says neither which partition nor how
     // large (it must not tell what the file hides); -v adds both.
+    auto refused = [&](const std::string& reason, const char* verb) {
+        n->error = st.refusal = reason;
+        st.refused_at = now();
+        log::error(std::string("a commit at ") + why + " " + verb + ": " + reason);
+        log::debug("partition " + label + ": commit at " + why + " " + verb);
+    };
     try {
-        std::vector<const Partition*> keep;  // a deniable storage keeps every partition of this mount
-        for (std::size_t i = 0; i < parts_.size(); ++i)
-            if (i != static_cast<std::size_t>(part)) keep.push_back(&parts_[i].partition);
-        CommitResult r = store_.commit(parts_[static_cast<std::size_t>(part)].partition,
-                                       std::span(n->buf.data(), n->size), keep);
-        committed_hash_[static_cast<std::size_t>(part)] = hash;
+        CommitResult r = store_.commit(parts_[i].partition, std::span(n->buf.data(), n->size), others(i));
+        st.committed_hash = hash;
+        st.committed_at = now();
+        st.refusal.clear();
+        st.draft_hash.reset();  // a commit drops the draft kept beside the document
+        if (auto d = draft_node(i)) entries_.erase(label + ".draft.json");
         n->error.clear();
         log::info(std::string("committed at ") + why);
         log::debug("partition " + label + ": committed at " + why + " (" + std::to_string(r.document_bytes) +
                    " bytes, " + std::to_string(r.rows_rewritten) + " rows, " + std::to_string(r.seconds) + " s)");
         return 0;
     } catch (const Error& e) {
-        n->error = e.what();
-        log::error(std::string("a commit at ") + why + " was refused: " + e.what());
-        log::debug("partition " + label + ": commit at " + why + " refused");
+        refused(e.what(), "was refused");
         return -errno_for(e.code());
     } catch (const std::exception& e) {
-        n->error = std::string("internal error: ") + e.what();
-        log::error(std::string("a commit at ") + why + " failed: " + e.what());
-        log::debug("partition " + label + ": commit at " + why + " failed");
+        refused(std::string("internal error: ") + e.what(), "failed");
         return -EIO;
     }
 }
@@ -448,26 +499,37 @@ int MemFs::utimens(const char* path, std::uint64_t fh, const struct timespec tv[
     return 0;
 }
 
+std::string MemFs::error_of(const std::shared_ptr<Node>& n) const {
+    // A document's refusal belongs to the partition, not to the inode: it
+    // survives the rename dance of vim and emacs, until the text is committed.
+    int part = partition_of(n);
+    return part < 0 ? n->error : state_[static_cast<std::size_t>(part)].refusal;
+}
+
 long MemFs::getxattr(const char* path, const char* name, char* value, std::size_t size) {
     int err = 0;
     auto n = lookup(path, &err);
     if (!n) return err;
-    if (std::strcmp(name, kErrorXattr) != 0 || n->error.empty()) return -ENODATA;
-    if (size == 0) return static_cast<long>(n->error.size());
-    if (size < n->error.size()) return -ERANGE;
-    std::memcpy(value, n->error.data(), n->error.size());
-    return static_cast<long>(n->error.size());
+    std::string v;
+    if (n == root_ && std::strcmp(name, kStatusXattr) == 0) v = status();
+    else if (n != root_ && std::strcmp(name, kErrorXattr) == 0) v = error_of(n);
+    if (v.empty()) return -ENODATA;
+    if (size == 0) return static_cast<long>(v.size());
+    if (size < v.size()) return -ERANGE;
+    std::memcpy(value, v.data(), v.size());
+    return static_cast<long>(v.size());
 }
 
 long MemFs::listxattr(const char* path, char* list, std::size_t size) {
     int err = 0;
     auto n = lookup(path, &err);
     if (!n) return err;
-    if (n->error.empty()) return 0;
-    std::size_t need = std::strlen(kErrorXattr) + 1;
+    const char* name = n == root_ ? kStatusXattr : kErrorXattr;
+    if (n != root_ && error_of(n).empty()) return 0;
+    std::size_t need = std::strlen(name) + 1;
     if (size == 0) return static_cast<long>(need);
     if (size < need) return -ERANGE;
-    std::memcpy(list, kErrorXattr, need);
+    std::memcpy(list, name, need);
     return static_cast<long>(need);
 }
 
@@ -504,17 +566,74 @@ void MemFs::relock() {
     }
 }
 
+std::vector<std::pair<std::string, std::size_t>> MemFs::scratch_files() const {
+    std::vector<std::pair<std::string, std::size_t>> out;
+    for (const auto& [name, n] : entries_) {
+        if (partition_index(name) >= 0 || editor_temporary(name)) continue;
+        bool draft = false;
+        for (const auto& p : parts_) draft = draft || name == p.label + ".draft.json";
+        if (!draft) out.emplace_back(name, n->size);
+    }
+    return out;
+}
+
+std::string MemFs::status() const {
+    nlohmann::ordered_json j;
+    j["partitions"] = nlohmann::ordered_json::array();
+    for (std::size_t i = 0; i < parts_.size(); ++i) {
+        const PartState& st = state_[i];
+        auto it = entries_.find(parts_[i].label + ".json");
+        const bool pending = it != entries_.end() && content_hash(it->second->content()) != st.committed_hash;
+        auto d = draft_node(i);
+        const bool draft = d != nullptr || st.draft_hash.has_value();
+        j["partitions"].push_back({{"label", parts_[i].label},
+                                   {"last_commit", iso_time(st.committed_at)},
+                                   {"uncommitted_text", pending},
+                                   {"draft", draft},
+                                   {"last_refusal", st.refusal},
+                                   {"refused_at", st.refusal.empty() ? "" : iso_time(st.refused_at)}});
+    }
+    j["scratch_files_lost_at_unmount"] = nlohmann::ordered_json::array();
+    for (const auto& [name, size] : scratch_files()) j["scratch_files_lost_at_unmount"].push_back({{"name", name}, {"bytes", size}});
+    j["log"] = log::recent();
+    return j.dump();
+}
+
 void MemFs::finish() {
     if (finished_) return;
     finished_ = true;
     for (std::size_t i = 0; i < parts_.size(); ++i) {
+        PartState& st = state_[i];
+        // What the partition should keep as its draft: a text at its name
+        // that could not be committed, else the draft file's text, else none.
+        std::shared_ptr<Node> keep;
         auto it = entries_.find(parts_[i].label + ".json");
-        if (it == entries_.end() || it->second->is_symlink) continue;
-        if (content_hash(it->second->content()) == committed_hash_[i]) continue;
-        if (commit(it->second, static_cast<int>(i), "unmount") == 0)
-            log::info("committed an unsaved text at unmount");
-        else
-            log::warn("discarded a text that could not be committed at unmount: " + it->second->error);
+        if (it != entries_.end() && !it->second->is_symlink && content_hash(it->second->content()) != st.committed_hash) {
+            if (commit(it->second, static_cast<int>(i), "unmount") == 0 && it->second->size > 0)
+                log::info("committed an unsaved text at unmount");
+            else
+                keep = it->second;
+        }
+        if (!keep) keep = draft_node(i);
+        const std::optional<std::string> want = keep ? std::optional(content_hash(keep->content())) : std::nullopt;
+        if (want == st.draft_hash) continue;
+        try {
+            std::optional<std::span<const std::uint8_t>> draft;
+            if (keep) draft = std::span<const std::uint8_t>(keep->buf.data(), keep->size);
+            store_.save_draft(parts_[i].partition, draft, others(i));
+            st.draft_hash = want;
+            log::info(keep ? "kept a text that could not be committed as a draft: it shows as LABEL.draft.json at "
+                             "the next mount (shamirfs cat --draft prints it)"
+                           : "dropped a draft whose file was removed");
+        } catch (const Error& e) {
+            log::error(std::string("a text that could not be committed is lost at unmount: ") + e.what());
+        }
+    }
+    auto lost = scratch_files();
+    if (!lost.empty()) {
+        std::string names;
+        for (const auto& [name, size] : lost) names += (names.empty() ? "" : ", ") + name + " (" + std::to_string(size) + " bytes)";
+        log::warn("files that are not partitions vanish at unmount (the mount stores only the partition files): " + names);
     }
 }
 

@@ -1,8 +1,11 @@
 // The mounted file system, independent of libfuse: a flat directory of
 // in-memory files (contents in libsodium locked memory). Files linked at a
 // partition's name ("<label>.json") are that partition's document: their
-// content is committed through the Store at the commit points; every other
-// name is a scratch file that lives in memory only. Every method returns 0 or
+// content is committed through the Store at the commit points. A text that
+// could not be committed is kept as the partition's draft at unmount (sealed
+// in the storage) and shows again as "<label>.draft.json"; saving valid JSON
+// to the document or removing the draft file drops it. Every other name is a
+// scratch file that lives in memory only. Every method returns 0 or
 // a byte count on success and -errno on failure; no exception leaves it.
 // Not thread-safe: the FUSE adapters call it one request at a time.
 #pragma once
@@ -13,6 +16,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,9 +39,10 @@ struct MountedPartition {
 
 class MemFs {
 public:
-    // `documents[i]` is the committed document of `partitions[i]`.
+    // `documents[i]` is the committed document of `partitions[i]`, `drafts[i]`
+    // the draft kept beside it, if any.
     MemFs(Store& store, std::vector<MountedPartition> partitions, std::vector<SecureBuffer> documents,
-          FsOptions options, struct timespec mtime);
+          std::vector<std::optional<SecureBuffer>> drafts, FsOptions options, struct timespec mtime);
     ~MemFs();
 
     int getattr(const char* path, std::uint64_t fh, struct stat* st);
@@ -64,9 +69,12 @@ public:
     int statfs(struct statvfs* st);
     // Locks all secrets and contents in memory again (after daemonising).
     void relock();
-    // At unmount: commits valid drafts (documents changed but not committed),
-    // logs invalid ones as discarded. Idempotent.
+    // At unmount: commits what changed and holds JSON; keeps the rest as the
+    // partition's draft (or drops a draft whose file was removed); names the
+    // scratch files that vanish. Idempotent.
     void finish();
+    // What `shamirfs status` shows (the root's user.shamirfs.status): JSON.
+    std::string status() const;
 
     struct Node;
     struct Handle;
@@ -83,9 +91,21 @@ private:
     void fill_stat(const Node& n, struct stat* st) const;
     int resize(Node& n, std::size_t size);
 
+    // The drafts of partition i: the file "<label>.draft.json", if there is one.
+    std::shared_ptr<Node> draft_node(std::size_t part) const;
+    std::vector<const Partition*> others(std::size_t part) const;
+    std::vector<std::pair<std::string, std::size_t>> scratch_files() const;
+    std::string error_of(const std::shared_ptr<Node>& n) const;
+
+    struct PartState {
+        std::string committed_hash;                 // of the committed document
+        std::optional<std::string> draft_hash;      // of the draft kept in the storage
+        std::string refusal;                        // why the last commit was refused ("" after a commit)
+        struct timespec refused_at {}, committed_at{};
+    };
     Store& store_;
     std::vector<MountedPartition> parts_;
-    std::vector<std::string> committed_hash_;  // hash of each partition's committed document
+    std::vector<PartState> state_;
     FsOptions opt_;
     std::shared_ptr<Node> root_;  // the directory itself: attributes only
     std::size_t memory_used_ = 0;  // declared before the nodes: they update it when destroyed
