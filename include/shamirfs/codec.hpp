@@ -25,9 +25,12 @@
 #include "shamirfs/rng.hpp"
 #include "shamirfs/secure_buffer.hpp"
 
+namespace shamirfs {
+inline constexpr std::size_t kChunkBytes = 64;  // bytes of a sealed document per chunk
+}
+
 namespace shamirfs::codec {
 
-inline constexpr std::size_t kChunk = 64;
 inline constexpr std::size_t kNonce = 24;
 inline constexpr std::size_t kTag = 16;
 inline constexpr std::uint64_t kMaxDocument = 256ull << 20;  // 256 MiB
@@ -53,7 +56,7 @@ struct Header {
     std::uint64_t draft_len = 0;
     Meta meta;
     std::size_t blob_bytes() const { return prefix_bytes(version) + compressed_len + draft_compressed_len + kTag; }
-    std::size_t chunks() const { return (blob_bytes() + kChunk - 1) / kChunk; }
+    std::size_t chunks() const { return (blob_bytes() + kChunkBytes - 1) / kChunkBytes; }
 };
 
 struct Opened {

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "shamirfs/big_buffer.hpp"
+#include "shamirfs/codec.hpp"
 #include "shamirfs/crypto.hpp"
 #include "shamirfs/gf521.hpp"
 #include "shamirfs/rng.hpp"
@@ -36,7 +37,6 @@ namespace shamirfs {
 
 inline constexpr unsigned kFormatVersion = 2;  // what create writes; version 1 is still read and written
 inline constexpr std::size_t kCellChars = 88;
-inline constexpr std::size_t kChunkBytes = 64;  // bytes of a sealed document per chunk
 inline constexpr unsigned kMaxSlots = 1024;
 inline constexpr unsigned kMaxColumns = 4096;
 inline constexpr std::size_t kMaxCapacity = std::size_t{1} << 22;  // rows

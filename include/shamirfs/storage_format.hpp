@@ -16,6 +16,10 @@
 
 namespace shamirfs {
 
+// The public constants of the format (man/shamirfs.5).
+inline constexpr std::string_view kFieldName = "2^521-1";
+inline constexpr std::string_view kKdfAlgorithm = "argon2id13";
+
 // simdjson parses documents of up to 4 GiB.
 inline constexpr std::size_t kMaxStorageBytes = (std::size_t{4} << 30) - 4096;
 

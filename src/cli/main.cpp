@@ -333,7 +333,7 @@ int cmd_info(int argc, char** argv, int first) {
     ::stat(a.positional[0].c_str(), &st);
     if (a.flag("json")) {
         nlohmann::ordered_json j = {{"format_version", p.version},
-                                    {"field", "2^521-1"},
+                                    {"field", kFieldName},
                                     {"threshold", p.threshold},
                                     {"shares", p.shares},
                                     {"slots", p.slots},
@@ -343,13 +343,13 @@ int cmd_info(int argc, char** argv, int first) {
                                     {"capacity_classes_per_doubling", p.growth},
                                     {"mode", p.mode == StorageMode::deniable ? "deniable" : "shared"},
                                     {"capacity", m.capacity()},
-                                    {"kdf", {{"algorithm", "argon2id13"}, {"ops", p.kdf.ops}, {"mem", p.kdf.mem}}},
+                                    {"kdf", {{"algorithm", kKdfAlgorithm}, {"ops", p.kdf.ops}, {"mem", p.kdf.mem}}},
                                     {"file_bytes", st.st_size}};
         std::cout << j.dump(2) << "\n";
         return exit_code::ok;
     }
     std::cout << "format version: " << p.version << "\n"
-              << "field: GF(2^521-1)\n"
+              << "field: GF(" << kFieldName << ")\n"
               << "threshold: " << p.threshold << "\n"
               << "shares per row: " << p.shares << "\n"
               << "slots: " << p.slots << " (the most documents this storage can ever hold)\n"
@@ -359,7 +359,7 @@ int cmd_info(int argc, char** argv, int first) {
               << "capacity classes per doubling: " << p.growth << "\n"
               << "mode: " << (p.mode == StorageMode::deniable ? "deniable" : "shared") << "\n"
               << "capacity: " << m.capacity() << " rows\n"
-              << "kdf: argon2id13, ops " << p.kdf.ops << ", memory " << p.kdf.mem << " bytes\n"
+              << "kdf: " << kKdfAlgorithm << ", ops " << p.kdf.ops << ", memory " << p.kdf.mem << " bytes\n"
               << "file size: " << st.st_size << " bytes\n";
     return exit_code::ok;
 }

@@ -136,7 +136,7 @@ std::vector<std::uint8_t> seal(unsigned version, std::span<const std::uint8_t> d
     const std::size_t clen = h.compressed_len + h.draft_compressed_len, hb = header_bytes(version);
     const std::string_view ad = header_ad(version);
 
-    std::vector<std::uint8_t> blob(h.chunks() * kChunk);
+    std::vector<std::uint8_t> blob(h.chunks() * kChunkBytes);
     std::uint8_t* nonce = blob.data();
     rng.fill({nonce, kNonce});
     std::uint8_t header[header_bytes(2)];

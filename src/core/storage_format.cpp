@@ -22,8 +22,6 @@
 namespace shamirfs {
 namespace {
 
-constexpr std::string_view kField = "2^521-1";
-constexpr std::string_view kKdfAlgorithm = "argon2id13";
 
 [[noreturn]] void corrupt(const std::string& why) { throw Error(Errc::corrupt, "invalid storage file: " + why); }
 
@@ -99,7 +97,7 @@ std::string kdf_text(const KdfParams& k) {
 // Format 2: the parameters, up to and including "capacity" (the text the
 // check covers).
 std::string params_text(const StorageParams& p, std::size_t capacity) {
-    return "{\"shamirfs\":2,\"field\":\"" + std::string(kField) + "\",\"threshold\":" + std::to_string(p.threshold) +
+    return "{\"shamirfs\":2,\"field\":\"" + std::string(kFieldName) + "\",\"threshold\":" + std::to_string(p.threshold) +
            ",\"shares\":" + std::to_string(p.shares) + ",\"pack\":" + std::to_string(p.pack) +
            ",\"slots\":" + std::to_string(p.slots) + ",\"chunk\":" + std::to_string(kChunkBytes) + ",\"mode\":\"" +
            mode_name(p.mode) + "\",\"growth\":" + std::to_string(p.growth) + ",\n" + kdf_text(p.kdf) +
@@ -123,7 +121,7 @@ std::string hex(std::span<const std::uint8_t> b) {
 
 std::string storage_header(const StorageParams& p, std::size_t capacity) {
     if (p.version == 1)
-        return "{\"shamirfs\":1,\"field\":\"" + std::string(kField) + "\",\"threshold\":" + std::to_string(p.threshold) +
+        return "{\"shamirfs\":1,\"field\":\"" + std::string(kFieldName) + "\",\"threshold\":" + std::to_string(p.threshold) +
                ",\"shares\":" + std::to_string(p.shares) + ",\"slots\":" + std::to_string(p.slots) +
                ",\"chunk\":" + std::to_string(kChunkBytes) + ",\n" + kdf_text(p.kdf) + ",\n\"capacity\":" +
                std::to_string(capacity) + ",\n\"rows\":[\n";
@@ -170,7 +168,7 @@ Header2 parse_params_text(std::string_view text, const KdfLimits& limits) {
         auto val = ok_or(field.value(), "bad value");
         if (key == "shamirfs") p.version = static_cast<unsigned>(get_uint(val, "shamirfs", 2, 2));
         else if (key == "field") {
-            if (ok_or(val.get_string(), "\"field\" must be a string") != kField) corrupt("unsupported field");
+            if (ok_or(val.get_string(), "\"field\" must be a string") != kFieldName) corrupt("unsupported field");
         } else if (key == "threshold") p.threshold = static_cast<unsigned>(get_uint(val, "threshold", 2, shamir::kMaxShares));
         else if (key == "shares") p.shares = static_cast<unsigned>(get_uint(val, "shares", 2, shamir::kMaxShares));
         else if (key == "pack") p.pack = static_cast<unsigned>(get_uint(val, "pack", 1, shamir::kMaxShares));
@@ -318,7 +316,7 @@ Matrix parse_storage(BigBuffer text, const KdfLimits& limits) {
             if (version != 1)
                 corrupt("unsupported format version " + std::to_string(version) + " (this build reads versions 1 and 2)");
         } else if (key == "field") {
-            if (ok_or(val.get_string(), "\"field\" must be a string") != kField)
+            if (ok_or(val.get_string(), "\"field\" must be a string") != kFieldName)
                 corrupt("unsupported field (expected \"2^521-1\")");
         } else if (key == "threshold") {
             p.threshold = static_cast<unsigned>(get_uint(val, "threshold", 2, shamir::kMaxShares));

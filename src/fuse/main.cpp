@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <set>
@@ -71,49 +72,32 @@ void warn_if_not_locked() {
                  "/etc/security/limits.conf) or use encrypted swap.\n";
 }
 
-int run(int argc, char** argv) {
-    fs::MountArgs a = fs::parse_mount_args(argc, argv);
-    if (a.help) {
-        std::cout << kUsage;
-        return exit_code::ok;
-    }
-    if (a.version) {
-        std::cout << "mount.shamirfs 0.1.0 (storage format " << kFormatVersion << ")\n";
-        return exit_code::ok;
-    }
-    if (a.verbose || a.debug) log::set_level(log::Level::debug);
-    const std::string storage = absolute(a.storage, false);
-    const std::string mountpoint = absolute(a.mountpoint, true);
-
-    Store store(storage);
-    store.recover();
-    // Before prompting, the storage is read (a bad file is told before anyone
-    // types); with every credential from files or extpass it is read while the
-    // first KDF runs.
-    if (a.keyfiles.empty() || (a.passfiles.size() < a.keyfiles.size() && a.extpass.empty())) store.load();
-
+// The partitions the credentials open, with their documents and drafts.
+struct Unlocked {
     std::vector<fs::MountedPartition> parts;
     std::vector<SecureBuffer> docs;
     std::vector<std::optional<SecureBuffer>> drafts;
+};
+
+Unlocked unlock_partitions(Store& store, const fs::MountArgs& a, const std::string& storage) {
+    Unlocked u;
     std::set<std::string> labels;
     // The file is named after the label sealed in the partition (format 2),
     // whatever order the keys come in; -o label= overrides it.
     auto add = [&](MapKey key, const SecureBuffer& password, std::string label, bool explicit_label) {
         Partition p = store.unlock(key, password.view());
-        for (const auto& other : parts)
+        for (const auto& other : u.parts)
             if (other.partition.slot == p.slot) throw Error(Errc::usage, "the same partition is given twice");
         codec::Meta meta;
         codec::Opened opened = store.open(p, &meta);
         if (!explicit_label && !meta.label.empty()) label = meta.label;
         cli::check_label(label);
         if (!labels.insert(label).second) throw Error(Errc::usage, "label \"" + label + "\" is given twice");
-        docs.push_back(std::move(opened.document));
-        drafts.push_back(std::move(opened.draft));
-        parts.push_back({label, std::move(p)});
+        u.docs.push_back(std::move(opened.document));
+        u.drafts.push_back(std::move(opened.draft));
+        u.parts.push_back({label, std::move(p)});
     };
-    auto label_at = [&](std::size_t i, const std::string& fallback) {
-        return i < a.labels.size() ? a.labels[i] : fallback;
-    };
+    auto label_at = [&](std::size_t i, const std::string& fallback) { return i < a.labels.size() ? a.labels[i] : fallback; };
     auto password_for = [&](std::size_t i, const std::string& label) {
         if (i < a.passfiles.size()) return cli::read_secret_file(a.passfiles[i], "password file");
         if (!a.extpass.empty()) return cli::run_extpass(a.extpass, label, storage);
@@ -135,9 +119,110 @@ int run(int argc, char** argv) {
             add(std::move(key), password_for(i, label), label, i < a.labels.size());
         }
     }
-    if (parts.empty()) throw Error(Errc::usage, "nothing to mount: no partition was unlocked");
+    if (u.parts.empty()) throw Error(Errc::usage, "nothing to mount: no partition was unlocked");
+    return u;
+}
+
+// libfuse's handle, mount and signal handlers, undone in reverse order
+// whatever happens after they were set up.
+class FuseMount {
+public:
+    FuseMount(fs::MemFs& memfs, const fs::MountArgs& a, const std::string& storage, const std::string& mountpoint,
+              const char* argv0) {
+        try {
+            set_up(memfs, a, storage, mountpoint, argv0);
+        } catch (...) {
+            close();
+            throw;
+        }
+    }
+    ~FuseMount() { close(); }
+    FuseMount(const FuseMount&) = delete;
+    FuseMount& operator=(const FuseMount&) = delete;
+
+    // Serves requests until unmounted or signalled; true for a clean end
+    // (unmount, SIGTERM, SIGINT or SIGHUP).
+    bool serve() {
+        // Several threads take requests (the adapters let one at a time into
+        // the file system): a request is picked up by a thread already waiting
+        // for it, so a round trip costs a third of the single-threaded loop's
+        // on this kind of machine. Two idle threads are kept; more would only
+        // hold memory.
+        fuse_loop_config loop{};
+        loop.clone_fd = 0;
+        loop.max_idle_threads = 2;
+        const int rc = fuse_loop_mt(f_, &loop);
+        return rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP;
+    }
+
+private:
+    void set_up(fs::MemFs& memfs, const fs::MountArgs& a, const std::string& storage, const std::string& mountpoint,
+                const char* argv0) {
+        std::string opts = "fsname=" + escape_option(storage) + ",subtype=shamirfs";
+        for (const auto& k : a.kernel_options) opts += "," + k;
+        fuse_args args = FUSE_ARGS_INIT(0, nullptr);
+        fuse_opt_add_arg(&args, argv0);
+        fuse_opt_add_arg(&args, "-o");
+        fuse_opt_add_arg(&args, opts.c_str());
+        if (a.debug) fuse_opt_add_arg(&args, "-d");
+        f_ = fuse_new(&args, &fs::operations(), sizeof(fuse_operations), &memfs);
+        fuse_opt_free_args(&args);
+        if (f_ == nullptr) throw Error(Errc::usage, "cannot set up FUSE with options " + opts);
+        if (fuse_mount(f_, mountpoint.c_str()) != 0)
+            throw Error(Errc::io, "cannot mount on " + mountpoint + " (is /dev/fuse usable and fusermount3 installed?)");
+        mounted_ = true;
+        if (fuse_set_signal_handlers(fuse_get_session(f_)) != 0)
+            throw Error(Errc::io, "cannot install the signal handlers that unmount on SIGTERM and SIGINT");
+        handlers_ = true;
+    }
+    void close() {
+        if (handlers_) fuse_remove_signal_handlers(fuse_get_session(f_));
+        if (mounted_) fuse_unmount(f_);
+        if (f_) fuse_destroy(f_);
+        handlers_ = mounted_ = false;
+        f_ = nullptr;
+    }
+
+    fuse* f_ = nullptr;
+    bool mounted_ = false, handlers_ = false;
+};
+
+// Where locking costs nothing and cannot fail later (root, or no limit), lock
+// everything, libfuse's request buffers included; else SecureBuffers only.
+// Every mapping is either current or future when mlockall runs, so it may run
+// beside the loop's first requests (it takes ~0.4 ms, a third of what follows
+// the KDF).
+std::thread lock_all_memory() {
+    struct rlimit ml{};
+    if (::geteuid() != 0 && !(::getrlimit(RLIMIT_MEMLOCK, &ml) == 0 && ml.rlim_cur == RLIM_INFINITY)) return {};
+    return std::thread([] {
+        if (::mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0) log::warn("mlockall failed; secrets stay in locked buffers only");
+    });
+}
+
+int run(int argc, char** argv) {
+    fs::MountArgs a = fs::parse_mount_args(argc, argv);
+    if (a.help) {
+        std::cout << kUsage;
+        return exit_code::ok;
+    }
+    if (a.version) {
+        std::cout << "mount.shamirfs 0.1.0 (storage format " << kFormatVersion << ")\n";
+        return exit_code::ok;
+    }
+    if (a.verbose || a.debug) log::set_level(log::Level::debug);
+    const std::string storage = absolute(a.storage, false);
+    const std::string mountpoint = absolute(a.mountpoint, true);
+
+    Store store(storage);
+    store.recover();
+    // Before prompting, the storage is read (a bad file is told before anyone
+    // types); with every credential from files or extpass it is read while the
+    // first KDF runs.
+    if (a.keyfiles.empty() || (a.passfiles.size() < a.keyfiles.size() && a.extpass.empty())) store.load();
+    Unlocked u = unlock_partitions(store, a, storage);
     if (store.matrix().params().mode == StorageMode::deniable && !a.read_only)
-        std::cerr << "mount.shamirfs: deniable storage: every save rewrites every slot; the " << parts.size()
+        std::cerr << "mount.shamirfs: deniable storage: every save rewrites every slot; the " << u.parts.size()
                   << " partition(s) unlocked in this mount are kept, every other partition is ERASED at the first save\n";
 
     struct stat st{};
@@ -147,59 +232,25 @@ int run(int argc, char** argv) {
     fo.gid = a.gid.value_or(::getgid());
     fo.umask = a.umask;
     fo.memory_max = a.memory_max;
-    fs::MemFs memfs(store, std::move(parts), std::move(docs), std::move(drafts), fo, st.st_mtim);
+    fs::MemFs memfs(store, std::move(u.parts), std::move(u.docs), std::move(u.drafts), fo, st.st_mtim);
 
-    std::string opts = "fsname=" + escape_option(storage) + ",subtype=shamirfs";
-    for (const auto& k : a.kernel_options) opts += "," + k;
-    fuse_args args = FUSE_ARGS_INIT(0, nullptr);
-    fuse_opt_add_arg(&args, argv[0]);
-    fuse_opt_add_arg(&args, "-o");
-    fuse_opt_add_arg(&args, opts.c_str());
-    if (a.debug) fuse_opt_add_arg(&args, "-d");
-    fuse* f = fuse_new(&args, &fs::operations(), sizeof(fuse_operations), &memfs);
-    fuse_opt_free_args(&args);
-    if (f == nullptr) throw Error(Errc::usage, "cannot set up FUSE with options " + opts);
-    if (fuse_mount(f, mountpoint.c_str()) != 0) {
-        fuse_destroy(f);
-        throw Error(Errc::io, "cannot mount on " + mountpoint + " (is /dev/fuse usable and fusermount3 installed?)");
+    bool clean;
+    {
+        FuseMount mount(memfs, a, storage, mountpoint, argv[0]);
+        log::info("mounted " + storage + " on " + mountpoint);
+        warn_if_not_locked();
+        if (fuse_daemonize(a.foreground ? 1 : 0) != 0) log::warn("could not run in the background");
+        if (!a.foreground) {
+            log::use_syslog("mount.shamirfs");
+            memfs.relock();  // fork(2) does not pass memory locks on to the child
+        }
+        std::thread locker = lock_all_memory();
+        clean = mount.serve();
+        if (locker.joinable()) locker.join();
+        memfs.finish();  // commit what holds JSON, keep the rest as drafts
     }
-    fuse_session* se = fuse_get_session(f);
-    fuse_set_signal_handlers(se);
-    log::info("mounted " + storage + " on " + mountpoint);
-    warn_if_not_locked();
-    if (fuse_daemonize(a.foreground ? 1 : 0) != 0) log::warn("could not run in the background");
-    if (!a.foreground) {
-        log::use_syslog("mount.shamirfs");
-        memfs.relock();  // fork(2) does not pass memory locks on to the child
-    }
-    // Where locking costs nothing and cannot fail later (root, or no limit), lock
-    // everything, libfuse's request buffers included; else SecureBuffers only.
-    // Every mapping is either current or future when mlockall runs, so it may
-    // run beside the loop's first requests (it takes ~0.4 ms, a third of what
-    // follows the KDF).
-    std::thread locker;
-    struct rlimit ml{};
-    if (::geteuid() == 0 || (::getrlimit(RLIMIT_MEMLOCK, &ml) == 0 && ml.rlim_cur == RLIM_INFINITY)) {
-        locker = std::thread([] {
-            if (::mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0)
-                log::warn("mlockall failed; secrets stay in locked buffers only");
-        });
-    }
-    // Several threads take requests (the adapters let one at a time into the
-    // file system): a request is picked up by a thread already waiting for it,
-    // so a round trip costs a third of the single-threaded loop's on this
-    // kind of machine. Two idle threads are kept; more would only hold memory.
-    fuse_loop_config loop{};
-    loop.clone_fd = 0;
-    loop.max_idle_threads = 2;
-    int rc = fuse_loop_mt(f, &loop);
-    if (locker.joinable()) locker.join();
-    memfs.finish();  // commit valid drafts, log discarded ones
-    fuse_remove_signal_handlers(se);
-    fuse_unmount(f);
-    fuse_destroy(f);
     log::info("unmounted " + mountpoint);
-    return rc == 0 ? exit_code::ok : exit_code::io;
+    return clean ? exit_code::ok : exit_code::io;
 }
 
 }  // namespace

@@ -471,3 +471,12 @@ def test_a_mount_through_a_symlink_commits_to_the_real_file(storage, mount, work
         m.cleanup()
     assert link.is_symlink()
     assert storage.cat("a") == doc("through the link")
+
+
+def test_sigterm_ends_a_foreground_mount_cleanly(storage, mount):
+    m = mount()
+    m.path("a.json").write_bytes(doc("before the signal"))
+    m.proc.send_signal(signal.SIGTERM)
+    assert m.proc.wait(timeout=30) == 0  # mount.shamirfs(8): SIGTERM unmounts, exit status 0
+    wait_until(lambda: mounted_at(m.mnt) is None, 10, "the unmount after SIGTERM")
+    assert storage.cat("a") == doc("before the signal")
