@@ -154,6 +154,18 @@ public:
     // and label; returns its key. shrink: the capacity becomes the smallest
     // class that the unlocked partitions' documents need.
     MapKey add(std::span<const Partition* const> unlocked, std::string_view password, const std::string& label);
+
+    // Credentials that live as long as the data: the partition sealed again
+    // under a new password (passwd) or a new key secret (rekey), through the
+    // commit path; the old credentials stop working. Nothing else changes (a
+    // deniable storage keeps `keep` and erases the rest, as any commit).
+    // (`key` is the map key `p` was unlocked with.)
+    CommitResult passwd(const Partition& p, const MapKey& key, std::string_view new_password,
+                        std::span<const Partition* const> keep = {});
+    // rekey: `new_key` (make_map_key(p.slot)) replaces the key; the caller
+    // keeps it safe (written to its file) before calling.
+    CommitResult rekey(const Partition& p, const MapKey& new_key, std::string_view password,
+                       std::span<const Partition* const> keep = {});
     CommitResult shrink(std::span<const Partition* const> unlocked);
     // Recovery, structure, and every row of every slot checked for consistent
     // shares (needs no credentials: share IDs are public); with a partition also
@@ -179,6 +191,8 @@ private:
     // were done).
     void reload_for_commit(const Partition& p, CommitResult& r);
     void refuse_hard_links() const;
+    // The partition's document and draft sealed under `keys` (its slot stays).
+    CommitResult reseal_under(const Partition& p, const PartitionKeys& keys, std::span<const Partition* const> keep);
     // Lock held: writes the blobs into their slots (a deniable storage: random
     // codewords into every other slot), growing the capacity as they need,
     // and the file through the WAL; returns when the shares were made.

@@ -42,6 +42,8 @@ const char* kUsage =
     "                 [--passfile LABEL=FILE]...\n"
     "  cat STORAGE [--keyfile FILE] [--passfile FILE] [--draft]\n"
     "  status MOUNTPOINT\n"
+    "  passwd STORAGE [--keyfile FILE] [--passfile FILE] [--new-passfile FILE]\n"
+    "  rekey STORAGE [--keyfile FILE] [--passfile FILE] --new-key-out FILE\n"
     "  update STORAGE NEW.json|- [--keyfile FILE [--passfile FILE]]... [--dry-run]\n"
     "         (deniable storages: the first pair is updated, the others are kept; every other partition is erased)\n"
     "  add STORAGE --keyfile FILE [--passfile FILE]... --label L --key-out FILE [--new-passfile FILE] [--all-unlocked]\n"
@@ -422,6 +424,61 @@ int cmd_add(int argc, char** argv, int first) {
     return exit_code::ok;
 }
 
+// A new password, asked twice (again after a mismatch) or read from a file.
+SecureBuffer new_password(const Args& a, const std::string& what) {
+    if (auto f = a.value("new-passfile")) return cli::read_secret_file(*f, "password file");
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        SecureBuffer p1 = cli::prompt_secret("New password for " + what + ": ", "use --new-passfile FILE");
+        SecureBuffer p2 = cli::prompt_secret("Repeat the new password: ", "use --new-passfile FILE");
+        if (p1.view() == p2.view()) return p1;
+        std::cerr << "shamirfs: the two passwords differ; again\n";
+    }
+    throw Error(Errc::usage, "the new passwords differ");
+}
+
+int cmd_passwd(int argc, char** argv, int first) {
+    Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile", "new-passfile"}, {});
+    if (a.positional.size() != 1) throw Error(Errc::usage, "passwd needs exactly one STORAGE path");
+    Store store(a.positional[0]);
+    store.recover();
+    store.load();
+    MapKey key = obtain_key(a);
+    SecureBuffer pw = obtain_password(a);
+    Partition p = store.unlock(key, pw.view());
+    SecureBuffer npw = new_password(a, "this partition");
+    warn_if_deniable(store, 1);
+    store.passwd(p, key, npw.view());
+    std::cerr << "password changed: the old one no longer opens this partition (a lost password is a lost document)\n";
+    return exit_code::ok;
+}
+
+int cmd_rekey(int argc, char** argv, int first) {
+    Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile", "new-key-out"}, {});
+    if (a.positional.size() != 1) throw Error(Errc::usage, "rekey needs exactly one STORAGE path");
+    auto out = a.value("new-key-out");
+    if (!out) throw Error(Errc::usage, "rekey needs --new-key-out FILE");
+    if (struct stat st; ::stat(out->c_str(), &st) == 0) throw Error(Errc::usage, *out + " already exists");
+    Store store(a.positional[0]);
+    store.recover();
+    store.load();
+    MapKey key = obtain_key(a);
+    SecureBuffer pw = obtain_password(a);  // the partition keeps its password
+    Partition p = store.unlock(key, pw.view());
+    warn_if_deniable(store, 1);
+    // The new key is on disk before the storage knows it: if the commit fails
+    // it is removed, and the old key still works.
+    MapKey nk = make_map_key(p.slot);
+    write_key_file(*out, format_map_key(nk));
+    try {
+        store.rekey(p, nk, pw.view());
+    } catch (...) {
+        ::unlink(out->c_str());
+        throw;
+    }
+    std::cerr << "new key in " << *out << ": the old key no longer opens this partition (a lost key is a lost document)\n";
+    return exit_code::ok;
+}
+
 int cmd_shrink(int argc, char** argv, int first) {
     Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile"}, {"all-unlocked"});
     if (a.positional.size() != 1) throw Error(Errc::usage, "shrink needs exactly one STORAGE path");
@@ -493,6 +550,8 @@ int main(int argc, char** argv) {
         if (cmd == "info") return cmd_info(argc, argv, i + 1);
         if (cmd == "fsck") return cmd_fsck(argc, argv, i + 1);
         if (cmd == "add") return cmd_add(argc, argv, i + 1);
+        if (cmd == "passwd") return cmd_passwd(argc, argv, i + 1);
+        if (cmd == "rekey") return cmd_rekey(argc, argv, i + 1);
         if (cmd == "shrink") return cmd_shrink(argc, argv, i + 1);
         if (cmd[0] != '-' && argc - i >= 2) return exec_mount_helper(argc, argv, i);
         std::cerr << "shamirfs: unknown command \"" << cmd << "\"\n" << kUsage;

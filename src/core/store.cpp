@@ -530,6 +530,48 @@ CommitResult Store::save_draft(const Partition& p, const std::optional<std::span
     return r;
 }
 
+CommitResult Store::reseal_under(const Partition& p, const PartitionKeys& keys, std::span<const Partition* const> keep) {
+    auto t0 = Clock::now();
+    Rng rng;
+    FileLock lock = lock_storage(path_, options_);
+    Wal(path_).recover();
+    refuse_hard_links();
+    CommitResult r;
+    reload_for_commit(p, r);
+    codec::Meta meta;
+    codec::Opened current = open(p, &meta);
+    ++meta.generation;
+    std::optional<std::span<const std::uint8_t>> draft;
+    if (current.draft) draft = current.draft->bytes();
+    auto blob = codec::seal(matrix_->params().version, current.document.bytes(), draft, meta, keys, rng,
+                            options_.compression_level);
+    r.document_bytes = current.document.size();
+    r.document_rows = rows_for_chunks(matrix_->params(), blob.size() / kChunkBytes);
+    std::vector<std::vector<std::uint8_t>> kept;
+    auto writes = writes_for(SlotWrite{p.slot, blob}, keep, rng, kept);
+    write_slots_locked(writes, rng, r);
+    r.seconds = since(t0);
+    return r;
+}
+
+CommitResult Store::passwd(const Partition& p, const MapKey& key, std::string_view new_password,
+                           std::span<const Partition* const> keep) {
+    if (new_password.empty()) throw Error(Errc::usage, "empty passwords are not allowed");
+    if (key.slot != p.slot || key.secret.size() != kKeySecretBytes) throw Error(Errc::internal, "the key is not the partition's");
+    PartitionKeys keys = derive_partition_keys(new_password, matrix().params().kdf, key.slot,
+                                               std::span<const std::uint8_t, kKeySecretBytes>(key.secret.data(), kKeySecretBytes));
+    return reseal_under(p, keys, keep);
+}
+
+CommitResult Store::rekey(const Partition& p, const MapKey& new_key, std::string_view password,
+                          std::span<const Partition* const> keep) {
+    if (password.empty()) throw Error(Errc::usage, "empty passwords are not allowed");
+    if (new_key.slot != p.slot || new_key.secret.size() != kKeySecretBytes) throw Error(Errc::internal, "a key of another slot");
+    PartitionKeys keys = derive_partition_keys(password, matrix().params().kdf, new_key.slot,
+                                               std::span<const std::uint8_t, kKeySecretBytes>(new_key.secret.data(), kKeySecretBytes));
+    return reseal_under(p, keys, keep);
+}
+
 MapKey Store::add(std::span<const Partition* const> unlocked, std::string_view password, const std::string& label) {
     if (password.empty()) throw Error(Errc::usage, "empty passwords are not allowed");
     const StorageParams params = matrix().params();

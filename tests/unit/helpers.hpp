@@ -17,6 +17,15 @@
 
 namespace testutil {
 
+// Under AddressSanitizer the unit tests run many times slower; the heaviest
+// randomized tests then take a tenth of their trials (that run is there for
+// memory errors, the ordinary run for the statistics).
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr int kTrialDivisor = 10;
+#else
+inline constexpr int kTrialDivisor = 1;
+#endif
+
 class TempDir {
 public:
     TempDir() {
