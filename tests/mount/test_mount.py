@@ -15,7 +15,7 @@ import time
 import pytest
 
 from mountlib import MARKER, MOUNT_HELPER, SHAMIRFS, Mount, doc, mounted_at, wait_until
-from sfs_common import EXIT_AUTH, EXIT_USAGE, Tmux, sh
+from sfs_common import EXIT_AUTH, EXIT_USAGE, Tmux, run, sh
 
 BASE = ["a.json", "b.json"]
 
@@ -218,7 +218,7 @@ def test_invalid_json_from_cp_and_cat_is_refused_and_nothing_is_lost(m):
 
 
 def test_invalid_json_from_vim_keeps_the_buffer_and_the_storage(m):
-    m.allow += [REFUSED_JSON, "discarded a text that could not be committed at unmount"]
+    m.allow.append(REFUSED_JSON)
     t = Tmux(f"sfsvim{os.getpid()}", f"vim -u DEFAULTS -i NONE --cmd 'set bsk=' {m.path('a.json')}")
     try:
         t.wait_for(MARKER)
@@ -279,15 +279,15 @@ def test_mount_lists_as_fuse_shamirfs_with_the_storage_as_source(m):
     assert fields[0] == str(m.storage.path) and fields[2] == "fuse.shamirfs"
 
 
-def test_unmount_commits_a_valid_draft_and_discards_an_invalid_one(storage, mount):
-    m = mount(allow=[REFUSED_JSON, "was refused: storage busy", "discarded a text that could not be committed"])
+def test_unmount_commits_a_valid_text_and_keeps_the_rest_as_a_draft(storage, mount):
+    m = mount(allow=[REFUSED_JSON, "was refused: storage busy"])
     lock = open(storage.dir / f".{storage.path.name}.shamirfs-lock", "a")
     fcntl.flock(lock, fcntl.LOCK_EX)      # the commit at close fails: storage busy
     with pytest.raises(OSError) as e:
         with open(m.path("a.json"), "wb") as f:
             f.write(doc("draft"))
     assert e.value.errno == errno.EBUSY
-    with open(m.path("b.json"), "wb") as f:  # also refused (busy); then made invalid without a write
+    with open(m.path("b.json"), "wb") as f:  # emptied: a pending text, not an error
         pass
     fcntl.flock(lock, fcntl.LOCK_UN)
     lock.close()
@@ -295,7 +295,8 @@ def test_unmount_commits_a_valid_draft_and_discards_an_invalid_one(storage, moun
     assert storage.cat("a") == doc("draft")
     assert "committed an unsaved text at unmount" in log
     assert storage.cat("b") == doc("other", 2)
-    assert "discarded a text that could not be committed at unmount" in log
+    assert "kept a text that could not be committed as a draft" in log
+    assert run("cat", storage.path, *storage.cred("b"), "--draft", check=True).stdout == b""
 
 
 def test_kill_9_of_the_daemon_in_a_commit_then_remount_recovers(storage, mount):
