@@ -516,18 +516,61 @@ int exec_mount_helper(int argc, char** argv, int first) {
 
 }  // namespace
 
+namespace {
+
+using Command = int (*)(int, char**, int);
+const std::vector<std::pair<std::string, Command>> kCommands = {
+    {"create", cmd_create}, {"cat", cmd_cat},       {"status", cmd_status}, {"update", cmd_update},
+    {"info", cmd_info},     {"fsck", cmd_fsck},     {"add", cmd_add},       {"passwd", cmd_passwd},
+    {"rekey", cmd_rekey},   {"shrink", cmd_shrink},
+};
+
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diag = row[0];
+        row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t up = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
+            diag = up;
+        }
+    }
+    return row[b.size()];
+}
+
+// The usage lines of one command (its entry in kUsage).
+std::string usage_of(const std::string& cmd) {
+    std::istringstream in(kUsage);
+    std::string line, out;
+    bool mine = false;
+    while (std::getline(in, line)) {
+        if (line.rfind("  " + cmd + " ", 0) == 0) mine = true;
+        else if (line.rfind("  ", 0) == 0 && line.rfind("   ", 0) != 0) mine = false;
+        if (mine) out += line + "\n";
+    }
+    return "usage: shamirfs [-v|-q] " + out.substr(2) + "See shamirfs(1).\n";
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
     // A core dump would hold keys and documents.
     struct rlimit no_core = {0, 0};
     ::setrlimit(RLIMIT_CORE, &no_core);
     ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    int i = 1;
-    for (; i < argc; ++i) {
-        std::string s = argv[i];
-        if (s == "-v" || s == "--verbose") log::set_level(log::Level::debug);
-        else if (s == "-q" || s == "--quiet") log::set_level(log::Level::error);
-        else break;
+    // -v and -q are global options, wherever they stand.
+    std::vector<char*> args;
+    for (int k = 0; k < argc; ++k) {
+        const std::string s = argv[k];
+        if (k > 0 && (s == "-v" || s == "--verbose")) log::set_level(log::Level::debug);
+        else if (k > 0 && (s == "-q" || s == "--quiet")) log::set_level(log::Level::error);
+        else args.push_back(argv[k]);
     }
+    argc = static_cast<int>(args.size());
+    argv = args.data();
+    const int i = 1;
     if (i >= argc) {
         std::cerr << kUsage;
         return exit_code::usage;
@@ -543,18 +586,26 @@ int main(int argc, char** argv) {
             std::cout << "shamirfs 0.1.0 (storage format " << kFormatVersion << ")\n";
             return exit_code::ok;
         }
-        if (cmd == "create") return cmd_create(argc, argv, i + 1);
-        if (cmd == "cat") return cmd_cat(argc, argv, i + 1);
-        if (cmd == "status") return cmd_status(argc, argv, i + 1);
-        if (cmd == "update") return cmd_update(argc, argv, i + 1);
-        if (cmd == "info") return cmd_info(argc, argv, i + 1);
-        if (cmd == "fsck") return cmd_fsck(argc, argv, i + 1);
-        if (cmd == "add") return cmd_add(argc, argv, i + 1);
-        if (cmd == "passwd") return cmd_passwd(argc, argv, i + 1);
-        if (cmd == "rekey") return cmd_rekey(argc, argv, i + 1);
-        if (cmd == "shrink") return cmd_shrink(argc, argv, i + 1);
-        if (cmd[0] != '-' && argc - i >= 2) return exec_mount_helper(argc, argv, i);
-        std::cerr << "shamirfs: unknown command \"" << cmd << "\"\n" << kUsage;
+        for (const auto& [name, run] : kCommands) {
+            if (cmd != name) continue;
+            for (int k = i + 1; k < argc; ++k)
+                if (std::string(argv[k]) == "--help" || std::string(argv[k]) == "-h") {
+                    std::cout << usage_of(name);
+                    return exit_code::ok;
+                }
+            return run(argc, argv, i + 1);
+        }
+        // "shamirfs STORAGE MOUNTPOINT -o ..." (mount.fuse3 and fstab): the first
+        // word is an existing file, never a mistyped command.
+        struct stat st;
+        if (cmd[0] != '-' && argc - i >= 2 && ::stat(cmd.c_str(), &st) == 0 && S_ISREG(st.st_mode))
+            return exec_mount_helper(argc, argv, i);
+        std::string nearest;
+        std::size_t best = std::max<std::size_t>(2, cmd.size() / 2) + 1;  // suggest within a few edits
+        for (const auto& [name, run] : kCommands)
+            if (std::size_t d = edit_distance(cmd, name); d < best) best = d, nearest = name;
+        std::cerr << "shamirfs: unknown command \"" << cmd << "\""
+                  << (nearest.empty() ? "" : "; did you mean " + nearest + "?") << "\n(shamirfs --help for usage)\n";
         return exit_code::usage;
     } catch (const Error& e) {
         std::cerr << "shamirfs: " << e.what() << "\n";

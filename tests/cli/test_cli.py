@@ -194,3 +194,17 @@ def test_golden_storage_reads_through_the_cli(workdir):
     pw.write_text("golden password a\n")
     r = run("cat", DATA / "golden-v1.json", "--keyfile", DATA / "golden-v1.a.key", "--passfile", pw, check=True)
     assert r.stdout == (DATA / "golden-v1.a.json").read_bytes()
+
+
+def test_mistyped_commands_help_and_global_options(storage, workdir):
+    mnt = workdir / "mnt"
+    mnt.mkdir()
+    r = run("pasword", storage.path, mnt)
+    assert r.returncode == EXIT_USAGE and b"did you mean passwd?" in r.stderr
+    assert not os.path.ismount(mnt)
+    r = run("cat", "--help")
+    assert r.returncode == 0 and r.stdout.startswith(b"usage: shamirfs [-v|-q] cat STORAGE") and b"update" not in r.stdout
+    for cmd in ("create", "update", "info", "fsck", "add", "shrink", "passwd", "rekey", "status"):
+        assert run(cmd, "--help").stdout.startswith(f"usage: shamirfs [-v|-q] {cmd} ".encode()), cmd
+    # -v after the command is the global option it is before it.
+    assert run("info", storage.path, "-v").returncode == 0
