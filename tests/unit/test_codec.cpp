@@ -147,3 +147,21 @@ TEST_CASE("version 2 seals the label, generation, time and a draft beside the do
     auto v1 = codec::seal(1, testutil::bytes(doc), std::nullopt, {}, k, rng);
     CHECK_FALSE(codec::open_header(2, std::span(v1).first(codec::prefix_bytes(2)), k));
 }
+
+TEST_CASE("a text that does not compress is sealed too (the larger compression buffer)", "[codec]") {
+    version = 2;
+    Rng rng;
+    auto k = keys_from(5);
+    std::vector<std::uint8_t> noise(300000), draft(200000);
+    rng.fill(noise);
+    rng.fill(draft);
+    auto blob = codec::seal(2, noise, std::span<const std::uint8_t>(draft), {}, k, rng);
+    auto h = codec::open_header(2, first(blob), k);
+    REQUIRE(h);
+    CHECK(h->compressed_len > noise.size() / 3);
+    auto back = codec::open_body(blob, *h, k);
+    REQUIRE(back);
+    CHECK(std::equal(noise.begin(), noise.end(), back->document.data()));
+    REQUIRE(back->draft);
+    CHECK(std::equal(draft.begin(), draft.end(), back->draft->data()));
+}
