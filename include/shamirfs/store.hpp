@@ -191,8 +191,10 @@ private:
     // were done).
     void reload_for_commit(const Partition& p, CommitResult& r);
     void refuse_hard_links() const;
-    // The partition's document and draft sealed under `keys` (its slot stays).
-    CommitResult reseal_under(const Partition& p, const PartitionKeys& keys, std::span<const Partition* const> keep);
+    // The partition's document sealed again under `keys` (its slot stays),
+    // with its draft, or with `*new_draft` instead when given.
+    CommitResult reseal_under(const Partition& p, const PartitionKeys& keys, std::span<const Partition* const> keep,
+                              const std::optional<std::span<const std::uint8_t>>* new_draft = nullptr);
     // Lock held: writes the blobs into their slots (a deniable storage: random
     // codewords into every other slot), growing the capacity as they need,
     // and the file through the WAL; returns when the shares were made.

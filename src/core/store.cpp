@@ -506,31 +506,15 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
 
 CommitResult Store::save_draft(const Partition& p, const std::optional<std::span<const std::uint8_t>>& draft,
                                std::span<const Partition* const> keep) {
-    auto t0 = Clock::now();
     if (matrix().params().version < 2)
         throw Error(Errc::usage, "this storage is format 1, which keeps no drafts");
-    Rng rng;
-    FileLock lock = lock_storage(path_, options_);
-    Wal(path_).recover();
-    refuse_hard_links();
-    CommitResult r;
-    reload_for_commit(p, r);
-    codec::Meta meta;
-    codec::Opened current = open(p, &meta);
-    ++meta.generation;
-    auto blob = codec::seal(matrix_->params().version, current.document.bytes(), draft, meta, p.keys, rng,
-                            options_.compression_level);
-    r.document_bytes = current.document.size();
-    r.document_rows = rows_for_chunks(matrix_->params(), blob.size() / kChunkBytes);
-    std::vector<std::vector<std::uint8_t>> kept;
-    auto writes = writes_for(SlotWrite{p.slot, blob}, keep, rng, kept);
-    write_slots_locked(writes, rng, r);
-    r.seconds = since(t0);
+    CommitResult r = reseal_under(p, p.keys, keep, &draft);
     log::info(draft ? "kept a draft in " + path_ : "dropped the draft kept in " + path_);
     return r;
 }
 
-CommitResult Store::reseal_under(const Partition& p, const PartitionKeys& keys, std::span<const Partition* const> keep) {
+CommitResult Store::reseal_under(const Partition& p, const PartitionKeys& keys, std::span<const Partition* const> keep,
+                                 const std::optional<std::span<const std::uint8_t>>* new_draft) {
     auto t0 = Clock::now();
     Rng rng;
     FileLock lock = lock_storage(path_, options_);
@@ -542,7 +526,8 @@ CommitResult Store::reseal_under(const Partition& p, const PartitionKeys& keys, 
     codec::Opened current = open(p, &meta);
     ++meta.generation;
     std::optional<std::span<const std::uint8_t>> draft;
-    if (current.draft) draft = current.draft->bytes();
+    if (new_draft) draft = *new_draft;
+    else if (current.draft) draft = current.draft->bytes();
     auto blob = codec::seal(matrix_->params().version, current.document.bytes(), draft, meta, keys, rng,
                             options_.compression_level);
     r.document_bytes = current.document.size();
