@@ -216,20 +216,43 @@ int cmd_create(int argc, char** argv, int first) {
             passwords.push_back(cli::read_secret_file(it->second, "password file"));
             continue;
         }
+        // A mistyped confirmation asks again: nothing typed so far is lost.
         std::string hint = "use --passfile " + l + "=FILE";
-        SecureBuffer p1 = cli::prompt_secret("Password for partition " + l + ": ", hint);
-        SecureBuffer p2 = cli::prompt_secret("Repeat the password for partition " + l + ": ", hint);
-        if (p1.view() != p2.view()) throw Error(Errc::usage, "the passwords for partition " + l + " differ");
-        passwords.push_back(std::move(p1));
+        for (int attempt = 1;; ++attempt) {
+            SecureBuffer p1 = cli::prompt_secret("Password for partition " + l + ": ", hint);
+            SecureBuffer p2 = cli::prompt_secret("Repeat the password for partition " + l + ": ", hint);
+            if (p1.view() == p2.view()) {
+                passwords.push_back(std::move(p1));
+                break;
+            }
+            if (attempt == 3) throw Error(Errc::usage, "the passwords for partition " + l + " differ");
+            std::cerr << "shamirfs: the two passwords differ; again\n";
+        }
     }
     CreateResult r = Store::create(a.positional[0], spec, passwords);
-    for (std::size_t i = 0; i < labels.size(); ++i) {
-        SecureBuffer key = format_map_key(r.keys[i]);
-        if (key_dir) write_key_file(*key_dir + "/" + labels[i] + ".key", key);
-        else print_key(labels[i], key);
+    // A storage whose keys are not safely written can never be opened: if a
+    // key file cannot be written, the new storage (it holds nothing yet) and
+    // the keys written so far are removed, and the error is reported.
+    std::vector<std::string> written;
+    try {
+        for (std::size_t i = 0; i < labels.size(); ++i) {
+            SecureBuffer key = format_map_key(r.keys[i]);
+            if (!key_dir) {
+                print_key(labels[i], key);
+                continue;
+            }
+            const std::string path = *key_dir + "/" + labels[i] + ".key";
+            write_key_file(path, key);
+            written.push_back(path);
+        }
+    } catch (const Error& e) {
+        for (const auto& path : written) ::unlink(path.c_str());
+        ::unlink(a.positional[0].c_str());
+        throw Error(e.code(), std::string(e.what()) + "; the new storage was removed again (without its keys it could never be opened)");
     }
     std::cerr << "created " << a.positional[0] << ": " << labels.size() << " partition(s), capacity " << r.capacity
-              << " rows, " << r.bytes_written << " bytes" << (key_dir ? ", keys in " + *key_dir : "") << "\n";
+              << " rows, " << r.bytes_written << " bytes" << (key_dir ? ", keys in " + *key_dir : "") << "\n"
+              << "A lost key or password is a lost document: keep a copy of every key, apart from the storage.\n";
     if (spec.mode == StorageMode::deniable)
         std::cerr << "deniable storage: every commit rewrites every slot, and a partition that is not unlocked when a\n"
                      "commit happens is ERASED. Unlock every partition you keep whenever you write (several\n"

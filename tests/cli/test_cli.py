@@ -176,17 +176,37 @@ def test_prompts_read_key_and_password_without_echo(storage):
 
 
 def test_create_asks_each_password_twice(workdir):
-    rc, shown = talk([str(SHAMIRFS), "create", str(workdir / "p.json"), "--partitions", "1", *CHEAP_KDF],
-                      [(b"Password for partition a:", b"pw one"),
-                       (b"Repeat the password for partition a:", b"pw two")])
+    mismatch = [(b"Password for partition a:", b"pw one"), (b"Repeat the password for partition a:", b"pw two")]
+    # Three mismatched confirmations: an error, and nothing on disk.
+    rc, shown = talk([str(SHAMIRFS), "create", str(workdir / "p.json"), "--partitions", "1", *CHEAP_KDF], mismatch * 3)
     assert rc == EXIT_USAGE and b"differ" in shown
     assert not (workdir / "p.json").exists()
+    # A mistyped confirmation asks again; nothing typed before is lost.
     rc, shown = talk([str(SHAMIRFS), "create", str(workdir / "p.json"), "--partitions", "1", *CHEAP_KDF],
-                      [(b"Password for partition a:", b"pw same"),
-                       (b"Repeat the password for partition a:", b"pw same")])
+                      mismatch + [(b"Password for partition a:", b"pw same"),
+                                  (b"Repeat the password for partition a:", b"pw same")])
     assert rc == 0, shown
+    assert b"the two passwords differ; again" in shown
     assert re.search(rb"a: sfk1-[a-z2-7-]{41}", shown)
+    assert b"lost key or password is a lost document" in shown
     assert b"pw same" not in shown
+
+
+def test_create_never_leaves_a_storage_whose_keys_were_not_written(workdir):
+    keys = workdir / "keys"
+    keys.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(keys)], check=True)
+    try:
+        (keys / "filler").write_bytes(b"x" * 4096)  # the key directory is full
+        pw = workdir / "pw"
+        pw.write_text("pw\n")
+        r = run("create", workdir / "k.json", "--key-dir", keys, *CHEAP_KDF, "--passfile", f"a={pw}",
+                "--passfile", f"b={pw}")
+        assert r.returncode != 0 and b"the new storage was removed again" in r.stderr, r.stderr
+        assert not (workdir / "k.json").exists()
+        assert sorted(p.name for p in keys.iterdir()) == ["filler"]
+    finally:
+        subprocess.run(["umount", str(keys)], check=True)
 
 
 def test_golden_storage_reads_through_the_cli(workdir):
