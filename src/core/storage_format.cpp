@@ -247,9 +247,11 @@ Matrix parse_storage2(BigBuffer text, const Header2& h) {
     if (!h.primary_ok) {
         std::memcpy(t, head.data(), head.size());
         notes.push_back("the header is damaged; its copy at the end of the file is intact and was used");
-    } else if (std::string_view(t + want - tail.size(), tail.size()) != tail) {
+    }
+    // (Checked either way: an intact copy can still sit in damaged bytes.)
+    if (std::string_view(t + want - tail.size(), tail.size()) != tail) {
         std::memcpy(t + want - tail.size(), tail.data(), tail.size());
-        notes.push_back("the copy of the header at the end of the file is damaged");
+        notes.push_back("the end of the file (the copy of the header) is damaged");
     }
     const std::size_t column_step = h.capacity * kCellChars + 4;
     std::size_t damaged = 0, first_damage = 0;

@@ -218,3 +218,18 @@ TEST_CASE("damage beyond the limit is reported as damage, and repair never guess
     CHECK(r.repaired_cells == 0);
     CHECK(testutil::read_file(d.path) == text);
 }
+
+TEST_CASE("a damaged header with damage around its intact copy is set right in one read", "[damage]") {
+    // Found by the fuzzer: the copy was used, but the bytes before it stayed
+    // damaged until a second read.
+    Damaged d(2000);
+    std::string text = d.good;
+    text[20] = 'x';                                   // the header
+    const std::size_t copy = text.rfind("\"copy\":\"");
+    text[copy - 2] = '?';                             // the "," before the copy
+    Matrix m = parse_storage(text, test_kdf_limits());
+    CHECK(m.load_notes.size() == 2);
+    CHECK(std::string(m.file_text()) == d.good);
+    CHECK(parse_storage(std::string(m.file_text()), test_kdf_limits()).load_notes.empty());
+    d.check_survives(text, "header and the bytes before its copy");
+}
