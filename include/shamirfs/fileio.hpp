@@ -21,6 +21,7 @@ class FileLock {
 public:
     FileLock(const std::string& lock_path, int tries, std::chrono::milliseconds backoff);
     ~FileLock();
+    FileLock(FileLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
     FileLock(const FileLock&) = delete;
     FileLock& operator=(const FileLock&) = delete;
 

@@ -190,6 +190,9 @@ private:
     // partition's slot and the file through the WAL (returns when the shares
     // were done).
     void reload_for_commit(const Partition& p, CommitResult& r);
+    // The first steps of every commit: the lock, recovery, the hard-link
+    // check, and the file read again if another writer replaced it.
+    FileLock lock_for_commit(const Partition& p, CommitResult& r);
     void refuse_hard_links() const;
     // The partition's document sealed again under `keys` (its slot stays),
     // with its draft, or with `*new_draft` instead when given.

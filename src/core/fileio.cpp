@@ -54,7 +54,9 @@ FileLock::FileLock(const std::string& lock_path, int tries, std::chrono::millise
     }
 }
 
-FileLock::~FileLock() { ::close(fd_); }
+FileLock::~FileLock() {
+    if (fd_ >= 0) ::close(fd_);
+}
 
 FileHandle::~FileHandle() {
     if (fd_ >= 0) ::close(fd_);

@@ -70,6 +70,12 @@ std::string damaged_message(const Matrix& m) {
 
 [[noreturn]] void auth_failed() { throw Error(Errc::auth_failed, kAuthFailedMessage); }
 
+// The keys that `password` and `key` give in a storage of these KDF parameters.
+PartitionKeys keys_of(std::string_view password, const KdfParams& kdf, const MapKey& key) {
+    return derive_partition_keys(password, kdf, key.slot,
+                                 std::span<const std::uint8_t, kKeySecretBytes>(key.secret.data(), kKeySecretBytes));
+}
+
 // Follows write_slot's blocks, finished in any order, for the writer of the
 // new file: first every byte the slot does not touch, then each finished
 // block's bytes.
@@ -257,8 +263,7 @@ CreateResult Store::create(const std::string& path, const CreateSpec& spec, cons
     static const std::uint8_t kEmpty[] = {'{', '}'};
     for (unsigned i = 0; i < spec.partitions; ++i) {
         MapKey key = make_map_key(slots[i]);
-        Partition p{key.slot, {}, derive_partition_keys(passwords[i].view(), params.kdf, key.slot,
-                                                        std::span<const std::uint8_t, kKeySecretBytes>(key.secret.data(), kKeySecretBytes))};
+        Partition p{key.slot, {}, keys_of(passwords[i].view(), params.kdf, key)};
         codec::Meta meta;
         if (params.version >= 2) meta.label = spec.labels.empty() ? std::string(1, static_cast<char>('a' + i % 26)) : spec.labels[i];
         auto blob = codec::seal(params.version, kEmpty, std::nullopt, meta, p.keys, rng, options.compression_level);
@@ -342,8 +347,7 @@ namespace {
 
 // What the next commit of a partition seals in its header: the label kept,
 // the generation one more, the time now.
-codec::Meta next_meta(const codec::Header& current) {
-    codec::Meta m = current.meta;
+codec::Meta next_meta(codec::Meta m) {
     ++m.generation;
     m.time = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
                                             std::chrono::system_clock::now().time_since_epoch())
@@ -368,7 +372,7 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
     if (!current) auth_failed();
     const unsigned version = matrix().params().version;
     auto seal = [&](const codec::Header& h) {
-        return codec::seal(version, document, std::nullopt, next_meta(h), p.keys, rng, options_.compression_level);
+        return codec::seal(version, document, std::nullopt, next_meta(h.meta), p.keys, rng, options_.compression_level);
     };
     auto sealing = std::async(std::launch::async, [&] { return seal(*current); });
     try {
@@ -379,11 +383,8 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
     }
     auto blob = sealing.get();
     auto t_sealed = Clock::now();
-    FileLock lock = lock_storage(path_, options_);
-    Wal(path_).recover();
-    refuse_hard_links();
     CommitResult r;
-    reload_for_commit(p, r);
+    FileLock lock = lock_for_commit(p, r);
     auto locked = header_of(*matrix_, p);
     if (!locked || locked->version != version) auth_failed();  // the file was replaced by another storage
     if (locked->meta.generation != current->meta.generation || locked->meta.label != current->meta.label) blob = seal(*locked);
@@ -408,6 +409,14 @@ void Store::refuse_hard_links() const {
         throw Error(Errc::usage, path_ + " has " + std::to_string(st.st_nlink) +
                                      " hard links: a commit replaces the file by rename, so the other names would keep "
                                      "the old version; remove the other links (a symlink is fine)");
+}
+
+FileLock Store::lock_for_commit(const Partition& p, CommitResult& r) {
+    FileLock lock = lock_storage(path_, options_);
+    Wal(path_).recover();
+    refuse_hard_links();
+    reload_for_commit(p, r);
+    return lock;
 }
 
 void Store::reload_for_commit(const Partition& p, CommitResult& r) {
@@ -442,7 +451,7 @@ std::vector<SlotWrite> Store::writes_for(std::optional<SlotWrite> own, std::span
         try {
             codec::Opened o = open(*q, &meta);
             std::optional<std::span<const std::uint8_t>> draft;
-            if (o.draft) draft = std::span<const std::uint8_t>(o.draft->data(), o.draft->size());
+            if (o.draft) draft = o.draft->bytes();
             blobs.push_back(codec::seal(matrix_->params().version, o.document.bytes(), draft, meta, q->keys, rng,
                                         options_.compression_level));
         } catch (const Error& e) {
@@ -517,18 +526,14 @@ CommitResult Store::reseal_under(const Partition& p, const PartitionKeys& keys, 
                                  const std::optional<std::span<const std::uint8_t>>* new_draft) {
     auto t0 = Clock::now();
     Rng rng;
-    FileLock lock = lock_storage(path_, options_);
-    Wal(path_).recover();
-    refuse_hard_links();
     CommitResult r;
-    reload_for_commit(p, r);
+    FileLock lock = lock_for_commit(p, r);
     codec::Meta meta;
     codec::Opened current = open(p, &meta);
-    ++meta.generation;
     std::optional<std::span<const std::uint8_t>> draft;
     if (new_draft) draft = *new_draft;
     else if (current.draft) draft = current.draft->bytes();
-    auto blob = codec::seal(matrix_->params().version, current.document.bytes(), draft, meta, keys, rng,
+    auto blob = codec::seal(matrix_->params().version, current.document.bytes(), draft, next_meta(meta), keys, rng,
                             options_.compression_level);
     r.document_bytes = current.document.size();
     r.document_rows = rows_for_chunks(matrix_->params(), blob.size() / kChunkBytes);
@@ -543,18 +548,14 @@ CommitResult Store::passwd(const Partition& p, const MapKey& key, std::string_vi
                            std::span<const Partition* const> keep) {
     if (new_password.empty()) throw Error(Errc::usage, "empty passwords are not allowed");
     if (key.slot != p.slot || key.secret.size() != kKeySecretBytes) throw Error(Errc::internal, "the key is not the partition's");
-    PartitionKeys keys = derive_partition_keys(new_password, matrix().params().kdf, key.slot,
-                                               std::span<const std::uint8_t, kKeySecretBytes>(key.secret.data(), kKeySecretBytes));
-    return reseal_under(p, keys, keep);
+    return reseal_under(p, keys_of(new_password, matrix().params().kdf, key), keep);
 }
 
 CommitResult Store::rekey(const Partition& p, const MapKey& new_key, std::string_view password,
                           std::span<const Partition* const> keep) {
     if (password.empty()) throw Error(Errc::usage, "empty passwords are not allowed");
     if (new_key.slot != p.slot || new_key.secret.size() != kKeySecretBytes) throw Error(Errc::internal, "a key of another slot");
-    PartitionKeys keys = derive_partition_keys(password, matrix().params().kdf, new_key.slot,
-                                               std::span<const std::uint8_t, kKeySecretBytes>(new_key.secret.data(), kKeySecretBytes));
-    return reseal_under(p, keys, keep);
+    return reseal_under(p, keys_of(password, matrix().params().kdf, new_key), keep);
 }
 
 MapKey Store::add(std::span<const Partition* const> unlocked, std::string_view password, const std::string& label) {
@@ -566,18 +567,14 @@ MapKey Store::add(std::span<const Partition* const> unlocked, std::string_view p
         if (std::none_of(unlocked.begin(), unlocked.end(), [&](const Partition* q) { return q->slot == s; })) free.push_back(s);
     if (free.empty()) throw Error(Errc::usage, "every slot holds an unlocked partition: the storage is full");
     MapKey key = make_map_key(free[randombytes_uniform(static_cast<std::uint32_t>(free.size()))]);
-    Partition p{key.slot, {}, derive_partition_keys(password, params.kdf, key.slot,
-                                                    std::span<const std::uint8_t, kKeySecretBytes>(key.secret.data(), kKeySecretBytes))};
+    Partition p{key.slot, {}, keys_of(password, params.kdf, key)};
     Rng rng;
     codec::Meta meta;
     meta.label = label;
     static const std::uint8_t kEmpty[] = {'{', '}'};
     auto blob = codec::seal(params.version, kEmpty, std::nullopt, meta, p.keys, rng, options_.compression_level);
-    FileLock lock = lock_storage(path_, options_);
-    Wal(path_).recover();
-    refuse_hard_links();
     CommitResult r;
-    reload_for_commit(p, r);
+    FileLock lock = lock_for_commit(p, r);
     if (!(matrix_->params().slots == params.slots && matrix_->params().kdf.salt == params.kdf.salt))
         throw Error(Errc::usage, "the storage was replaced while the key was made; run add again");
     std::vector<std::vector<std::uint8_t>> kept;
@@ -610,21 +607,11 @@ CommitResult Store::shrink(std::span<const Partition* const> unlocked) {
     std::vector<std::vector<std::uint8_t>> kept;
     auto writes = writes_for(std::nullopt, unlocked, rng, kept);  // read before the rows go
     m.shrink(target);
-    if (m.params().mode == StorageMode::deniable) {
-        const std::size_t before = r.capacity_before;
-        write_slots_locked(writes, rng, r);
-        r.capacity_before = before;
-    } else {
-        try {
-            write_locked(m.file_text(), false);
-        } catch (...) {
-            matrix_.reset();
-            loaded_identity_.reset();
-            throw;
-        }
-        r.capacity_after = m.capacity();
-        r.bytes_written = m.file_text().size();
-    }
+    // A shared storage writes nothing new (the rows kept are as they were); a
+    // deniable one the kept partitions and random codewords.
+    const std::size_t before = r.capacity_before;
+    write_slots_locked(writes, rng, r);
+    r.capacity_before = before;
     r.seconds = since(t0);
     return r;
 }
