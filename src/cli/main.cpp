@@ -85,15 +85,44 @@ SecureBuffer obtain_password(const Args& a) {
     return cli::prompt_secret("Password: ", "use --passfile FILE");
 }
 
-// Recovery, then the partition the command line's (or the prompted) key and password open.
-// Before prompting, the storage is read (a bad file is told before anyone types);
-// with both from files it is read while the KDF runs.
-Partition open_partition(Store& store, const Args& a) {
+// Recovery, then the partition the command line's (or the prompted) key and
+// password open, with the key and password (passwd and rekey need them).
+// Before prompting, the storage is read (a bad file is told before anyone
+// types); with both from files it is read while the KDF runs.
+struct Unlocked {
+    MapKey key;
+    SecureBuffer password;
+    Partition partition;
+};
+Unlocked unlock_one(Store& store, const Args& a) {
     store.recover();
     if (!a.value("keyfile") || !a.value("passfile")) store.load();
     MapKey key = obtain_key(a);
     SecureBuffer pw = obtain_password(a);
-    return store.unlock(key, pw.view());
+    Partition p = store.unlock(key, pw.view());
+    return {std::move(key), std::move(pw), std::move(p)};
+}
+
+Partition open_partition(Store& store, const Args& a) { return std::move(unlock_one(store, a).partition); }
+
+// A password asked twice on the terminal, again after a mismatch (three tries).
+SecureBuffer ask_twice(const std::string& prompt, const std::string& repeat, const std::string& hint,
+                       const std::string& what) {
+    for (int attempt = 1;; ++attempt) {
+        SecureBuffer p1 = cli::prompt_secret(prompt, hint);
+        SecureBuffer p2 = cli::prompt_secret(repeat, hint);
+        if (p1.view() == p2.view()) return p1;
+        if (attempt == 3) throw Error(Errc::usage, "the " + what + " differ");
+        std::cerr << "shamirfs: the two passwords differ; again\n";
+    }
+}
+
+// The key's line: the key and a newline, in locked memory.
+SecureBuffer key_line(const SecureBuffer& key) {
+    SecureBuffer line(key.size() + 1);
+    std::copy(key.data(), key.data() + key.size(), line.data());
+    line.data()[key.size()] = '\n';
+    return line;
 }
 
 // Every --keyfile (with the --passfile at the same position, or a prompted
@@ -142,20 +171,12 @@ void require_all_unlocked(Store& store, const Args& a, const char* what) {
 }
 
 // A key file: the key's line, 0600, never over an existing file, fsynced.
-void write_key_file(const std::string& path, const SecureBuffer& key) {
-    SecureBuffer line(key.size() + 1);
-    std::copy(key.data(), key.data() + key.size(), line.data());
-    line.data()[key.size()] = '\n';
-    write_new_file(path, line.view());
-}
+void write_key_file(const std::string& path, const SecureBuffer& key) { write_new_file(path, key_line(key).view()); }
 
 // "LABEL: key" on standard output, the key never in an ordinary string.
 void print_key(const std::string& label, const SecureBuffer& key) {
     std::cout << label << ": " << std::flush;
-    SecureBuffer line(key.size() + 1);
-    std::copy(key.data(), key.data() + key.size(), line.data());
-    line.data()[key.size()] = '\n';
-    cli::write_stdout(line);
+    cli::write_stdout(key_line(key));
 }
 
 int cmd_create(int argc, char** argv, int first) {
@@ -217,17 +238,8 @@ int cmd_create(int argc, char** argv, int first) {
             continue;
         }
         // A mistyped confirmation asks again: nothing typed so far is lost.
-        std::string hint = "use --passfile " + l + "=FILE";
-        for (int attempt = 1;; ++attempt) {
-            SecureBuffer p1 = cli::prompt_secret("Password for partition " + l + ": ", hint);
-            SecureBuffer p2 = cli::prompt_secret("Repeat the password for partition " + l + ": ", hint);
-            if (p1.view() == p2.view()) {
-                passwords.push_back(std::move(p1));
-                break;
-            }
-            if (attempt == 3) throw Error(Errc::usage, "the passwords for partition " + l + " differ");
-            std::cerr << "shamirfs: the two passwords differ; again\n";
-        }
+        passwords.push_back(ask_twice("Password for partition " + l + ": ", "Repeat the password for partition " + l + ": ",
+                                      "use --passfile " + l + "=FILE", "passwords for partition " + l));
     }
     CreateResult r = Store::create(a.positional[0], spec, passwords);
     // A storage whose keys are not safely written can never be opened: if a
@@ -450,27 +462,18 @@ int cmd_add(int argc, char** argv, int first) {
 // A new password, asked twice (again after a mismatch) or read from a file.
 SecureBuffer new_password(const Args& a, const std::string& what) {
     if (auto f = a.value("new-passfile")) return cli::read_secret_file(*f, "password file");
-    for (int attempt = 0; attempt < 3; ++attempt) {
-        SecureBuffer p1 = cli::prompt_secret("New password for " + what + ": ", "use --new-passfile FILE");
-        SecureBuffer p2 = cli::prompt_secret("Repeat the new password: ", "use --new-passfile FILE");
-        if (p1.view() == p2.view()) return p1;
-        std::cerr << "shamirfs: the two passwords differ; again\n";
-    }
-    throw Error(Errc::usage, "the new passwords differ");
+    return ask_twice("New password for " + what + ": ", "Repeat the new password: ", "use --new-passfile FILE",
+                     "new passwords");
 }
 
 int cmd_passwd(int argc, char** argv, int first) {
     Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile", "new-passfile"}, {});
     if (a.positional.size() != 1) throw Error(Errc::usage, "passwd needs exactly one STORAGE path");
     Store store(a.positional[0]);
-    store.recover();
-    store.load();
-    MapKey key = obtain_key(a);
-    SecureBuffer pw = obtain_password(a);
-    Partition p = store.unlock(key, pw.view());
+    Unlocked u = unlock_one(store, a);
     SecureBuffer npw = new_password(a, "this partition");
     warn_if_deniable(store, 1);
-    store.passwd(p, key, npw.view());
+    store.passwd(u.partition, u.key, npw.view());
     std::cerr << "password changed: the old one no longer opens this partition (a lost password is a lost document)\n";
     return exit_code::ok;
 }
@@ -482,18 +485,14 @@ int cmd_rekey(int argc, char** argv, int first) {
     if (!out) throw Error(Errc::usage, "rekey needs --new-key-out FILE");
     if (struct stat st; ::stat(out->c_str(), &st) == 0) throw Error(Errc::usage, *out + " already exists");
     Store store(a.positional[0]);
-    store.recover();
-    store.load();
-    MapKey key = obtain_key(a);
-    SecureBuffer pw = obtain_password(a);  // the partition keeps its password
-    Partition p = store.unlock(key, pw.view());
+    Unlocked u = unlock_one(store, a);  // the partition keeps its password
     warn_if_deniable(store, 1);
     // The new key is on disk before the storage knows it: if the commit fails
     // it is removed, and the old key still works.
-    MapKey nk = make_map_key(p.slot);
+    MapKey nk = make_map_key(u.partition.slot);
     write_key_file(*out, format_map_key(nk));
     try {
-        store.rekey(p, nk, pw.view());
+        store.rekey(u.partition, nk, u.password.view());
     } catch (...) {
         ::unlink(out->c_str());
         throw;
