@@ -118,13 +118,15 @@ MemFs::MemFs(Store& store, std::vector<MountedPartition> partitions, std::vector
         if (i < drafts.size() && drafts[i]) {
             auto d = file(std::move(*drafts[i]));
             state_[i].draft_hash = content_hash(d->content());
-            entries_[parts_[i].label + ".draft.json"] = d;
+            entries_[draft_name(i)] = d;
         }
     }
 }
 
+std::string MemFs::draft_name(std::size_t part) const { return parts_[part].label + ".draft.json"; }
+
 std::shared_ptr<MemFs::Node> MemFs::draft_node(std::size_t part) const {
-    auto it = entries_.find(parts_[part].label + ".draft.json");
+    auto it = entries_.find(draft_name(part));
     return it == entries_.end() || it->second->is_symlink ? nullptr : it->second;
 }
 
@@ -357,7 +359,7 @@ int MemFs::commit(const std::shared_ptr<Node>& n, int part, const char* why) {
         st.committed_at = now();
         st.refusal.clear();
         st.draft_hash.reset();  // a commit drops the draft kept beside the document
-        if (auto d = draft_node(i)) entries_.erase(label + ".draft.json");
+        if (draft_node(i)) entries_.erase(draft_name(i));
         n->error.clear();
         log::info(std::string("committed at ") + why);
         log::debug("partition " + label + ": committed at " + why + " (" + std::to_string(r.document_bytes) +
@@ -571,7 +573,7 @@ std::vector<std::pair<std::string, std::size_t>> MemFs::scratch_files() const {
     for (const auto& [name, n] : entries_) {
         if (partition_index(name) >= 0 || editor_temporary(name)) continue;
         bool draft = false;
-        for (const auto& p : parts_) draft = draft || name == p.label + ".draft.json";
+        for (std::size_t i = 0; i < parts_.size(); ++i) draft = draft || name == draft_name(i);
         if (!draft) out.emplace_back(name, n->size);
     }
     return out;
@@ -584,8 +586,7 @@ std::string MemFs::status() const {
         const PartState& st = state_[i];
         auto it = entries_.find(parts_[i].label + ".json");
         const bool pending = it != entries_.end() && content_hash(it->second->content()) != st.committed_hash;
-        auto d = draft_node(i);
-        const bool draft = d != nullptr || st.draft_hash.has_value();
+        const bool draft = draft_node(i) != nullptr || st.draft_hash.has_value();
         j["partitions"].push_back({{"label", parts_[i].label},
                                    {"last_commit", iso_time(st.committed_at)},
                                    {"uncommitted_text", pending},

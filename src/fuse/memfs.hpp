@@ -91,7 +91,8 @@ private:
     void fill_stat(const Node& n, struct stat* st) const;
     int resize(Node& n, std::size_t size);
 
-    // The drafts of partition i: the file "<label>.draft.json", if there is one.
+    // The draft of partition i: the file "<label>.draft.json", if there is one.
+    std::string draft_name(std::size_t part) const;
     std::shared_ptr<Node> draft_node(std::size_t part) const;
     std::vector<const Partition*> others(std::size_t part) const;
     std::vector<std::pair<std::string, std::size_t>> scratch_files() const;

@@ -174,6 +174,16 @@ std::vector<Bytes> coefficients_low512(const std::vector<unsigned long>& xs, con
     return out;
 }
 
+// The sealed header of a blob: nonce (24 bytes), then `size` bytes sealed
+// with XChaCha20-Poly1305 under the header key, associated data `ad`.
+Bytes open_sealed_header(const Bytes& blob, const Bytes& header_key, std::size_t size, const std::string& ad) {
+    Bytes header(size);
+    REQUIRE(crypto_aead_xchacha20poly1305_ietf_decrypt(header.data(), nullptr, nullptr, blob.data() + 24, size + 16,
+                                                       reinterpret_cast<const unsigned char*>(ad.data()), ad.size(),
+                                                       blob.data(), header_key.data()) == 0);
+    return header;
+}
+
 std::uint64_t le64(const Bytes& b, std::size_t at) {
     std::uint64_t v = 0;
     for (int i = 7; i >= 0; --i) v = (v << 8) | b[at + static_cast<std::size_t>(i)];
@@ -237,18 +247,10 @@ TEST_CASE("an independent reader built from man/shamirfs.5 opens the test vector
     }
 
     // The sealed document: nonce, sealed header, sealed zstd frame.
-    Bytes header(20);
-    static const std::string ad = "shamirfs/v1/header";
-    REQUIRE(crypto_aead_xchacha20poly1305_ietf_decrypt(header.data(), nullptr, nullptr, blob.data() + 24, 36,
-                                                       reinterpret_cast<const unsigned char*>(ad.data()), ad.size(),
-                                                       blob.data(), header_key.data()) == 0);
+    const Bytes header = open_sealed_header(blob, header_key, 20, "shamirfs/v1/header");
     CHECK(header[0] == 1);
     CHECK(header[1] == 1);
-    std::uint64_t clen = 0, dlen = 0;
-    for (int i = 7; i >= 0; --i) {
-        clen = (clen << 8) | header[4 + static_cast<std::size_t>(i)];
-        dlen = (dlen << 8) | header[12 + static_cast<std::size_t>(i)];
-    }
+    const std::uint64_t clen = le64(header, 4), dlen = le64(header, 12);
     REQUIRE(60 + clen + 16 <= blob.size());
     Bytes compressed(clen);
     REQUIRE(crypto_aead_xchacha20poly1305_ietf_decrypt(compressed.data(), nullptr, nullptr, blob.data() + 60, clen + 16,
@@ -317,11 +319,7 @@ TEST_CASE("an independent reader built from man/shamirfs.5 opens the format 2 te
     }
 
     // The sealed document: nonce, sealed 112-byte header, sealed document and draft.
-    Bytes header(112);
-    static const std::string ad = "shamirfs/v2/header";
-    REQUIRE(crypto_aead_xchacha20poly1305_ietf_decrypt(header.data(), nullptr, nullptr, blob.data() + 24, 128,
-                                                       reinterpret_cast<const unsigned char*>(ad.data()), ad.size(),
-                                                       blob.data(), header_key.data()) == 0);
+    const Bytes header = open_sealed_header(blob, header_key, 112, "shamirfs/v2/header");
     CHECK(header[0] == 2);
     CHECK(header[1] == 1);
     const std::uint64_t clen = le64(header, 8), dlen = le64(header, 16), draft_clen = le64(header, 24);
