@@ -123,6 +123,7 @@ private:
         return first_ + row * row_step_ + position(column) * column_step_;
     }
     char* cell_ptr(std::size_t row, unsigned column) { return text_.data() + cell_offset(row, column); }
+    void resize_rows(std::size_t new_capacity);  // grow_unfilled and shrink
 
     StorageParams params_;
     std::size_t capacity_ = 0;

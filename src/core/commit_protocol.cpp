@@ -179,7 +179,6 @@ FileHandle write_through_wal(const std::string& storage, std::string_view text, 
         fault::point("after-temp-write");
         wal.write({"ready", name, content_hash(text)});
         fault::point("after-wal-ready");
-        fault::point("before-rename");
         int rc = must_not_exist ? ::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, storage.c_str(), RENAME_NOREPLACE)
                                 : ::rename(temp.c_str(), storage.c_str());
         if (rc != 0) {

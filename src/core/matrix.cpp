@@ -252,27 +252,29 @@ void Matrix::grow(std::size_t new_capacity, Rng& rng) {
     for (unsigned s = 0; s < params_.slots && old < capacity_; ++s) randomize_slot(s, old, capacity_, rng);
 }
 
-std::size_t Matrix::grow_unfilled(std::size_t new_capacity) {
-    if (new_capacity <= capacity_) return capacity_;
-    Matrix bigger(params_, new_capacity);
-    bigger.load_notes = load_notes;
+void Matrix::resize_rows(std::size_t new_capacity) {
+    // The canonical layout of the new capacity with the rows both have copied:
+    // whole rows (format 1) or the top of each column (format 2).
+    Matrix other(params_, new_capacity);
+    other.load_notes = load_notes;
+    const std::size_t rows = std::min(capacity_, new_capacity);
     if (params_.version == 1) {
         const std::size_t row_chars = std::size_t{columns()} * kCellChars;
-        for (std::size_t r = 0; r < capacity_; ++r) std::memcpy(bigger.cell_ptr(r, 0), cell_ptr(r, 0), row_chars);
-    } else if (capacity_ > 0) {
-        for (unsigned c = 0; c < columns(); ++c) std::memcpy(bigger.cell_ptr(0, c), cell_ptr(0, c), capacity_ * kCellChars);
+        for (std::size_t r = 0; r < rows; ++r) std::memcpy(other.cell_ptr(r, 0), cell_ptr(r, 0), row_chars);
+    } else if (rows > 0) {
+        for (unsigned c = 0; c < columns(); ++c) std::memcpy(other.cell_ptr(0, c), cell_ptr(0, c), rows * kCellChars);
     }
+    *this = std::move(other);
+}
+
+std::size_t Matrix::grow_unfilled(std::size_t new_capacity) {
     const std::size_t old = capacity_;
-    *this = std::move(bigger);
+    if (new_capacity > capacity_) resize_rows(new_capacity);
     return old;
 }
 
 void Matrix::shrink(std::size_t new_capacity) {
-    if (new_capacity >= capacity_) return;
-    Matrix smaller(params_, new_capacity);
-    for (std::size_t r = 0; r < new_capacity; ++r)
-        for (unsigned c = 0; c < columns(); ++c) std::memcpy(smaller.cell_ptr(r, c), cell_ptr(r, c), kCellChars);
-    *this = std::move(smaller);
+    if (new_capacity < capacity_) resize_rows(new_capacity);
 }
 
 std::size_t capacity_for(const StorageParams& p, std::size_t current, std::size_t rows) {
