@@ -50,7 +50,8 @@ void write(Level l, const std::string& message) {
     std::lock_guard<std::mutex> lock(g_mutex);
     time_t now = ::time(nullptr);
     char stamp[32];
-    std::strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", std::localtime(&now));
+    struct tm local{};
+    std::strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", ::localtime_r(&now, &local));
     g_recent.push_back(std::string(stamp) + " " + name(l) + ": " + message);
     if (g_recent.size() > kRecent) g_recent.pop_front();
     if (g_syslog) syslog(syslog_priority(l), "%s: %s", name(l), message.c_str());

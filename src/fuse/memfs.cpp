@@ -39,7 +39,8 @@ bool editor_temporary(const std::string& name) {
 std::string iso_time(const struct timespec& t) {
     if (t.tv_sec == 0) return "";
     char out[32];
-    std::strftime(out, sizeof(out), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t.tv_sec));
+    struct tm utc{};
+    std::strftime(out, sizeof(out), "%Y-%m-%dT%H:%M:%SZ", ::gmtime_r(&t.tv_sec, &utc));
     return out;
 }
 
