@@ -121,6 +121,10 @@ public:
     std::vector<std::string> recover();
     // Loads (or reloads) the backing file.
     const Matrix& load();
+    // Whether the file at the path is no longer the one last loaded or
+    // written here (another writer's commit, a rename onto it, a restored
+    // copy); false while it is missing.
+    bool changed_on_disk() const;
     const Matrix& matrix();
 
     // Throws Error(auth_failed) with kAuthFailedMessage for a wrong key, a wrong

@@ -18,9 +18,9 @@
 #include <sstream>
 
 #include "args.hpp"
-#include "credentials.hpp"
-#include "exit_codes.hpp"
-#include "labels.hpp"
+#include "common/credentials.hpp"
+#include "common/exit_codes.hpp"
+#include "common/labels.hpp"
 #include "shamirfs/error.hpp"
 #include "shamirfs/keys.hpp"
 #include "shamirfs/log.hpp"

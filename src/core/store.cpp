@@ -186,6 +186,11 @@ std::optional<Store::FileIdentity> Store::identity_of(const std::string& path) {
     return FileIdentity{st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
 }
 
+bool Store::changed_on_disk() const {
+    auto now = identity_of(path_);
+    return now && !(loaded_identity_ && *now == *loaded_identity_);
+}
+
 Store::FileIdentity Store::identity_of(int fd) {
     struct stat st{};
     if (::fstat(fd, &st) != 0) throw_errno("cannot stat the storage", errno);

@@ -1,13 +1,13 @@
-// The libfuse (3.14, high-level API) operations table over MemFs.
+// The libfuse (3.14) low-level operations over MemFs: one reply per request.
 #pragma once
 #define FUSE_USE_VERSION 35
-#include <fuse.h>
+#include <fuse_lowlevel.h>
 
 #include "memfs.hpp"
 
 namespace shamirfs::fs {
 
-// private_data of the fuse session must point to the MemFs.
-const fuse_operations& operations();
+// The session's userdata must be the MemFs.
+const fuse_lowlevel_ops& operations();
 
 }  // namespace shamirfs::fs

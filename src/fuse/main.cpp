@@ -13,12 +13,13 @@
 #include <set>
 #include <thread>
 
-#include "../cli/credentials.hpp"
-#include "../cli/exit_codes.hpp"
-#include "../cli/labels.hpp"
+#include "common/credentials.hpp"
+#include "common/exit_codes.hpp"
+#include "common/labels.hpp"
 #include "fuse_ops.hpp"
 #include "memfs.hpp"
 #include "mount_options.hpp"
+#include "mount_point.hpp"
 #include "shamirfs/error.hpp"
 #include "shamirfs/keys.hpp"
 #include "shamirfs/log.hpp"
@@ -37,7 +38,12 @@ const char* kUsage =
 
 std::string absolute(const std::string& path, bool must_be_dir) {
     char buf[PATH_MAX];
-    if (::realpath(path.c_str(), buf) == nullptr) throw_errno("cannot find " + path, errno);
+    if (::realpath(path.c_str(), buf) == nullptr) {
+        if (errno == ENOTCONN)
+            throw fs::MountPointRefused(path + " is a mount whose daemon has ended; unmount it first (fusermount3 -u " +
+                                        path + ")");
+        throw_errno("cannot find " + path, errno);
+    }
     struct stat st{};
     if (must_be_dir && (::stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)))
         throw Error(Errc::usage, path + " is not a directory");
@@ -123,7 +129,7 @@ Unlocked unlock_partitions(Store& store, const fs::MountArgs& a, const std::stri
     return u;
 }
 
-// libfuse's handle, mount and signal handlers, undone in reverse order
+// libfuse's session, mount and signal handlers, undone in reverse order
 // whatever happens after they were set up.
 class FuseMount {
 public:
@@ -143,15 +149,14 @@ public:
     // Serves requests until unmounted or signalled; true for a clean end
     // (unmount, SIGTERM, SIGINT or SIGHUP).
     bool serve() {
-        // Several threads take requests (the adapters let one at a time into
-        // the file system): a request is picked up by a thread already waiting
-        // for it, so a round trip costs a third of the single-threaded loop's
-        // on this kind of machine. Two idle threads are kept; more would only
-        // hold memory.
+        // Several threads take requests (MemFs lets them run side by side,
+        // except that commits go one at a time): a request is picked up by a
+        // thread already waiting for it. Two idle threads are kept; more would
+        // only hold memory.
         fuse_loop_config loop{};
         loop.clone_fd = 0;
         loop.max_idle_threads = 2;
-        const int rc = fuse_loop_mt(f_, &loop);
+        const int rc = fuse_session_loop_mt(se_, &loop);
         return rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP;
     }
 
@@ -165,25 +170,25 @@ private:
         fuse_opt_add_arg(&args, "-o");
         fuse_opt_add_arg(&args, opts.c_str());
         if (a.debug) fuse_opt_add_arg(&args, "-d");
-        f_ = fuse_new(&args, &fs::operations(), sizeof(fuse_operations), &memfs);
+        se_ = fuse_session_new(&args, &fs::operations(), sizeof(fuse_lowlevel_ops), &memfs);
         fuse_opt_free_args(&args);
-        if (f_ == nullptr) throw Error(Errc::usage, "cannot set up FUSE with options " + opts);
-        if (fuse_mount(f_, mountpoint.c_str()) != 0)
+        if (se_ == nullptr) throw Error(Errc::usage, "cannot set up FUSE with options " + opts);
+        if (fuse_session_mount(se_, mountpoint.c_str()) != 0)
             throw Error(Errc::io, "cannot mount on " + mountpoint + " (is /dev/fuse usable and fusermount3 installed?)");
         mounted_ = true;
-        if (fuse_set_signal_handlers(fuse_get_session(f_)) != 0)
+        if (fuse_set_signal_handlers(se_) != 0)
             throw Error(Errc::io, "cannot install the signal handlers that unmount on SIGTERM and SIGINT");
         handlers_ = true;
     }
     void close() {
-        if (handlers_) fuse_remove_signal_handlers(fuse_get_session(f_));
-        if (mounted_) fuse_unmount(f_);
-        if (f_) fuse_destroy(f_);
+        if (handlers_) fuse_remove_signal_handlers(se_);
+        if (mounted_) fuse_session_unmount(se_);
+        if (se_) fuse_session_destroy(se_);
         handlers_ = mounted_ = false;
-        f_ = nullptr;
+        se_ = nullptr;
     }
 
-    fuse* f_ = nullptr;
+    fuse_session* se_ = nullptr;
     bool mounted_ = false, handlers_ = false;
 };
 
@@ -213,6 +218,10 @@ int run(int argc, char** argv) {
     if (a.verbose || a.debug) log::set_level(log::Level::debug);
     const std::string storage = absolute(a.storage, false);
     const std::string mountpoint = absolute(a.mountpoint, true);
+    // Before anyone types: a mount point that would stack, hide files or
+    // deadlock is refused, and a crashed mount's protection is undone.
+    fs::check_mount_point(mountpoint, storage, a.nonempty);
+    fs::MountPointGuard guard(mountpoint);
 
     Store store(storage);
     store.recover();
@@ -238,6 +247,9 @@ int run(int argc, char** argv) {
     {
         FuseMount mount(memfs, a, storage, mountpoint, argv[0]);
         log::info("mounted " + storage + " on " + mountpoint);
+        if (std::string why = guard.protect(); !why.empty())
+            std::cerr << "mount.shamirfs: warning: the directory under the mount could not be made unwritable (" << why
+                      << "): after a lazy unmount (umount -l) an editor still open could save its text there in plain\n";
         warn_if_not_locked();
         if (fuse_daemonize(a.foreground ? 1 : 0) != 0) log::warn("could not run in the background");
         if (!a.foreground) {
@@ -262,6 +274,9 @@ int main(int argc, char** argv) {
     ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     try {
         return run(argc, argv);
+    } catch (const fs::MountPointRefused& e) {
+        std::cerr << "mount.shamirfs: " << e.what() << "\n";
+        return exit_code::mount_point;
     } catch (const Error& e) {
         std::cerr << "mount.shamirfs: " << e.what() << "\n";
         if (e.code() == Errc::usage) std::cerr << kUsage;

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sodium.h>
-#include <sys/xattr.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -22,6 +21,9 @@ namespace {
 
 constexpr const char* kErrorXattr = "user.shamirfs.error";
 constexpr const char* kStatusXattr = "user.shamirfs.status";
+constexpr std::size_t kNameMax = 255;
+constexpr std::size_t kDirBytes = 4096;  // what a directory counts against memory_max
+constexpr double kStableTimeout = 1.0;   // names and attributes that change only through the kernel
 
 // Files that editors and tools make and remove on their own while saving:
 // they vanish at unmount without a word (every other scratch file is named).
@@ -62,24 +64,50 @@ int errno_for(Errc c) {
     }
 }
 
+// 0, or the error for a name that cannot be made in a directory.
+int name_error(const std::string& name) {
+    if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos) return -EINVAL;
+    return name.size() > kNameMax ? -ENAMETOOLONG : 0;
+}
+
+// Any exception becomes EIO (with a log line): none may reach libfuse.
+template <typename F>
+auto no_throw(const char* op, F&& f) -> decltype(f()) {
+    try {
+        return f();
+    } catch (const std::exception& e) {
+        log::error(std::string(op) + ": unexpected error: " + e.what());
+    } catch (...) {
+        log::error(std::string(op) + ": unexpected error");
+    }
+    return -EIO;
+}
+
 }  // namespace
 
 struct MemFs::Node {
-    std::uint64_t ino = 0;
-    bool is_symlink = false;
-    std::string target;
+    Ino ino = 0;
     mode_t mode = S_IFREG | 0600;
     uid_t uid = 0;
     gid_t gid = 0;
     struct timespec atime {}, mtime{}, ctime{};
-    SecureBuffer buf;            // capacity; the content is the first `size` bytes
+    std::string target;          // a symlink's
+    SecureBuffer buf;            // a file's capacity; the content is the first `size` bytes
     std::size_t size = 0;
+    std::map<std::string, std::shared_ptr<Node>> children;  // a directory's
+    Ino parent = kRootIno;       // a directory's, for ".."
+    unsigned nlink = 0;          // names (a directory: + "." + its subdirectories' "..")
+    std::uint64_t nlookup = 0;   // the kernel's references
     std::string error;           // why the last commit of this content was refused
+    std::string vanished;        // a partition's text that the storage no longer holds: why
+    std::size_t charged = 0;     // bytes counted in *memory_used
     std::size_t* memory_used = nullptr;
 
+    bool is_dir() const { return S_ISDIR(mode); }
+    bool is_file() const { return S_ISREG(mode); }
     std::string_view content() const { return {reinterpret_cast<const char*>(buf.data()), size}; }
     ~Node() {
-        if (memory_used) *memory_used -= size;
+        if (memory_used) *memory_used -= charged;
     }
 };
 
@@ -92,43 +120,115 @@ struct MemFs::Handle {
 
 MemFs::MemFs(Store& store, std::vector<MountedPartition> partitions, std::vector<SecureBuffer> documents,
              std::vector<std::optional<SecureBuffer>> drafts, FsOptions options, struct timespec mtime)
-    : store_(store), parts_(std::move(partitions)), opt_(options), root_(std::make_shared<Node>()) {
-    root_->ino = 1;
-    root_->mode = S_IFDIR | (0777 & ~opt_.umask);
-    root_->uid = opt_.uid;
-    root_->gid = opt_.gid;
+    : store_(store), parts_(std::move(partitions)), opt_(options) {
+    root_ = new_node(S_IFDIR | (0777 & ~opt_.umask), opt_.uid, opt_.gid);
+    root_->ino = kRootIno;
+    root_->nlink = 2;
     root_->atime = root_->mtime = root_->ctime = mtime;
-    auto file = [&](SecureBuffer content) {
-        auto n = std::make_shared<Node>();
-        n->ino = next_ino_++;
-        n->mode = S_IFREG | (0666 & ~opt_.umask);
-        n->uid = opt_.uid;
-        n->gid = opt_.gid;
+    --next_ino_;
+    inodes_[kRootIno] = root_;
+    auto file = [&](const std::string& name, SecureBuffer content) {
+        auto n = new_node(S_IFREG | (0666 & ~opt_.umask), opt_.uid, opt_.gid);
         n->atime = n->mtime = n->ctime = mtime;
-        n->memory_used = &memory_used_;
-        n->size = content.size();
+        n->charged = n->size = content.size();
         memory_used_ += n->size;
         n->buf = std::move(content);
+        link(*root_, name, n);
         return n;
     };
     state_.resize(parts_.size());
     for (std::size_t i = 0; i < parts_.size(); ++i) {
-        auto n = file(std::move(documents[i]));
-        state_[i].committed_hash = content_hash(n->content());
-        entries_[parts_[i].label + ".json"] = n;
-        if (i < drafts.size() && drafts[i]) {
-            auto d = file(std::move(*drafts[i]));
-            state_[i].draft_hash = content_hash(d->content());
-            entries_[draft_name(i)] = d;
-        }
+        state_[i].committed_hash = content_hash(file(parts_[i].label + ".json", std::move(documents[i]))->content());
+        if (i < drafts.size() && drafts[i])
+            state_[i].draft_hash = content_hash(file(draft_name(i), std::move(*drafts[i]))->content());
     }
+    root_->mtime = root_->ctime = mtime;
+}
+
+MemFs::~MemFs() = default;
+
+// ---- the inode table ----
+
+std::shared_ptr<MemFs::Node> MemFs::new_node(mode_t mode, uid_t uid, gid_t gid) {
+    auto n = std::make_shared<Node>();
+    n->ino = next_ino_++;
+    n->mode = mode;
+    n->uid = uid;
+    n->gid = gid;
+    n->atime = n->mtime = n->ctime = now();
+    n->memory_used = &memory_used_;
+    return n;
+}
+
+std::shared_ptr<MemFs::Node> MemFs::node(Ino ino) const {
+    auto it = inodes_.find(ino);
+    return it == inodes_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<MemFs::Node> MemFs::child(const Node& dir, const std::string& name) const {
+    auto it = dir.children.find(name);
+    return it == dir.children.end() ? nullptr : it->second;
+}
+
+void MemFs::link(Node& dir, const std::string& name, const std::shared_ptr<Node>& n) {
+    dir.children[name] = n;
+    inodes_[n->ino] = n;
+    n->nlink += n->is_dir() ? 2 : 1;
+    if (n->is_dir()) {
+        n->parent = dir.ino;
+        ++dir.nlink;
+    }
+    dir.mtime = dir.ctime = now();
+}
+
+void MemFs::unlink_node(Node& dir, const std::string& name) {
+    auto it = dir.children.find(name);
+    if (it == dir.children.end()) return;
+    std::shared_ptr<Node> n = it->second;
+    dir.children.erase(it);
+    if (n->is_dir()) {
+        --dir.nlink;
+        n->nlink = 0;
+    } else {
+        --n->nlink;
+    }
+    n->ctime = dir.mtime = dir.ctime = now();
+    drop_if_unused(n);
+}
+
+// An inode leaves the table when no name and no kernel reference hold it
+// (open handles keep their own reference to the node).
+void MemFs::drop_if_unused(const std::shared_ptr<Node>& n) {
+    if (n->nlink == 0 && n->nlookup == 0 && n != root_) inodes_.erase(n->ino);
+}
+
+MemFs::Handle* MemFs::handle(std::uint64_t fh) {
+    auto it = handles_.find(fh);
+    return it == handles_.end() ? nullptr : it->second.get();
+}
+
+int MemFs::partition_index(const Node& dir, const std::string& name) const {
+    if (&dir != root_.get()) return -1;  // partition files live in the root only
+    for (std::size_t i = 0; i < parts_.size(); ++i)
+        if (name == parts_[i].label + ".json") return static_cast<int>(i);
+    return -1;
+}
+
+std::shared_ptr<MemFs::Node> MemFs::document(std::size_t part) const {
+    return child(*root_, parts_[part].label + ".json");
+}
+
+int MemFs::partition_of(const std::shared_ptr<Node>& n) const {
+    for (std::size_t i = 0; i < parts_.size(); ++i)
+        if (document(i) == n) return static_cast<int>(i);
+    return -1;
 }
 
 std::string MemFs::draft_name(std::size_t part) const { return parts_[part].label + ".draft.json"; }
 
 std::shared_ptr<MemFs::Node> MemFs::draft_node(std::size_t part) const {
-    auto it = entries_.find(draft_name(part));
-    return it == entries_.end() || it->second->is_symlink ? nullptr : it->second;
+    auto n = child(*root_, draft_name(part));
+    return n && n->is_file() ? n : nullptr;
 }
 
 std::vector<const Partition*> MemFs::others(std::size_t part) const {
@@ -138,68 +238,24 @@ std::vector<const Partition*> MemFs::others(std::size_t part) const {
     return keep;
 }
 
-MemFs::~MemFs() = default;
-
-int MemFs::partition_index(const std::string& name) const {
+// The root, a partition's document and its draft may change outside the
+// kernel's sight (outside commits, a commit dropping the draft): the kernel
+// asks again each time. Everything else changes only through it.
+bool MemFs::is_volatile(const Node& n) const {
+    if (&n == root_.get()) return true;
     for (std::size_t i = 0; i < parts_.size(); ++i)
-        if (name == parts_[i].label + ".json") return static_cast<int>(i);
-    return -1;
-}
-
-int MemFs::partition_of(const std::shared_ptr<Node>& n) const {
-    for (std::size_t i = 0; i < parts_.size(); ++i) {
-        auto it = entries_.find(parts_[i].label + ".json");
-        if (it != entries_.end() && it->second == n) return static_cast<int>(i);
-    }
-    return -1;
-}
-
-namespace {
-// A name in the root directory ("/" and 1 to 255 bytes without '/'): 0, or
-// the error for a path that is not one.
-int name_error(const char* path) {
-    if (path == nullptr || path[0] != '/' || path[1] == '\0' || std::strchr(path + 1, '/') != nullptr) return -ENOENT;
-    if (std::strlen(path + 1) > 255) return -ENAMETOOLONG;
-    return 0;
-}
-}  // namespace
-
-std::shared_ptr<MemFs::Node> MemFs::lookup(const char* path, int* err) {
-    if (path != nullptr && std::strcmp(path, "/") == 0) return root_;
-    if (int e = name_error(path)) {
-        *err = e;
-        return nullptr;
-    }
-    auto it = entries_.find(path + 1);
-    if (it == entries_.end()) {
-        *err = -ENOENT;
-        return nullptr;
-    }
-    return it->second;
-}
-
-MemFs::Handle* MemFs::handle(std::uint64_t fh) {
-    auto it = handles_.find(fh);
-    return it == handles_.end() ? nullptr : it->second.get();
-}
-
-std::shared_ptr<MemFs::Node> MemFs::node_of(const char* path, std::uint64_t fh, int* err) {
-    if (fh != 0) {
-        if (Handle* h = handle(fh)) return h->node;
-        *err = -EBADF;
-        return nullptr;
-    }
-    return lookup(path, err);
+        if (document(i).get() == &n || draft_node(i).get() == &n) return true;
+    return false;
 }
 
 void MemFs::fill_stat(const Node& n, struct stat* st) const {
     std::memset(st, 0, sizeof(*st));
     st->st_ino = n.ino;
     st->st_mode = n.mode;
-    st->st_nlink = S_ISDIR(n.mode) ? 2 : 1;
+    st->st_nlink = n.nlink;
     st->st_uid = n.uid;
     st->st_gid = n.gid;
-    st->st_size = static_cast<off_t>(S_ISDIR(n.mode) ? 4096 : n.is_symlink ? n.target.size() : n.size);
+    st->st_size = static_cast<off_t>(n.is_dir() ? kDirBytes : S_ISLNK(n.mode) ? n.target.size() : n.size);
     st->st_blksize = 4096;
     st->st_blocks = (st->st_size + 511) / 512;
     st->st_atim = n.atime;
@@ -207,20 +263,19 @@ void MemFs::fill_stat(const Node& n, struct stat* st) const {
     st->st_ctim = n.ctime;
 }
 
-int MemFs::getattr(const char* path, std::uint64_t fh, struct stat* st) {
-    int err = 0;
-    auto n = node_of(path, fh, &err);
-    if (!n) return err;
-    fill_stat(*n, st);
-    return 0;
+Entry MemFs::entry_of(const std::shared_ptr<Node>& n) {
+    ++n->nlookup;
+    inodes_[n->ino] = n;
+    Entry e;
+    e.ino = n->ino;
+    fill_stat(*n, &e.attr);
+    e.timeout = is_volatile(*n) ? 0 : kStableTimeout;
+    return e;
 }
 
-int MemFs::list(std::vector<std::pair<std::string, struct stat>>& out) {
-    for (const auto& [name, n] : entries_) {
-        struct stat st;
-        fill_stat(*n, &st);
-        out.emplace_back(name, st);
-    }
+int MemFs::charge(std::size_t bytes) {
+    if (memory_used_ + bytes > opt_.memory_max) return -ENOSPC;
+    memory_used_ += bytes;
     return 0;
 }
 
@@ -241,66 +296,304 @@ int MemFs::resize(Node& n, std::size_t size) {
     if (size > n.size) std::memset(n.buf.data() + n.size, 0, size - n.size);
     else if (size < n.size) sodium_memzero(n.buf.data() + size, n.size - size);
     memory_used_ = memory_used_ - n.size + size;
-    n.size = size;
+    n.charged = n.size = size;
     n.mtime = n.ctime = now();
     return 0;
 }
 
-int MemFs::create(const char* path, mode_t mode, int flags, uid_t uid, gid_t gid, std::uint64_t* fh) {
-    int err = 0;
-    auto n = lookup(path, &err);
-    if (n) {
-        if (flags & O_EXCL) return -EEXIST;
-        return open(path, flags, fh);  // (the directory answers EISDIR there)
-    }
-    if (int e = name_error(path)) return e;
-    n = std::make_shared<Node>();
-    n->ino = next_ino_++;
-    n->mode = S_IFREG | (mode & 07777);
-    n->uid = uid;
-    n->gid = gid;
-    n->atime = n->mtime = n->ctime = now();
-    n->memory_used = &memory_used_;
-    entries_[path + 1] = n;
-    auto h = std::make_unique<Handle>();
-    h->node = n;
-    h->flags = flags;
-    *fh = next_fh_++;
-    handles_[*fh] = std::move(h);
-    return 0;
+// ---- name operations ----
+
+int MemFs::lookup(Ino parent, const std::string& name, Entry* e) {
+    return no_throw("lookup", [&] {
+        check_outside();
+        Lock tree(tree_mu_);
+        auto dir = node(parent);
+        if (!dir) return -ENOENT;
+        if (!dir->is_dir()) return -ENOTDIR;
+        if (name.size() > kNameMax) return -ENAMETOOLONG;
+        auto n = child(*dir, name);
+        if (!n) return -ENOENT;
+        *e = entry_of(n);
+        return 0;
+    });
 }
 
-int MemFs::open(const char* path, int flags, std::uint64_t* fh) {
-    int err = 0;
-    auto n = lookup(path, &err);
-    if (!n) return err;
-    if (n == root_) return -EISDIR;
-    if (n->is_symlink) return -ELOOP;
-    if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
-        // Truncated at open: not a finished write, so no commit point by itself.
-        if (int r = resize(*n, 0)) return r;
-    }
-    auto h = std::make_unique<Handle>();
-    h->node = n;
-    h->flags = flags;
-    *fh = next_fh_++;
-    handles_[*fh] = std::move(h);
-    return 0;
+void MemFs::forget(Ino ino, std::uint64_t nlookup) {
+    Lock tree(tree_mu_);
+    auto n = node(ino);
+    if (!n) return;
+    n->nlookup -= std::min(n->nlookup, nlookup);
+    drop_if_unused(n);
 }
 
-long MemFs::read(std::uint64_t fh, char* buf, std::size_t size, off_t offset) {
+int MemFs::getattr(Ino ino, struct stat* st, double* timeout) {
+    return no_throw("getattr", [&] {
+        check_outside();
+        Lock tree(tree_mu_);
+        auto n = node(ino);
+        if (!n) return -ENOENT;
+        fill_stat(*n, st);
+        *timeout = is_volatile(*n) ? 0 : kStableTimeout;
+        return 0;
+    });
+}
+
+int MemFs::setattr(Ino ino, std::uint64_t fh, const SetAttr& set, const Caller& caller, struct stat* st, double* timeout) {
+    return no_throw("setattr", [&] {
+        Lock tree(tree_mu_);
+        std::shared_ptr<Node> n;
+        if (fh != 0) {
+            Handle* h = handle(fh);
+            if (!h) return -EBADF;
+            n = h->node;
+        } else {
+            n = node(ino);
+        }
+        if (!n) return -ENOENT;
+        const struct timespec t = now();
+        if (set.uid || set.gid) {
+            // Only root gives a file away; an owner may change its group to
+            // one it belongs to.
+            const bool uid_same = !set.uid || *set.uid == n->uid;
+            const bool gid_ok = !set.gid || *set.gid == n->gid || *set.gid == caller.gid ||
+                                std::find(caller.groups.begin(), caller.groups.end(), *set.gid) != caller.groups.end();
+            if (caller.uid != 0 && !(uid_same && gid_ok && caller.uid == n->uid)) return -EPERM;
+            if (set.uid) n->uid = *set.uid;
+            if (set.gid) n->gid = *set.gid;
+            n->ctime = t;
+        }
+        if (set.mode) {
+            if (caller.uid != 0 && caller.uid != n->uid) return -EPERM;
+            n->mode = (n->mode & S_IFMT) | (*set.mode & 07777);
+            n->ctime = t;
+        }
+        auto apply = [&](struct timespec& field, const std::optional<struct timespec>& v) {
+            if (!v) return;
+            field = v->tv_nsec == UTIME_NOW ? t : *v;
+            n->ctime = t;
+        };
+        apply(n->atime, set.atime);
+        apply(n->mtime, set.mtime);
+        if (set.size) {
+            if (*set.size < 0) return -EINVAL;
+            if (n->is_dir()) return -EISDIR;
+            if (!n->is_file()) return -EINVAL;
+            if (!n->vanished.empty()) return -EIO;
+            if (int r = resize(*n, static_cast<std::size_t>(*set.size))) return r;
+            if (fh != 0) {
+                Handle* h = handle(fh);
+                h->modified = true;  // an explicit ftruncate is a change made by this handle
+                h->commit_failed = false;
+            } else if (int part = partition_of(n); part >= 0) {
+                // truncate(2) by name is a complete change by itself.
+                if (int r = commit(tree, n, part, "truncate")) return r;
+            }
+        }
+        fill_stat(*n, st);
+        *timeout = is_volatile(*n) ? 0 : kStableTimeout;
+        return 0;
+    });
+}
+
+int MemFs::readdir(Ino ino, std::vector<DirEntry>& out) {
+    return no_throw("readdir", [&] {
+        if (ino == kRootIno) check_outside();
+        Lock tree(tree_mu_);
+        auto dir = node(ino);
+        if (!dir) return -ENOENT;
+        if (!dir->is_dir()) return -ENOTDIR;
+        out.push_back({".", dir->ino, S_IFDIR});
+        out.push_back({"..", dir->parent, S_IFDIR});
+        for (const auto& [name, n] : dir->children) out.push_back({name, n->ino, n->mode});
+        return 0;
+    });
+}
+
+int MemFs::mkdir(Ino parent, const std::string& name, mode_t mode, const Caller& caller, Entry* e) {
+    return no_throw("mkdir", [&] {
+        Lock tree(tree_mu_);
+        auto dir = node(parent);
+        if (!dir || dir->nlink == 0) return -ENOENT;
+        if (!dir->is_dir()) return -ENOTDIR;
+        if (int r = name_error(name)) return r;
+        if (child(*dir, name)) return -EEXIST;
+        if (partition_index(*dir, name) >= 0) return -EPERM;  // a partition's name is for its document
+        if (int r = charge(kDirBytes)) return r;
+        auto n = new_node(S_IFDIR | (mode & 07777), caller.uid, caller.gid);
+        n->charged = kDirBytes;
+        link(*dir, name, n);
+        *e = entry_of(n);
+        return 0;
+    });
+}
+
+int MemFs::rmdir(Ino parent, const std::string& name) {
+    return no_throw("rmdir", [&] {
+        Lock tree(tree_mu_);
+        auto dir = node(parent);
+        if (!dir) return -ENOENT;
+        if (name.size() > kNameMax) return -ENAMETOOLONG;
+        auto n = child(*dir, name);
+        if (!n) return -ENOENT;
+        if (!n->is_dir()) return -ENOTDIR;
+        if (!n->children.empty()) return -ENOTEMPTY;
+        unlink_node(*dir, name);
+        return 0;
+    });
+}
+
+int MemFs::create(Ino parent, const std::string& name, mode_t mode, int flags, const Caller& caller, Entry* e,
+                  std::uint64_t* fh) {
+    return no_throw("create", [&] {
+        Lock tree(tree_mu_);
+        auto dir = node(parent);
+        if (!dir || dir->nlink == 0) return -ENOENT;
+        if (!dir->is_dir()) return -ENOTDIR;
+        if (int r = name_error(name)) return r;
+        auto n = child(*dir, name);
+        if (n) {
+            if (flags & O_EXCL) return -EEXIST;
+            if (n->is_dir()) return -EISDIR;
+            if (!n->is_file()) return -ELOOP;
+            if (!n->vanished.empty()) return -EIO;
+            if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY)
+                if (int r = resize(*n, 0)) return r;
+        } else {
+            n = new_node(S_IFREG | (mode & 07777), caller.uid, caller.gid);
+            link(*dir, name, n);
+        }
+        auto h = std::make_unique<Handle>();
+        h->node = n;
+        h->flags = flags;
+        *fh = next_fh_++;
+        handles_[*fh] = std::move(h);
+        *e = entry_of(n);
+        return 0;
+    });
+}
+
+int MemFs::symlink(const std::string& target, Ino parent, const std::string& name, const Caller& caller, Entry* e) {
+    return no_throw("symlink", [&] {
+        Lock tree(tree_mu_);
+        auto dir = node(parent);
+        if (!dir || dir->nlink == 0) return -ENOENT;
+        if (!dir->is_dir()) return -ENOTDIR;
+        if (int r = name_error(name)) return r;
+        if (target.size() > 4095) return -ENAMETOOLONG;
+        if (child(*dir, name)) return -EEXIST;
+        if (partition_index(*dir, name) >= 0) return -EPERM;
+        auto n = new_node(S_IFLNK | 0777, caller.uid, caller.gid);
+        n->target = target;
+        link(*dir, name, n);
+        *e = entry_of(n);
+        return 0;
+    });
+}
+
+int MemFs::readlink(Ino ino, std::string* target) {
+    return no_throw("readlink", [&] {
+        Lock tree(tree_mu_);
+        auto n = node(ino);
+        if (!n) return -ENOENT;
+        if (!S_ISLNK(n->mode)) return -EINVAL;
+        *target = n->target;
+        return 0;
+    });
+}
+
+int MemFs::unlink(Ino parent, const std::string& name) {
+    return no_throw("unlink", [&] {
+        Lock tree(tree_mu_);
+        auto dir = node(parent);
+        if (!dir) return -ENOENT;
+        if (name.size() > kNameMax) return -ENAMETOOLONG;
+        auto n = child(*dir, name);
+        if (!n) return -ENOENT;
+        if (n->is_dir()) return -EISDIR;
+        unlink_node(*dir, name);  // a document's committed version stays in the storage
+        return 0;
+    });
+}
+
+int MemFs::rename(Ino parent, const std::string& name, Ino new_parent, const std::string& new_name, unsigned flags) {
+    return no_throw("rename", [&] {
+        if (flags & ~static_cast<unsigned>(RENAME_NOREPLACE)) return -EINVAL;
+        Lock tree(tree_mu_);
+        auto from_dir = node(parent), to_dir = node(new_parent);
+        if (!from_dir || !to_dir) return -ENOENT;
+        if (!from_dir->is_dir() || !to_dir->is_dir()) return -ENOTDIR;
+        if (name.size() > kNameMax) return -ENAMETOOLONG;
+        if (int r = name_error(new_name)) return r;
+        auto src = child(*from_dir, name);
+        if (!src) return -ENOENT;
+        if (from_dir == to_dir && name == new_name) return 0;
+        auto dst = child(*to_dir, new_name);
+        if (dst && (flags & RENAME_NOREPLACE)) return -EEXIST;
+        if (src->is_dir()) {
+            // Not into itself: walk up from the target directory.
+            for (auto d = to_dir; d && d != root_; d = node(d->parent))
+                if (d == src) return -EINVAL;
+            if (dst && !dst->is_dir()) return -ENOTDIR;
+            if (dst && !dst->children.empty()) return -ENOTEMPTY;
+        } else if (dst && dst->is_dir()) {
+            return -EISDIR;
+        }
+        if (int part = partition_index(*to_dir, new_name); part >= 0) {
+            if (!src->is_file()) return -EPERM;
+            // A rename onto a document's name commits the content; refused, nothing moves.
+            if (int r = commit(tree, src, part, "rename")) return r;
+            // (the tree lock was let go during the commit: look again)
+            if (child(*from_dir, name) != src) return -ENOENT;
+            dst = child(*to_dir, new_name);
+            if (dst && dst->is_dir()) return -EISDIR;
+        }
+        if (dst) unlink_node(*to_dir, new_name);
+        unlink_node(*from_dir, name);
+        link(*to_dir, new_name, src);  // (back in the inode table, if unlink_node took it out)
+        src->ctime = now();
+        return 0;
+    });
+}
+
+// ---- open files ----
+
+int MemFs::open(Ino ino, int flags, std::uint64_t* fh) {
+    return no_throw("open", [&] {
+        check_outside();
+        Lock tree(tree_mu_);
+        auto n = node(ino);
+        if (!n) return -ENOENT;
+        if (n->is_dir()) return -EISDIR;
+        if (!n->is_file()) return -ELOOP;
+        if (!n->vanished.empty()) return -EIO;
+        if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
+            // Truncated at open: not a finished write, so no commit point by itself.
+            if (int r = resize(*n, 0)) return r;
+        }
+        auto h = std::make_unique<Handle>();
+        h->node = n;
+        h->flags = flags;
+        *fh = next_fh_++;
+        handles_[*fh] = std::move(h);
+        return 0;
+    });
+}
+
+long MemFs::read(std::uint64_t fh, std::size_t size, off_t offset,
+                 const std::function<void(const char*, std::size_t)>& reply) {
+    Lock tree(tree_mu_);
     Handle* h = handle(fh);
     if (!h) return -EBADF;
     const Node& n = *h->node;
     if (offset < 0) return -EINVAL;
-    auto off = static_cast<std::size_t>(offset);
-    if (off >= n.size) return 0;
-    std::size_t len = std::min(size, n.size - off);
-    std::memcpy(buf, n.buf.data() + off, len);
+    const auto off = std::min(static_cast<std::size_t>(offset), n.size);
+    const std::size_t len = std::min(size, n.size - off);
+    reply(reinterpret_cast<const char*>(n.buf.data()) + off, len);
     return static_cast<long>(len);
 }
 
 long MemFs::write(std::uint64_t fh, const char* buf, std::size_t size, off_t offset) {
+    Lock tree(tree_mu_);
     Handle* h = handle(fh);
     if (!h) return -EBADF;
     if ((h->flags & O_ACCMODE) == O_RDONLY) return -EBADF;
@@ -316,251 +609,276 @@ long MemFs::write(std::uint64_t fh, const char* buf, std::size_t size, off_t off
     return static_cast<long>(size);
 }
 
-int MemFs::truncate(const char* path, std::uint64_t fh, off_t size) {
-    if (size < 0) return -EINVAL;
-    int err = 0;
-    auto n = node_of(path, fh, &err);
-    if (!n) return err;
-    if (n == root_) return -EISDIR;
-    if (n->is_symlink) return -EINVAL;
-    if (int r = resize(*n, static_cast<std::size_t>(size))) return r;
-    if (fh != 0) {
-        Handle* h = handle(fh);
-        h->modified = true;  // an explicit ftruncate is a change made by this handle
-        h->commit_failed = false;
-        return 0;
-    }
-    // truncate(2) by name is a complete change by itself.
-    int part = partition_of(n);
-    return part < 0 ? 0 : commit(n, part, "truncate");
-}
-
-int MemFs::commit(const std::shared_ptr<Node>& n, int part, const char* why) {
-    const auto i = static_cast<std::size_t>(part);
-    const std::string& label = parts_[i].label;
-    PartState& st = state_[i];
-    std::string hash = content_hash(n->content());
-    if (hash == st.committed_hash || n->size == 0) {
-        // An empty text is pending, not an error: "empty it, then append"
-        // works, and nothing is committed until the text holds JSON.
-        n->error.clear();
-        return 0;
-    }
-    // At the default level the log says neither which partition nor how
-    // large (it must not tell what the file hides); -v adds both.
-    auto refused = [&](const std::string& reason, const char* verb) {
-        n->error = st.refusal = reason;
-        st.refused_at = now();
-        log::error(std::string("a commit at ") + why + " " + verb + ": " + reason);
-        log::debug("partition " + label + ": commit at " + why + " " + verb);
-    };
-    try {
-        CommitResult r = store_.commit(parts_[i].partition, std::span(n->buf.data(), n->size), others(i));
-        st.committed_hash = hash;
-        st.committed_at = now();
-        st.refusal.clear();
-        st.draft_hash.reset();  // a commit drops the draft kept beside the document
-        if (draft_node(i)) entries_.erase(draft_name(i));
-        n->error.clear();
-        log::info(std::string("committed at ") + why);
-        log::debug("partition " + label + ": committed at " + why + " (" + std::to_string(r.document_bytes) +
-                   " bytes, " + std::to_string(r.rows_rewritten) + " rows, " + std::to_string(r.seconds) + " s)");
-        return 0;
-    } catch (const Error& e) {
-        refused(e.what(), "was refused");
-        return -errno_for(e.code());
-    } catch (const std::exception& e) {
-        refused(std::string("internal error: ") + e.what(), "failed");
-        return -EIO;
-    }
-}
-
-int MemFs::commit_handle(std::uint64_t fh, const char* why) {
+int MemFs::commit_handle(Lock& tree, std::uint64_t fh, const char* why) {
     Handle* h = handle(fh);
     if (!h) return -EBADF;
     if (!h->modified) return 0;
-    int part = partition_of(h->node);
+    std::shared_ptr<Node> n = h->node;
+    int part = partition_of(n);
     if (part < 0) return 0;  // a scratch file: nothing to commit (yet)
-    int r = commit(h->node, part, why);
+    int r = commit(tree, n, part, why);
+    if ((h = handle(fh)) == nullptr) return r;
     if (r == 0) h->modified = false;
     else h->commit_failed = true;  // close keeps failing while the content is refused
     return r;
 }
 
-int MemFs::flush(std::uint64_t fh) { return commit_handle(fh, "close"); }
-int MemFs::fsync(std::uint64_t fh) { return commit_handle(fh, "fsync"); }
+int MemFs::flush(std::uint64_t fh) {
+    return no_throw("flush", [&] {
+        Lock tree(tree_mu_);
+        return commit_handle(tree, fh, "close");
+    });
+}
+
+int MemFs::fsync(std::uint64_t fh) {
+    return no_throw("fsync", [&] {
+        Lock tree(tree_mu_);
+        return commit_handle(tree, fh, "fsync");
+    });
+}
 
 int MemFs::release(std::uint64_t fh) {
-    Handle* h = handle(fh);
-    if (!h) return -EBADF;
-    if (h->modified && !h->commit_failed) {
-        // Last resort: nobody will see this error, so it is logged only.
-        int part = partition_of(h->node);
-        if (part >= 0) commit(h->node, part, "release");
+    return no_throw("release", [&] {
+        Lock tree(tree_mu_);
+        Handle* h = handle(fh);
+        if (!h) return -EBADF;
+        if (h->modified && !h->commit_failed) {
+            // Last resort: nobody will see this error, so it is logged only.
+            std::shared_ptr<Node> n = h->node;
+            if (int part = partition_of(n); part >= 0) commit(tree, n, part, "release");
+        }
+        handles_.erase(fh);
+        return 0;
+    });
+}
+
+// ---- commits ----
+
+std::optional<MemFs::CommitJob> MemFs::prepare_commit(const std::shared_ptr<Node>& n, int part) {
+    const auto i = static_cast<std::size_t>(part);
+    std::string hash = content_hash(n->content());
+    if (hash == state_[i].committed_hash || n->size == 0) {
+        // An empty text is pending, not an error: "empty it, then append"
+        // works, and nothing is committed until the text holds JSON.
+        n->error.clear();
+        return std::nullopt;
     }
-    handles_.erase(fh);
-    return 0;
+    CommitJob job;
+    job.part = i;
+    job.text = SecureBuffer(n->size);
+    std::memcpy(job.text.data(), n->buf.data(), n->size);
+    job.hash = std::move(hash);
+    job.node = n;
+    return job;
 }
 
-int MemFs::unlink(const char* path) {
-    int err = 0;
-    auto n = lookup(path, &err);
-    if (!n) return err;
-    if (n == root_) return -EISDIR;
-    entries_.erase(path + 1);  // a document's committed version stays in the storage
-    return 0;
-}
-
-int MemFs::rename(const char* from, const char* to, unsigned flags) {
-    if (flags & ~static_cast<unsigned>(RENAME_NOREPLACE)) return -EINVAL;
-    int err = 0;
-    auto src = lookup(from, &err);
-    if (!src) return err;
-    if (src == root_) return -EBUSY;
-    if (int e = name_error(to)) return e;
-    if (std::strcmp(from, to) == 0) return 0;
-    if ((flags & RENAME_NOREPLACE) && entries_.count(to + 1)) return -EEXIST;
-    int part = partition_index(to + 1);
-    if (part >= 0) {
-        if (src->is_symlink) return -EPERM;
-        // A rename onto a document's name commits the content; refused, nothing moves.
-        if (int r = commit(src, part, "rename")) return r;
+int MemFs::commit(Lock& tree, const std::shared_ptr<Node>& n, int part, const char* why) {
+    const auto i = static_cast<std::size_t>(part);
+    if (!state_[i].vanished.empty()) {
+        n->error = state_[i].refusal = "the storage no longer holds this partition: " + state_[i].vanished;
+        return -EIO;
     }
-    entries_[to + 1] = src;
-    entries_.erase(from + 1);
-    src->ctime = now();
-    return 0;
-}
-
-int MemFs::symlink(const char* target, const char* path, uid_t uid, gid_t gid) {
-    int err = 0;
-    if (lookup(path, &err)) return -EEXIST;
-    if (int e = name_error(path)) return e;
-    if (partition_index(path + 1) >= 0) return -EPERM;
-    auto n = std::make_shared<Node>();
-    n->ino = next_ino_++;
-    n->is_symlink = true;
-    n->target = target;
-    n->mode = S_IFLNK | 0777;
-    n->uid = uid;
-    n->gid = gid;
-    n->atime = n->mtime = n->ctime = now();
-    entries_[path + 1] = n;
-    return 0;
-}
-
-int MemFs::readlink(const char* path, char* buf, std::size_t size) {
-    int err = 0;
-    auto n = lookup(path, &err);
-    if (!n) return err;
-    if (!n->is_symlink) return -EINVAL;
-    if (size == 0) return -EINVAL;
-    std::size_t len = std::min(size - 1, n->target.size());
-    std::memcpy(buf, n->target.data(), len);
-    buf[len] = '\0';
-    return 0;
-}
-
-int MemFs::chmod(const char* path, std::uint64_t fh, mode_t mode) {
-    int err = 0;
-    auto n = node_of(path, fh, &err);
-    if (!n) return err;
-    n->mode = (n->mode & S_IFMT) | (mode & 07777);
-    n->ctime = now();
-    return 0;
-}
-
-int MemFs::chown(const char* path, std::uint64_t fh, uid_t uid, gid_t gid, uid_t caller) {
-    int err = 0;
-    auto n = node_of(path, fh, &err);
-    if (!n) return err;
-    bool uid_same = uid == static_cast<uid_t>(-1) || uid == n->uid;
-    bool gid_same = gid == static_cast<gid_t>(-1) || gid == n->gid;
-    if (caller != 0 && !(uid_same && gid_same)) return -EPERM;
-    if (uid != static_cast<uid_t>(-1)) n->uid = uid;
-    if (gid != static_cast<gid_t>(-1)) n->gid = gid;
-    n->ctime = now();
-    return 0;
-}
-
-int MemFs::utimens(const char* path, std::uint64_t fh, const struct timespec tv[2]) {
-    int err = 0;
-    auto n = node_of(path, fh, &err);
-    if (!n) return err;
-    struct timespec t = now();
-    auto apply = [&](struct timespec& field, const struct timespec& v) {
-        if (v.tv_nsec == UTIME_OMIT) return;
-        field = v.tv_nsec == UTIME_NOW ? t : v;
-    };
-    if (tv == nullptr) {
-        n->atime = n->mtime = t;
-    } else {
-        apply(n->atime, tv[0]);
-        apply(n->mtime, tv[1]);
+    std::optional<CommitJob> job = prepare_commit(n, part);
+    if (!job) return 0;
+    const std::string& label = parts_[i].label;
+    // The commit runs without the tree lock (requests that only read or
+    // write memory go on), under the storage lock (one commit at a time).
+    tree.unlock();
+    Lock storage(storage_mu_);
+    commit_running_ = true;
+    std::optional<CommitResult> result;
+    std::string failure;
+    Errc code = Errc::internal;
+    try {
+        result = store_.commit(parts_[i].partition, std::span(job->text.data(), job->text.size()), others(i));
+    } catch (const Error& e) {
+        failure = e.what();
+        code = e.code();
+    } catch (const std::exception& e) {
+        failure = std::string("internal error: ") + e.what();
     }
-    n->ctime = t;
+    commit_running_ = false;
+    tree.lock();
+    PartState& st = state_[i];
+    // At the default level the log says neither which partition nor how
+    // large (it must not tell what the file hides); -v adds both.
+    if (!result) {
+        n->error = st.refusal = failure;
+        st.refused_at = now();
+        log::error(std::string("a commit at ") + why + " was refused: " + failure);
+        log::debug("partition " + label + ": commit at " + why + " was refused");
+        return -errno_for(code);
+    }
+    const CommitResult& r = *result;
+    st.committed_hash = job->hash;
+    st.committed_at = now();
+    st.refusal.clear();
+    st.note.clear();
+    if (st.stale_base || r.replaced_concurrent_change) {
+        // Last writer wins, as on any file system; said where it can be seen.
+        st.note = "this save replaced a version committed outside this mount since the text was read";
+        log::warn(std::string("a commit at ") + why + " replaced a version committed outside this mount");
+    }
+    st.stale_base = false;
+    if (r.rebased) force_refresh_ = true;  // the other partitions may have changed too
+    st.draft_hash.reset();  // a commit drops the draft kept beside the document
+    if (draft_node(i)) unlink_node(*root_, draft_name(i));
+    job->node->error.clear();
+    log::info(std::string("committed at ") + why);
+    log::debug("partition " + label + ": committed at " + why + " (" + std::to_string(r.document_bytes) + " bytes, " +
+               std::to_string(r.rows_rewritten) + " rows, " + std::to_string(r.seconds) + " s)");
     return 0;
 }
+
+// ---- outside changes ----
+
+void MemFs::check_outside() {
+    // A commit of this mount in progress holds the storage: it reads the file
+    // again itself if needed, and nobody waits for it here.
+    Lock storage(storage_mu_, std::try_to_lock);
+    if (!storage.owns_lock()) {
+        if (commit_running_) return;
+        storage.lock();  // another request is reading the file again: its result is wanted
+    }
+    if (finished_) return;
+    if (!force_refresh_ && !store_.changed_on_disk()) return;
+    refresh(storage);
+}
+
+void MemFs::refresh(Lock& storage) {
+    (void)storage;
+    force_refresh_ = false;
+    std::vector<std::optional<SecureBuffer>> docs(parts_.size());
+    std::vector<codec::Meta> metas(parts_.size());
+    std::vector<std::string> why(parts_.size());
+    try {
+        store_.load();
+        for (std::size_t i = 0; i < parts_.size(); ++i) {
+            try {
+                docs[i] = store_.open(parts_[i].partition, &metas[i]).document;
+            } catch (const Error& e) {
+                why[i] = e.what();
+            }
+        }
+    } catch (const Error& e) {
+        if (e.code() == Errc::io) return;  // gone for a moment (a sync tool replacing it): look again later
+        for (auto& w : why) w = e.what();
+    }
+    Lock tree(tree_mu_);
+    for (std::size_t i = 0; i < parts_.size(); ++i) {
+        PartState& st = state_[i];
+        std::shared_ptr<Node> old = document(i);
+        if (!docs[i]) {
+            if (st.vanished.empty()) log::error("the storage changed outside this mount and no longer opens a partition of it: " + why[i]);
+            st.vanished = why[i];
+            if (old && old->vanished.empty() && content_hash(old->content()) == st.committed_hash) {
+                auto gone = new_node(old->mode, old->uid, old->gid);
+                gone->vanished = why[i];
+                unlink_node(*root_, parts_[i].label + ".json");
+                link(*root_, parts_[i].label + ".json", gone);
+            }
+            continue;  // (a text with changes not yet committed stays: its commit is refused)
+        }
+        const std::string hash = content_hash(docs[i]->view());
+        const bool was_vanished = !st.vanished.empty();
+        st.vanished.clear();
+        if (hash == st.committed_hash && !(old && !old->vanished.empty())) continue;
+        const bool pending = old && old->vanished.empty() && content_hash(old->content()) != st.committed_hash;
+        st.committed_hash = hash;
+        st.committed_at = {static_cast<time_t>(metas[i].time), 0};
+        if (pending) {
+            // Someone is editing this text: it stays; its next commit is a
+            // plain last-writer-wins save, and says so.
+            st.stale_base = true;
+            log::warn("a partition changed outside this mount while its text here has changes not yet committed");
+            continue;
+        }
+        auto fresh = new_node(old ? old->mode : S_IFREG | (0666 & ~opt_.umask), old ? old->uid : opt_.uid,
+                              old ? old->gid : opt_.gid);
+        fresh->charged = fresh->size = docs[i]->size();
+        memory_used_ += fresh->size;
+        fresh->buf = std::move(*docs[i]);
+        if (old) unlink_node(*root_, parts_[i].label + ".json");
+        link(*root_, parts_[i].label + ".json", fresh);
+        log::info(was_vanished ? "a partition opens again after an outside change; its text is shown"
+                               : "a partition was committed outside this mount; its new text is shown");
+    }
+}
+
+// ---- attributes of the file system ----
 
 std::string MemFs::error_of(const std::shared_ptr<Node>& n) const {
+    if (!n->vanished.empty()) return "the storage no longer holds this partition: " + n->vanished;
     // A document's refusal belongs to the partition, not to the inode: it
     // survives the rename dance of vim and emacs, until the text is committed.
     int part = partition_of(n);
-    return part < 0 ? n->error : state_[static_cast<std::size_t>(part)].refusal;
+    if (part < 0) return n->error;
+    const PartState& st = state_[static_cast<std::size_t>(part)];
+    return st.refusal.empty() ? st.note : st.refusal;
 }
 
-long MemFs::getxattr(const char* path, const char* name, char* value, std::size_t size) {
-    int err = 0;
-    auto n = lookup(path, &err);
-    if (!n) return err;
-    std::string v;
-    if (n == root_ && std::strcmp(name, kStatusXattr) == 0) v = status();
-    else if (n != root_ && std::strcmp(name, kErrorXattr) == 0) v = error_of(n);
-    if (v.empty()) return -ENODATA;
-    if (size == 0) return static_cast<long>(v.size());
-    if (size < v.size()) return -ERANGE;
-    std::memcpy(value, v.data(), v.size());
-    return static_cast<long>(v.size());
+long MemFs::getxattr(Ino ino, const std::string& name, char* value, std::size_t size) {
+    return no_throw("getxattr", [&]() -> long {
+        Lock tree(tree_mu_);
+        auto n = node(ino);
+        if (!n) return -ENOENT;
+        std::string v;
+        if (n == root_ && name == kStatusXattr) {
+            tree.unlock();
+            v = status();
+        } else if (n != root_ && name == kErrorXattr) {
+            v = error_of(n);
+        }
+        if (v.empty()) return -ENODATA;
+        if (size == 0) return static_cast<long>(v.size());
+        if (size < v.size()) return -ERANGE;
+        std::memcpy(value, v.data(), v.size());
+        return static_cast<long>(v.size());
+    });
 }
 
-long MemFs::listxattr(const char* path, char* list, std::size_t size) {
-    int err = 0;
-    auto n = lookup(path, &err);
-    if (!n) return err;
-    const char* name = n == root_ ? kStatusXattr : kErrorXattr;
-    if (n != root_ && error_of(n).empty()) return 0;
-    std::size_t need = std::strlen(name) + 1;
-    if (size == 0) return static_cast<long>(need);
-    if (size < need) return -ERANGE;
-    std::memcpy(list, name, need);
-    return static_cast<long>(need);
+long MemFs::listxattr(Ino ino, char* list, std::size_t size) {
+    return no_throw("listxattr", [&]() -> long {
+        Lock tree(tree_mu_);
+        auto n = node(ino);
+        if (!n) return -ENOENT;
+        const char* name = n == root_ ? kStatusXattr : kErrorXattr;
+        if (n != root_ && error_of(n).empty()) return 0;
+        std::size_t need = std::strlen(name) + 1;
+        if (size == 0) return static_cast<long>(need);
+        if (size < need) return -ERANGE;
+        std::memcpy(list, name, need);
+        return static_cast<long>(need);
+    });
 }
 
-int MemFs::setxattr(const char* path, const char*) {
-    int err = 0;
-    if (!lookup(path, &err)) return err;
+int MemFs::setxattr(Ino ino) {
+    Lock tree(tree_mu_);
+    if (!node(ino)) return -ENOENT;
     return -EOPNOTSUPP;  // ACLs and user attributes are not stored; tools fall back to chmod
 }
 
-int MemFs::removexattr(const char* path, const char*) {
-    int err = 0;
-    if (!lookup(path, &err)) return err;
+int MemFs::removexattr(Ino ino) {
+    Lock tree(tree_mu_);
+    if (!node(ino)) return -ENOENT;
     return -ENODATA;
 }
 
 int MemFs::statfs(struct statvfs* st) {
+    Lock tree(tree_mu_);
     std::memset(st, 0, sizeof(*st));
     st->f_bsize = st->f_frsize = 4096;
     st->f_blocks = opt_.memory_max / 4096;
     st->f_bfree = st->f_bavail = (opt_.memory_max - std::min(memory_used_, opt_.memory_max)) / 4096;
     st->f_files = 1u << 20;
-    st->f_ffree = st->f_favail = st->f_files - entries_.size();
-    st->f_namemax = 255;
+    st->f_ffree = st->f_favail = st->f_files - std::min<std::size_t>(inodes_.size(), st->f_files);
+    st->f_namemax = kNameMax;
     return 0;
 }
 
 void MemFs::relock() {
-    for (auto& [name, n] : entries_) n->buf.relock();
+    Lock tree(tree_mu_);
+    for (auto& [ino, n] : inodes_) n->buf.relock();
     for (auto& [fh, h] : handles_) h->node->buf.relock();
     for (auto& p : parts_) {
         p.partition.keys.header_key.relock();
@@ -569,31 +887,44 @@ void MemFs::relock() {
     }
 }
 
+// Scratch files and directories at the root, with the bytes under each.
 std::vector<std::pair<std::string, std::size_t>> MemFs::scratch_files() const {
     std::vector<std::pair<std::string, std::size_t>> out;
-    for (const auto& [name, n] : entries_) {
-        if (partition_index(name) >= 0 || editor_temporary(name)) continue;
+    auto bytes = [](const Node& n, auto&& self) -> std::size_t {
+        std::size_t total = n.size;
+        for (const auto& [name, c] : n.children) total += self(*c, self);
+        return total;
+    };
+    for (const auto& [name, n] : root_->children) {
+        if (partition_index(*root_, name) >= 0 || editor_temporary(name)) continue;
         bool draft = false;
         for (std::size_t i = 0; i < parts_.size(); ++i) draft = draft || name == draft_name(i);
-        if (!draft) out.emplace_back(name, n->size);
+        if (draft) continue;
+        if (n->is_dir() && n->children.empty()) continue;  // an empty directory holds nothing to lose
+        out.emplace_back(n->is_dir() ? name + "/" : name, bytes(*n, bytes));
     }
     return out;
 }
 
-std::string MemFs::status() const {
+std::string MemFs::status() {
+    Lock tree(tree_mu_);
     nlohmann::ordered_json j;
     j["partitions"] = nlohmann::ordered_json::array();
     for (std::size_t i = 0; i < parts_.size(); ++i) {
         const PartState& st = state_[i];
-        auto it = entries_.find(parts_[i].label + ".json");
-        const bool pending = it != entries_.end() && content_hash(it->second->content()) != st.committed_hash;
+        auto doc = document(i);
+        const bool pending = doc && doc->vanished.empty() && content_hash(doc->content()) != st.committed_hash;
         const bool draft = draft_node(i) != nullptr || st.draft_hash.has_value();
         j["partitions"].push_back({{"label", parts_[i].label},
                                    {"last_commit", iso_time(st.committed_at)},
                                    {"uncommitted_text", pending},
                                    {"draft", draft},
                                    {"last_refusal", st.refusal},
-                                   {"refused_at", st.refusal.empty() ? "" : iso_time(st.refused_at)}});
+                                   {"refused_at", st.refusal.empty() ? "" : iso_time(st.refused_at)},
+                                   {"outside_change", st.stale_base ? "a newer version was committed outside this "
+                                                                      "mount while this text was edited"
+                                                                    : st.note},
+                                   {"vanished", st.vanished}});
     }
     j["scratch_files_lost_at_unmount"] = nlohmann::ordered_json::array();
     for (const auto& [name, size] : scratch_files()) j["scratch_files_lost_at_unmount"].push_back({{"name", name}, {"bytes", size}});
@@ -603,19 +934,25 @@ std::string MemFs::status() const {
 
 void MemFs::finish() {
     if (finished_) return;
+    Lock storage(storage_mu_);
+    Lock tree(tree_mu_);
     finished_ = true;
     for (std::size_t i = 0; i < parts_.size(); ++i) {
         PartState& st = state_[i];
         // What the partition should keep as its draft: a text at its name
         // that could not be committed, else the draft file's text, else none.
         std::shared_ptr<Node> keep;
-        auto it = entries_.find(parts_[i].label + ".json");
-        if (it != entries_.end() && !it->second->is_symlink && content_hash(it->second->content()) != st.committed_hash) {
-            if (commit(it->second, static_cast<int>(i), "unmount") == 0 && it->second->size > 0)
-                log::info("committed an unsaved text at unmount");
-            else
-                keep = it->second;
+        auto doc = document(i);
+        if (doc && doc->is_file() && doc->vanished.empty() && content_hash(doc->content()) != st.committed_hash) {
+            storage.unlock();  // commit() takes it
+            const bool committed = commit(tree, doc, static_cast<int>(i), "unmount") == 0;
+            tree.unlock();
+            storage.lock();
+            tree.lock();
+            if (committed && doc->size > 0) log::info("committed an unsaved text at unmount");
+            else keep = doc;
         }
+        if (!st.vanished.empty()) continue;  // nothing can be written into a partition the storage no longer holds
         if (!keep) keep = draft_node(i);
         const std::optional<std::string> want = keep ? std::optional(content_hash(keep->content())) : std::nullopt;
         if (want == st.draft_hash) continue;

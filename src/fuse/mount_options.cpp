@@ -100,6 +100,7 @@ MountArgs parse_mount_args(int argc, char** argv) {
             else if (key == "umask") { need(); a.umask = static_cast<mode_t>(number(key, val, 8) & 0777); }
             else if (key == "memory_max") { need(); a.memory_max = number(key, val, 10); }
             else if (key == "debug") { a.debug = a.foreground = true; }
+            else if (key == "nonempty" && !has_val) { a.nonempty = true; }
             else if (kernel.count(key) && !has_val) {
                 if (key == "ro") a.read_only = true;
                 if (key == "rw") a.read_only = false;

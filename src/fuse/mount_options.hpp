@@ -20,6 +20,7 @@ struct MountArgs {
     mode_t umask = 077;
     std::size_t memory_max = std::size_t{1} << 30;
     bool read_only = false;
+    bool nonempty = false;  // mount over a directory that has files (hiding them)
     std::vector<std::string> kernel_options;  // passed on to the FUSE mount
 };
 

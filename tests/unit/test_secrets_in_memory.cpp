@@ -12,7 +12,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "../../src/cli/credentials.hpp"
+#include "common/credentials.hpp"
 #include "helpers.hpp"
 #include "shamirfs/fileio.hpp"
 #include "shamirfs/keys.hpp"

@@ -20,6 +20,7 @@ constexpr int no_space = 11;      // no space left on the device
 constexpr int read_only = 12;     // the storage or its directory is not writable
 constexpr int repaired = 13;      // fsck: damage was found and all of it repaired
 constexpr int pending = 14;       // status: something is not committed yet (a draft, an unsaved text, scratch files)
+constexpr int mount_point = 15;   // mount: the mount point is already a mount, not empty, or holds the storage
 }  // namespace exit_code
 
 inline int exit_for(shamirfs::Errc c) {

@@ -1,4 +1,4 @@
-#include "credentials.hpp"
+#include "common/credentials.hpp"
 
 #include <fcntl.h>
 #include <sys/wait.h>
