@@ -1,10 +1,12 @@
 """Fixtures for the mount tests (see mountlib)."""
+import os
 import shutil
+import subprocess
 
 import pytest
 
 from mountlib import SCRATCH, Mount, doc
-from sfs_common import Storage, make_workdir
+from sfs_common import Storage, Tmux, make_workdir
 
 
 @pytest.fixture
@@ -12,6 +14,7 @@ def workdir():
     """A scratch directory other users can reach (the ordinary-user tests), removed afterwards."""
     d = make_workdir(SCRATCH, 0o755)
     yield d
+    subprocess.run(["chattr", "-R", "-i", str(d)], capture_output=True)  # mount points a killed daemon left
     shutil.rmtree(d, ignore_errors=True)
 
 
@@ -47,3 +50,18 @@ def mount(storage):
 def m(mount):
     """Partitions a and b of a fresh storage, mounted."""
     return mount()
+
+
+@pytest.fixture
+def tmux():
+    """Terminal programs under tmux, closed afterwards."""
+    sessions = []
+
+    def make(cmd):
+        t = Tmux(f"sfs{os.getpid()}x{len(sessions)}", cmd)
+        sessions.append(t)
+        return t
+
+    yield make
+    for t in sessions:
+        t.close()

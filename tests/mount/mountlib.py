@@ -107,10 +107,20 @@ class Mount:
     def cleanup(self):
         if mounted_at(self.mnt):
             subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], check=False)
-        if self.proc.poll() is None:
+        try:
+            self.proc.wait(timeout=10)  # its end sets the mount point's mode back
+        except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+            release_mount_point(self.mnt)
         self.check_log()
+
+
+def release_mount_point(path):
+    """What a killed daemon leaves for the next mount to undo: the directory
+    under the mount immutable (root) and mode 0."""
+    subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+    os.chmod(path, 0o700)
 
 
 def doc(text="old", n=1):

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from mountlib import MARKER, doc, wait_until
-from sfs_common import Tmux, sh
+from sfs_common import sh
 
 BASE = ["a.json", "b.json"]
 
@@ -50,20 +50,6 @@ def test_emacs_batch_with_backup_and_fsync(m):
     assert m.names() == ["a.json", "a.json~", "b.json"]  # Emacs keeps its backup (in memory here)
     assert m.path("a.json~").read_bytes() == doc("old")
 
-
-
-@pytest.fixture
-def tmux():
-    sessions = []
-
-    def make(cmd):
-        t = Tmux(f"sfs{os.getpid()}x{len(sessions)}", cmd)
-        sessions.append(t)
-        return t
-
-    yield make
-    for t in sessions:
-        t.close()
 
 
 def test_emacs_interactive_under_tmux(m, tmux):

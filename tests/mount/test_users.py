@@ -5,6 +5,7 @@ import pwd
 import shutil
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,46 @@ def test_prompts_for_keys_and_passwords_until_an_empty_key(storage):
     rc, shown = talk([str(MOUNT_HELPER), str(storage.path), mnt], [(b"Partition map key:", b"")], timeout=30)
     assert rc == 2 and b"nothing to mount" in shown
     assert mounted_at(mnt) is None
+
+
+def test_ordinary_user_sees_outside_changes_keeps_handles_and_is_safe_after_a_lazy_unmount(workdir, user):
+    d = workdir / "home2"
+    d.mkdir()
+    shamirfs, helper = SHAMIRFS, MOUNT_HELPER
+    if not traversable_by_others(SHAMIRFS.parent):
+        (workdir / "bin").mkdir()
+        shamirfs, helper = (Path(shutil.copy2(b, workdir / "bin")) for b in (SHAMIRFS, MOUNT_HELPER))
+    os.chown(d, user.pw_uid, user.pw_gid)
+    os.chmod(d, 0o700)
+    cred = "--keyfile keys/a.key --passfile pw"
+    r = as_user(f"cd {d} && umask 077 && printf 'user pw\\n' > pw && mkdir keys mnt full && touch full/x && "
+                f"{shamirfs} create enc.json --partitions 1 {' '.join(CHEAP_KDF)} --key-dir keys --passfile a=pw && "
+                f"echo '{{\"v\": \"first {MARKER}\"}}' | {shamirfs} update enc.json - {cred}")
+    assert r.returncode == 0, r.stderr
+    opts = "-o keyfile=keys/a.key,passfile=pw"
+    r = as_user(f"cd {d} && {helper} enc.json full {opts}")
+    assert r.returncode == 15 and b"not empty" in r.stderr, r.stderr
+    r = as_user(f"cd {d} && {helper} enc.json mnt {opts}")
+    assert r.returncode == 0, r.stderr
+    try:
+        # An fd opened before an outside commit reads the old text; a new open the new one.
+        r = as_user(f"cd {d} && exec 3< mnt/a.json && echo '{{\"v\": \"second {MARKER}\"}}' | "
+                    f"{shamirfs} update enc.json - {cred} >/dev/null && cat mnt/a.json && cat <&3 && "
+                    f"t=$(mktemp -d -p mnt) && mkdir -p $t/x/y && echo s > $t/x/y/f && rm -r $t && ls mnt")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.decode().split("\n") == [f'{{"v": "second {MARKER}"}}', f'{{"v": "first {MARKER}"}}',
+                                                 "a.json", ""]
+        # Lazily unmounted while a reader holds it: the directory under it takes no file.
+        holder = subprocess.Popen(["runuser", "-u", USER, "--", "sh", "-c", f"exec sleep 60 < {d}/mnt/a.json"])
+        time.sleep(0.5)
+        r = as_user(f"fusermount3 -u -z {d}/mnt && (echo '{MARKER}' > {d}/mnt/a.json) 2>&1; ls -A {d}/mnt")
+        assert b"Permission denied" in r.stdout, r.stdout + r.stderr
+        subprocess.run(["pkill", "-u", USER, "-x", "sleep"])  # (runuser does not pass the kill on)
+        holder.wait()
+    finally:
+        if mounted_at(d / "mnt"):
+            as_user(f"fusermount3 -u {d}/mnt")
+    wait_until(lambda: subprocess.run(["pgrep", "-u", USER, "-f", "mount.shamirfs"]).returncode != 0, 10,
+               "the user's daemon to exit")
+    assert stat.S_IMODE(os.stat(d / "mnt").st_mode) == 0o700
+    assert os.listdir(d / "mnt") == []
