@@ -56,9 +56,7 @@ void op_init(void*, fuse_conn_info* conn) {
     // O_APPEND offsets and sizes come from us, and every write reaches the
     // file system before close returns (commits happen at close).
     conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);
-    // Pages of a file stay cached across opens: an inode's content changes
-    // only through the kernel (an outside commit makes a new inode).
-    conn->want |= conn->capable & FUSE_CAP_ATOMIC_O_TRUNC;
+    conn->want |= conn->capable & FUSE_CAP_ATOMIC_O_TRUNC;  // O_TRUNC comes with the open
 }
 
 void op_destroy(void* data) { static_cast<MemFs*>(data)->finish(); }
@@ -147,6 +145,8 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         return;
     }
     fi->fh = fh;
+    // Pages stay cached across opens: an inode's content changes only through
+    // the kernel (an outside commit makes a new inode).
     fi->keep_cache = 1;
     if (fuse_reply_open(req, fi) == -ENOENT) fs(req).release(fh);  // the opener was interrupted
 }

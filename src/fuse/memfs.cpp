@@ -566,6 +566,8 @@ int MemFs::open(Ino ino, int flags, std::uint64_t* fh) {
         if (n->is_dir()) return -EISDIR;
         if (!n->is_file()) return -ELOOP;
         if (!n->vanished.empty()) return -EIO;
+        if ((flags & O_ACCMODE) != O_WRONLY)
+            if (int part = partition_of(n); part >= 0) state_[static_cast<std::size_t>(part)].outside_unread = false;
         if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
             // Truncated at open: not a finished write, so no commit point by itself.
             if (int r = resize(*n, 0)) return r;
@@ -714,12 +716,12 @@ int MemFs::commit(Lock& tree, const std::shared_ptr<Node>& n, int part, const ch
     st.committed_at = now();
     st.refusal.clear();
     st.note.clear();
-    if (st.stale_base || r.replaced_concurrent_change) {
+    if (st.stale_base || st.outside_unread || r.replaced_concurrent_change) {
         // Last writer wins, as on any file system; said where it can be seen.
-        st.note = "this save replaced a version committed outside this mount since the text was read";
+        st.note = "this save replaced a version committed outside this mount that was not read here";
         log::warn(std::string("a commit at ") + why + " replaced a version committed outside this mount");
     }
-    st.stale_base = false;
+    st.stale_base = st.outside_unread = false;
     if (r.rebased) force_refresh_ = true;  // the other partitions may have changed too
     st.draft_hash.reset();  // a commit drops the draft kept beside the document
     if (draft_node(i)) unlink_node(*root_, draft_name(i));
@@ -800,6 +802,7 @@ void MemFs::refresh(Lock& storage) {
         fresh->buf = std::move(*docs[i]);
         if (old) unlink_node(*root_, parts_[i].label + ".json");
         link(*root_, parts_[i].label + ".json", fresh);
+        st.outside_unread = true;
         log::info(was_vanished ? "a partition opens again after an outside change; its text is shown"
                                : "a partition was committed outside this mount; its new text is shown");
     }

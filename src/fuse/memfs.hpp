@@ -154,6 +154,7 @@ private:
         std::string note;                       // what the last commit replaced (last writer wins), if anything
         std::string vanished;                   // why the storage no longer opens this partition ("" while it does)
         bool stale_base = false;                // the text being edited predates an outside commit
+        bool outside_unread = false;            // an outside commit is shown, and nobody read it here since
         struct timespec refused_at {}, committed_at{};
     };
     // A commit prepared under the tree lock and run without it.
