@@ -309,6 +309,10 @@ int cmd_status(int argc, char** argv, int first) {
                   << "; uncommitted text: " << (open_text ? "yes" : "no") << "; draft kept: " << (draft ? "yes" : "no") << "\n";
         if (!p["last_refusal"].get<std::string>().empty())
             std::cout << "  refused at " << p["refused_at"].get<std::string>() << ": " << p["last_refusal"].get<std::string>() << "\n";
+        if (p.contains("outside_change") && !p["outside_change"].get<std::string>().empty())
+            std::cout << "  outside change: " << p["outside_change"].get<std::string>() << "\n";
+        if (p.contains("vanished") && !p["vanished"].get<std::string>().empty())
+            std::cout << "  the storage no longer opens it: " << p["vanished"].get<std::string>() << "\n";
     }
     if (!j["scratch_files_lost_at_unmount"].empty()) {
         pending = true;

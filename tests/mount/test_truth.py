@@ -68,6 +68,8 @@ def test_a_storage_that_no_longer_opens_gives_eio_not_the_old_text(storage, moun
         wait_until(lambda: m.path("a.json").read_bytes() != doc("old"), timeout=2, what="a read error")
     assert e.value.errno == 5
     assert "no longer holds" in os.getxattr(m.path("a.json"), "user.shamirfs.error").decode()
+    st = run("status", m.mnt)
+    assert b"the storage no longer opens it" in st.stdout, st.stdout
     m.unmount()
 
 
@@ -85,6 +87,43 @@ def test_vim_warns_at_w_after_an_outside_commit(storage, mount, tmux):
     t.close()
     wait_until(lambda: subprocess.run(["fusermount3", "-u", str(m.mnt)], capture_output=True).returncode == 0,
                what="vim's end")
+    m.unmount()
+
+
+def test_emacs_says_the_file_changed_on_disk(storage, mount, tmux):
+    m = mount(allow=OUTSIDE)
+    t = tmux(f"emacs -nw -Q {m.path('a.json')}")
+    t.wait_for("old")
+    assert storage.update("a", doc("from the cli")).returncode == 0
+    time.sleep(0.2)
+    t.keys("x")  # the first change to the buffer checks the file on disk
+    t.wait_for("changed on disk")
+    t.keys("n")
+    t.close()
+    wait_until(lambda: subprocess.run(["fusermount3", "-u", str(m.mnt)], capture_output=True).returncode == 0,
+               what="emacs's end")
+    m.unmount()
+    assert committed(m) == doc("from the cli")
+
+
+def test_posix_details(m):
+    import errno
+    for make in (lambda p: os.mkfifo(p), lambda p: os.mknod(p, 0o600 | 0o020000, os.makedev(1, 3)),
+                 lambda p: os.link(m.path("a.json"), p)):
+        with pytest.raises(OSError) as e:
+            make(m.path("special"))
+        assert e.value.errno == errno.EPERM
+    long = "x" * 256
+    for make in (lambda p: open(p, "w"), lambda p: os.mkdir(p), lambda p: os.symlink("a.json", p)):
+        with pytest.raises(OSError) as e:
+            make(m.path(long))
+        assert e.value.errno == errno.ENAMETOOLONG
+    open(m.path("y" * 255), "w").close()
+    before = os.stat(m.mnt)
+    time.sleep(0.01)
+    os.unlink(m.path("y" * 255))
+    after = os.stat(m.mnt)
+    assert after.st_mtime_ns > before.st_mtime_ns and after.st_ctime_ns > before.st_ctime_ns
     m.unmount()
 
 

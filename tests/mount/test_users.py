@@ -116,6 +116,8 @@ def test_prompts_for_keys_and_passwords_until_an_empty_key(storage):
 
 
 def test_ordinary_user_sees_outside_changes_keeps_handles_and_is_safe_after_a_lazy_unmount(workdir, user):
+    subprocess.run(["groupadd", "-f", "sfstestgrp"], check=True)
+    subprocess.run(["usermod", "-aG", "sfstestgrp", USER], check=True)
     d = workdir / "home2"
     d.mkdir()
     shamirfs, helper = SHAMIRFS, MOUNT_HELPER
@@ -142,6 +144,9 @@ def test_ordinary_user_sees_outside_changes_keeps_handles_and_is_safe_after_a_la
         assert r.returncode == 0, r.stderr
         assert r.stdout.decode().split("\n") == [f'{{"v": "second {MARKER}"}}', f'{{"v": "first {MARKER}"}}',
                                                  "a.json", ""]
+        # An owner may chgrp to a group it belongs to (rsync -a, install -g).
+        r = as_user(f"cd {d} && touch mnt/x && chgrp sfstestgrp mnt/x && stat -c %G mnt/x && rm mnt/x")
+        assert r.returncode == 0 and r.stdout == b"sfstestgrp\n", r.stderr
         # Lazily unmounted while a reader holds it: the directory under it takes no file.
         holder = subprocess.Popen(["runuser", "-u", USER, "--", "sh", "-c", f"exec sleep 60 < {d}/mnt/a.json"])
         time.sleep(0.5)
