@@ -2,22 +2,30 @@
 // (write_through_wal) and finishing or rolling back an interrupted one
 // (Wal::recover). Under an flock on the lock file, a complete new file is
 // written beside the storage (O_EXCL, 0600) and fsynced, its hash recorded in
-// the write-ahead log, then it is renamed over the storage and the directory
-// fsynced, then the log is removed.
+// the write-ahead log, then it is swapped with the storage
+// (renameat2(RENAME_EXCHANGE)) and the directory fsynced, then the log is
+// removed. The swap keeps the file it replaced: if that is not the version the
+// commit was made from (a sync tool, which takes no lock, renamed another
+// version in meanwhile), it is kept as a conflict copy and handed back, never
+// dropped unseen.
 //
 // The log is a small JSON record replaced durably (temp, fsync, rename,
 // directory fsync) at each state:
 //   start  {"wal":2,"state":"start","temp":NAME}
-//   ready  {"wal":2,"state":"ready","temp":NAME,"new":HASH}
+//   ready  {"wal":2,"state":"ready","temp":NAME,"new":HASH,"base":"DEV:INO"}
 // NAME is the temp file's name in the storage's directory, HASH the
-// content_hash() of the new file.
+// content_hash() of the new file, DEV:INO the identity of the version the
+// commit was made from (optional).
 //
 // Every file beside the storage is named ".STORAGE.shamirfs-*" (lock, wal,
 // wal.tmp, tmp-PID-RANDOM), so that one ignore pattern keeps sync tools away
 // from them (man/shamirfs.5). Builds before format 2 used "STORAGE.lock",
 // "STORAGE.wal" and ".STORAGE.tmp-*": recovery still finishes their commits.
 #pragma once
+#include <sys/types.h>
+
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,7 +41,24 @@ struct WalRecord {
     std::string state;  // "start" or "ready"
     std::string temp;   // file name, no directory
     std::string next;   // hash of the new storage (ready only)
+    std::string base;   // "DEV:INO" of the version the commit was made from (ready; "" if none)
 };
+
+// The file identity a swap compares: device and inode.
+struct FileId {
+    dev_t dev = 0;
+    ino_t ino = 0;
+    bool operator==(const FileId&) const = default;
+};
+std::string to_string(const FileId& id);  // "DEV:INO"
+
+// Conflict copies of a storage beside it: what sync engines make when two
+// devices changed it at once (Syncthing's STEM.sync-conflict-*, Dropbox's and
+// Nextcloud's "STEM (... conflicted copy ...)") and what a commit keeps of a
+// version it displaced (STEM.shamirfs-conflict-*), as full paths, sorted.
+std::vector<std::string> conflict_copies(const std::string& storage);
+// A new name for a displaced version: DIR/STEM.shamirfs-conflict-TIME-RANDOM.EXT.
+std::string new_conflict_path(const std::string& storage);
 
 class Wal {
 public:
@@ -64,8 +89,14 @@ private:
 // the lock must be held. With `next_ranges`, only the ranges it hands out are
 // written at a time: it waits until more bytes are final and returns them
 // (nothing: done). `must_not_exist`: the storage must not exist (create).
-// Returns the new file, still open.
-FileHandle write_through_wal(const std::string& storage, std::string_view text, bool must_not_exist,
-                             const std::function<std::vector<TextRange>()>& next_ranges = {});
+// `base`: the version `text` was made from; a different file found in its
+// place at the swap is kept as a conflict copy, named in `displaced`.
+struct Swapped {
+    FileHandle written;     // the new file, still open
+    std::string displaced;  // "" or the conflict copy of an unseen version it replaced
+};
+Swapped write_through_wal(const std::string& storage, std::string_view text, bool must_not_exist,
+                          const std::function<std::vector<TextRange>()>& next_ranges = {},
+                          std::optional<FileId> base = std::nullopt);
 
 }  // namespace shamirfs

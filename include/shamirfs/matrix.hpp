@@ -94,6 +94,8 @@ public:
     std::string_view cell_text(std::size_t row, unsigned column) const;
     // True if `other` has this capacity and every cell of `slot` equal.
     bool same_slot(const Matrix& other, unsigned slot) const;
+    // Every cell of `slot` taken from `other` (same parameters and capacity).
+    void copy_slot(const Matrix& other, unsigned slot);
     // The whole storage file, as it is written.
     std::string_view file_text() const { return text_.view(); }
     char* mutable_text() { return text_.data(); }

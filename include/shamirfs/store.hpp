@@ -119,7 +119,9 @@ public:
     // it: while a commit holds it, or where recovery cannot write, the storage
     // file is read as it is, which the rename keeps whole). Returns the actions.
     std::vector<std::string> recover();
-    // Loads (or reloads) the backing file.
+    // Loads (or reloads) the backing file; a missing one is looked for again
+    // for up to kMissingRetry (a sync tool swapping it in), then Error(io).
+    static constexpr std::chrono::milliseconds kMissingRetry{2000};
     const Matrix& load();
     // Whether the file at the path is no longer the one last loaded or
     // written here (another writer's commit, a rename onto it, a restored
@@ -171,6 +173,15 @@ public:
     CommitResult rekey(const Partition& p, const MapKey& new_key, std::string_view password,
                        std::span<const Partition* const> keep = {});
     CommitResult shrink(std::span<const Partition* const> unlocked);
+    // Merging versions (merge.hpp): commits `document` with `draft` (or no
+    // draft), its generation above `newest`'s (the newest generation merged),
+    // so that it orders after every version it was merged from.
+    CommitResult commit_merged(const Partition& p, std::span<const std::uint8_t> document,
+                               const std::optional<std::span<const std::uint8_t>>& draft, const codec::Meta& newest,
+                               std::span<const Partition* const> keep = {});
+    // ... and the cells of `slots` taken from `other` (a version of this
+    // storage with the same capacity), under the lock.
+    CommitResult copy_slots_from(const Matrix& other, std::span<const unsigned> slots);
     // Recovery, structure, and every row of every slot checked for consistent
     // shares (needs no credentials: share IDs are public); with a partition also
     // its document's authenticity. With `repair`, correctable cells are rewritten
@@ -206,6 +217,13 @@ private:
     // codewords into every other slot), growing the capacity as they need,
     // and the file through the WAL; returns when the shares were made.
     Clock::time_point write_slots_locked(std::vector<SlotWrite> writes, Rng& rng, CommitResult& r);
+    // The writes with the capacity grown as they need, plus the random fill
+    // of the other slots (new rows; every slot in a deniable storage).
+    std::vector<SlotWrite> plan_writes(std::vector<SlotWrite> writes, CommitResult& r);
+    // A version a swap displaced (kept at `displaced`) that this commit did
+    // not see: `writes` applied on top of it, swapped in again; the copy is
+    // removed. Returns what that swap displaced in turn ("" when none).
+    std::string reapply_on(const std::string& displaced, std::span<const SlotWrite> writes, Rng& rng, CommitResult& r);
     // The slot writes of a commit: `own` (if any), and in a deniable storage
     // the partitions in `keep` sealed again with fresh nonces (their blobs
     // held in `blobs`, which must outlive the writes).
@@ -215,7 +233,8 @@ private:
     // Writes `text` as the new storage through the WAL protocol; lock held.
     // With `next_ranges`, only the ranges it hands out are written at a time:
     // it waits until more bytes are final and returns them (nothing: done).
-    void write_locked(std::string_view text, bool must_not_exist,
+    // Returns "" or the conflict copy of an unseen version the swap displaced.
+    std::string write_locked(std::string_view text, bool must_not_exist,
                       const std::function<std::vector<TextRange>()>& next_ranges = {});
 
     std::string path_;

@@ -24,6 +24,8 @@
 #include "shamirfs/error.hpp"
 #include "shamirfs/keys.hpp"
 #include "shamirfs/log.hpp"
+#include "shamirfs/merge.hpp"
+#include "shamirfs/commit_protocol.hpp"
 #include "shamirfs/storage_format.hpp"
 #include "shamirfs/store.hpp"
 
@@ -48,6 +50,8 @@ const char* kUsage =
     "         (deniable storages: the first pair is updated, the others are kept; every other partition is erased)\n"
     "  add STORAGE --keyfile FILE [--passfile FILE]... --label L --key-out FILE [--new-passfile FILE] [--all-unlocked]\n"
     "  shrink STORAGE --keyfile FILE [--passfile FILE]... [--all-unlocked]\n"
+    "  merge STORAGE [COPY...] [--base OLD] [--keyfile FILE [--passfile FILE]]... [--remove]\n"
+    "         (COPY: conflict copies or other versions; default the conflict copies beside STORAGE)\n"
     "  info STORAGE [--json]\n"
     "  fsck STORAGE [--keyfile FILE [--passfile FILE]] [--repair]\n"
     "  STORAGE MOUNTPOINT [-o OPTIONS]   (runs mount.shamirfs; for fstab type fuse.shamirfs)\n"
@@ -320,6 +324,11 @@ int cmd_status(int argc, char** argv, int first) {
         for (const auto& f : j["scratch_files_lost_at_unmount"])
             std::cout << "  " << f["name"].get<std::string>() << " (" << f["bytes"].get<std::size_t>() << " bytes)\n";
     }
+    if (j.contains("conflict_copies") && !j["conflict_copies"].empty()) {
+        pending = true;
+        std::cout << "conflict copies of the storage (commits of another device; shamirfs merge brings them back):\n";
+        for (const auto& c : j["conflict_copies"]) std::cout << "  " << c.get<std::string>() << "\n";
+    }
     std::cout << "recent log:\n";
     for (const auto& line : j["log"]) std::cout << "  " << line.get<std::string>() << "\n";
     return pending ? exit_code::pending : exit_code::ok;
@@ -361,6 +370,47 @@ int cmd_update(int argc, char** argv, int first) {
               << "bytes written: " << r.bytes_written << "\n"
               << "time: " << fixed(r.seconds, 3) << " s\n";
     return exit_code::ok;
+}
+
+int cmd_merge(int argc, char** argv, int first) {
+    Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile", "base"}, {"remove"});
+    if (a.positional.empty()) throw Error(Errc::usage, "merge needs STORAGE");
+    const std::string storage = a.positional[0];
+    std::vector<std::string> copies(a.positional.begin() + 1, a.positional.end());
+    if (copies.empty()) copies = conflict_copies(storage);
+    if (copies.empty()) {
+        std::cout << "nothing to merge: no conflict copies beside " << storage << "\n";
+        return exit_code::ok;
+    }
+    Store store(storage);
+    store.recover();
+    std::vector<Partition> parts;
+    if (!a.all("keyfile").empty()) parts = open_partitions(store, a);
+    std::vector<const Partition*> unlocked;
+    std::vector<std::string> labels;
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+        unlocked.push_back(&parts[i]);
+        codec::Meta meta;
+        try {
+            store.open(parts[i], &meta);
+        } catch (const Error&) {
+        }
+        labels.push_back(meta.label.empty() ? cli::default_label(static_cast<unsigned>(i)) : meta.label);
+    }
+    if (store.matrix().params().mode == StorageMode::deniable) warn_if_deniable(store, parts.size());
+    MergeReport r = merge_versions(store, copies, a.value("base"), unlocked, labels);
+    for (const auto& line : r.lines) std::cout << line << "\n";
+    for (const auto& c : r.merged) {
+        if (a.flag("remove")) {
+            remove_file(c);
+            std::cout << "removed " << c << "\n";
+        } else {
+            if (::rename(c.c_str(), (c + ".merged").c_str()) != 0) throw_errno("cannot move " + c + " aside", errno);
+            std::cout << "moved " << c << " aside to " << c << ".merged\n";
+        }
+    }
+    for (const auto& c : r.kept) std::cout << "kept " << c << " (it still holds what the storage does not)\n";
+    return r.kept.empty() ? exit_code::ok : exit_code::pending;
 }
 
 int cmd_info(int argc, char** argv, int first) {
@@ -548,7 +598,7 @@ using Command = int (*)(int, char**, int);
 const std::vector<std::pair<std::string, Command>> kCommands = {
     {"create", cmd_create}, {"cat", cmd_cat},       {"status", cmd_status}, {"update", cmd_update},
     {"info", cmd_info},     {"fsck", cmd_fsck},     {"add", cmd_add},       {"passwd", cmd_passwd},
-    {"rekey", cmd_rekey},   {"shrink", cmd_shrink},
+    {"rekey", cmd_rekey},   {"shrink", cmd_shrink}, {"merge", cmd_merge},
 };
 
 std::size_t edit_distance(const std::string& a, const std::string& b) {
@@ -564,6 +614,18 @@ std::size_t edit_distance(const std::string& a, const std::string& b) {
         }
     }
     return row[b.size()];
+}
+
+// Said by every command on a storage: what a sync engine left beside it.
+void warn_of_conflict_copies(const std::string& storage) {
+    auto copies = conflict_copies(storage);
+    if (copies.empty()) return;
+    std::string names;
+    for (const auto& c : copies) names += (names.empty() ? "" : ", ") + c.substr(c.rfind('/') + 1);
+    std::cerr << "shamirfs: warning: " << copies.size() << " conflict cop" << (copies.size() == 1 ? "y" : "ies")
+              << " of this storage lie beside it (" << names
+              << "): commits made on another device at the same time; shamirfs merge " << storage
+              << " brings them back\n";
 }
 
 // The usage lines of one command (its entry in kUsage).
@@ -619,6 +681,8 @@ int main(int argc, char** argv) {
                     std::cout << usage_of(name);
                     return exit_code::ok;
                 }
+            if (name != "create" && name != "status" && name != "merge" && i + 1 < argc && argv[i + 1][0] != '-')
+                warn_of_conflict_copies(argv[i + 1]);
             return run(argc, argv, i + 1);
         }
         // "shamirfs STORAGE MOUNTPOINT -o ..." (mount.fuse3 and fstab): the first

@@ -4,7 +4,11 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <cstdio>
+#include <ctime>
 #include <nlohmann/json.hpp>
 
 #include <fcntl.h>
@@ -25,7 +29,90 @@ std::string aux_path(const std::string& storage, const std::string& what) {
     return dir_of(storage) + "/." + base_of(storage) + ".shamirfs-" + what;
 }
 
+std::optional<FileId> parse_file_id(const std::string& s) {
+    unsigned long long dev = 0, ino = 0;
+    char end = 0;
+    if (std::sscanf(s.c_str(), "%llu:%llu%c", &dev, &ino, &end) != 2) return std::nullopt;
+    return FileId{static_cast<dev_t>(dev), static_cast<ino_t>(ino)};
+}
+
+std::optional<FileId> file_id_of(const std::string& path) {
+    struct stat st{};
+    if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+    return FileId{st.st_dev, st.st_ino};
+}
+
+// "enc.json" -> {"enc", ".json"}; a name without an extension has none.
+std::pair<std::string, std::string> stem_and_ext(const std::string& base) {
+    auto dot = base.rfind('.');
+    if (dot == std::string::npos || dot == 0) return {base, ""};
+    return {base.substr(0, dot), base.substr(dot)};
+}
+
+// Swaps the new file at `temp` with the storage; false if the storage was
+// missing or the file system cannot swap (then a plain rename was done, and
+// nothing is left at `temp`).
+bool swap_into_place(const std::string& temp, const std::string& storage) {
+    if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, storage.c_str(), RENAME_EXCHANGE) == 0) return true;
+    if (errno != ENOENT && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+        throw_errno("cannot swap the new storage into " + storage, errno);
+    if (::rename(temp.c_str(), storage.c_str()) != 0) throw_errno("cannot rename the new storage onto " + storage, errno);
+    return false;
+}
+
+// After a swap, `temp` holds the file that was in the storage's place: the
+// version the commit was made from is removed; any other (a sync tool put it
+// there meanwhile) is kept as a conflict copy, whose path is returned.
+std::string settle_displaced(const std::string& temp, const std::string& storage, const std::optional<FileId>& base) {
+    auto got = file_id_of(temp);
+    if (!got) return "";
+    if (!base || *got == *base) {
+        remove_file(temp);
+        return "";
+    }
+    std::string copy = new_conflict_path(storage);
+    if (::rename(temp.c_str(), copy.c_str()) != 0) throw_errno("cannot keep a displaced version as " + copy, errno);
+    log::warn("another version of " + storage + " was put in its place during a commit (a sync tool takes no lock): "
+              "it is kept as " + copy);
+    return copy;
+}
+
 }  // namespace
+
+std::string to_string(const FileId& id) {
+    return std::to_string(static_cast<unsigned long long>(id.dev)) + ":" + std::to_string(static_cast<unsigned long long>(id.ino));
+}
+
+std::vector<std::string> conflict_copies(const std::string& storage) {
+    const std::string dir = dir_of(storage);
+    const auto [stem, ext] = stem_and_ext(base_of(storage));
+    std::vector<std::string> out;
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return out;
+    auto ends = [&](const std::string& n) { return n.size() >= ext.size() && n.compare(n.size() - ext.size(), ext.size(), ext) == 0; };
+    while (dirent* e = ::readdir(d)) {
+        const std::string n = e->d_name;
+        if (n.rfind(stem, 0) != 0 || !ends(n)) continue;
+        const std::string rest = n.substr(stem.size());
+        if (rest.rfind(".sync-conflict-", 0) == 0 || rest.rfind(".shamirfs-conflict-", 0) == 0 ||
+            (rest.rfind(" (", 0) == 0 && rest.find("conflicted copy") != std::string::npos))
+            out.push_back(dir + "/" + n);
+    }
+    ::closedir(d);
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+std::string new_conflict_path(const std::string& storage) {
+    const auto [stem, ext] = stem_and_ext(base_of(storage));
+    char when[32];
+    std::time_t now = std::time(nullptr);
+    struct tm utc{};
+    std::strftime(when, sizeof(when), "%Y%m%d-%H%M%S", ::gmtime_r(&now, &utc));
+    char rnd[9];
+    std::snprintf(rnd, sizeof(rnd), "%08x", randombytes_random());
+    return dir_of(storage) + "/" + stem + ".shamirfs-conflict-" + when + "-" + rnd + ext;
+}
 
 std::string lock_path_of(const std::string& storage) { return aux_path(storage, "lock"); }
 
@@ -49,6 +136,7 @@ std::string Wal::temp_path(const std::string& name) const { return dir_ + "/" + 
 void Wal::write(const WalRecord& r) {
     nlohmann::ordered_json j = {{"wal", 2}, {"state", r.state}, {"temp", r.temp}};
     if (r.state == "ready") j["new"] = r.next;
+    if (r.state == "ready" && !r.base.empty()) j["base"] = r.base;
     replace_small_file(wal_path_, j.dump() + "\n");
 }
 
@@ -102,7 +190,7 @@ std::vector<std::string> Wal::recover_record(const std::string& wal_path) {
             version = j.at("wal").get<int>();
             if (version != 2) why = "unknown WAL version";
             for (auto& [k, v] : j.items())
-                if (k != "wal" && k != "state" && k != "temp" && k != "new")
+                if (k != "wal" && k != "state" && k != "temp" && k != "new" && k != "base")
                     why = "unknown key " + k;
             r.state = j.at("state").get<std::string>();
             r.temp = j.at("temp").get<std::string>();
@@ -111,6 +199,8 @@ std::vector<std::string> Wal::recover_record(const std::string& wal_path) {
             else if (r.state != "start") why = "unknown state";
             if (!is_temp_name(r.temp)) why = "temp file name outside the protocol";
             if (r.state == "ready" && !is_hex(r.next, digits)) why = "bad hash";
+            if (j.contains("base")) r.base = j.at("base").get<std::string>();
+            if (!r.base.empty() && !parse_file_id(r.base)) why = "bad base";
         } catch (const std::exception& e) {
             why = "not a WAL record";
         }
@@ -122,16 +212,25 @@ std::vector<std::string> Wal::recover_record(const std::string& wal_path) {
             remove_file(temp);
             act("rolled back an interrupted commit (removed its unfinished new file)");
         } else {
+            const auto base = parse_file_id(r.base);
             auto data = read_file(temp);
+            auto current = data ? read_file(storage_) : std::nullopt;
             if (data && content_hash(*data) == r.next) {
-                if (::rename(temp.c_str(), storage_.c_str()) != 0) throw_errno("cannot rename " + temp, errno);
+                std::string kept;
+                if (swap_into_place(temp, storage_)) kept = settle_displaced(temp, storage_, base);
                 fsync_dir(dir_);
-                act("finished an interrupted commit (renamed its complete new file into place)");
+                act("finished an interrupted commit (swapped its complete new file into place)" +
+                    (kept.empty() ? std::string() : "; the version it displaced is kept as " + kept));
+            } else if (data && current && content_hash(*current) == r.next) {
+                // Swapped, then interrupted: the temp name holds the file it displaced.
+                std::string kept = settle_displaced(temp, storage_, base);
+                act(kept.empty() ? "completed commit: removed the version it replaced"
+                                 : "completed commit: the version it displaced is kept as " + kept);
             } else if (data) {
                 remove_file(temp);
                 act("rolled back an interrupted commit whose new file does not match its hash");
             } else {
-                auto current = read_file(storage_);
+                current = read_file(storage_);
                 if (current && content_hash(*current) == r.next) act("completed commit: removed its write-ahead log");
                 else act("interrupted commit lost its new file; the storage is the previous version");
             }
@@ -146,12 +245,13 @@ std::vector<std::string> Wal::recover_record(const std::string& wal_path) {
     return actions;
 }
 
-FileHandle write_through_wal(const std::string& storage, std::string_view text, bool must_not_exist,
-                             const std::function<std::vector<TextRange>()>& next_ranges) {
+Swapped write_through_wal(const std::string& storage, std::string_view text, bool must_not_exist,
+                          const std::function<std::vector<TextRange>()>& next_ranges, std::optional<FileId> base) {
     Wal wal(storage);
     const std::string name = wal.new_temp_name(), temp = wal.temp_path(name);
+    bool swapped = false;
     fault::point("before-wal-start");
-    wal.write({"start", name, ""});
+    wal.write({"start", name, "", ""});
     fault::point("after-wal-start");
     FileHandle written;
     try {
@@ -177,13 +277,15 @@ FileHandle write_through_wal(const std::string& storage, std::string_view text, 
         }
         if (::fsync(written.get()) != 0) throw_errno("cannot fsync " + temp, errno);
         fault::point("after-temp-write");
-        wal.write({"ready", name, content_hash(text)});
+        wal.write({"ready", name, content_hash(text), base ? to_string(*base) : ""});
         fault::point("after-wal-ready");
-        int rc = must_not_exist ? ::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, storage.c_str(), RENAME_NOREPLACE)
-                                : ::rename(temp.c_str(), storage.c_str());
-        if (rc != 0) {
-            if (errno == EEXIST) throw Error(Errc::usage, storage + " already exists");
-            throw_errno("cannot rename the new storage onto " + storage, errno);
+        if (must_not_exist) {
+            if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, storage.c_str(), RENAME_NOREPLACE) != 0) {
+                if (errno == EEXIST) throw Error(Errc::usage, storage + " already exists");
+                throw_errno("cannot rename the new storage onto " + storage, errno);
+            }
+        } else {
+            swapped = swap_into_place(temp, storage);
         }
     } catch (...) {
         // Not renamed: roll back now (what recovery would do for "start").
@@ -196,11 +298,13 @@ FileHandle write_through_wal(const std::string& storage, std::string_view text, 
         throw;
     }
     fault::point("after-rename");
+    // (If this fails, the WAL stays and recovery settles the displaced file.)
+    std::string displaced = swapped ? settle_displaced(temp, storage, base) : "";
     fsync_dir(dir_of(storage));  // if this fails, the WAL stays and recovery completes it
     fault::point("after-dir-fsync");
     wal.remove();
     fault::point("after-wal-remove");
-    return written;
+    return {std::move(written), std::move(displaced)};
 }
 
 }  // namespace shamirfs

@@ -5,17 +5,22 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <cstring>
+#include <sstream>
+#include <string>
 
 namespace shamirfs::fault {
 
 // SHAMIRFS_FAULT=POINT kills the process there (SIGKILL); "stop:POINT" stops
-// it there (SIGSTOP), as if it had been paused mid-commit.
+// it there (SIGSTOP), as if it had been paused mid-commit. A comma-separated
+// list names several ("stop:after-wal-ready,after-rename": paused, then killed).
 void point(const char* name) {
     const char* want = std::getenv("SHAMIRFS_FAULT");
     if (want == nullptr) return;
-    if (std::strcmp(want, name) == 0) ::kill(::getpid(), SIGKILL);
-    if (std::strncmp(want, "stop:", 5) == 0 && std::strcmp(want + 5, name) == 0) ::kill(::getpid(), SIGSTOP);
+    std::istringstream list(want);
+    for (std::string item; std::getline(list, item, ',');) {
+        if (item == name) ::kill(::getpid(), SIGKILL);
+        if (item == std::string("stop:") + name) ::kill(::getpid(), SIGSTOP);
+    }
 }
 
 }  // namespace shamirfs::fault

@@ -114,6 +114,16 @@ bool Matrix::same_slot(const Matrix& other, unsigned slot) const {
     return true;
 }
 
+void Matrix::copy_slot(const Matrix& other, unsigned slot) {
+    if (other.capacity_ != capacity_ || other.params_.shares != params_.shares || slot >= params_.slots)
+        throw Error(Errc::internal, "copy_slot between matrices of other shapes");
+    for (unsigned i = 0; i < params_.shares; ++i)
+        for (std::size_t r = 0; r < capacity_; ++r) {
+            const std::string_view cell = other.cell_text(r, slot * params_.shares + i);
+            std::memcpy(cell_ptr(r, slot * params_.shares + i), cell.data(), kCellChars);
+        }
+}
+
 std::vector<TextRange> Matrix::block_ranges(std::span<const unsigned> slots, std::size_t block) const {
     const std::size_t begin = block * kBlockRows, end = std::min(capacity_, begin + kBlockRows);
     if (begin >= end) return {};

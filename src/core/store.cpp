@@ -11,6 +11,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <future>
+#include <thread>
 #include <memory>
 #include <mutex>
 #include <utility>
@@ -202,6 +203,12 @@ const Matrix& Store::load() {
     // O_NONBLOCK: a FIFO or device in the storage's place must not block the
     // open; read_storage refuses anything but a regular file.
     FileHandle file(::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+    // A sync tool replacing the file may leave its name empty for a moment:
+    // a missing storage is looked for again for up to kMissingRetry.
+    for (auto until = Clock::now() + kMissingRetry; file.get() < 0 && errno == ENOENT && Clock::now() < until;) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        file = FileHandle(::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+    }
     if (file.get() < 0) throw_errno("cannot open storage " + path_, errno);
     // The identity is taken before reading: if the file changes meanwhile, the
     // next commit sees a different identity and reads it again.
@@ -215,11 +222,14 @@ const Matrix& Store::load() {
 
 const Matrix& Store::matrix() { return matrix_ ? *matrix_ : load(); }
 
-void Store::write_locked(std::string_view text, bool must_not_exist,
-                         const std::function<std::vector<TextRange>()>& next_ranges) {
-    FileHandle written = write_through_wal(path_, text, must_not_exist, next_ranges);
-    loaded_identity_ = identity_of(written.get());  // what we wrote is what is loaded now
-    close_in_background(std::exchange(pinned_, std::move(written)));
+std::string Store::write_locked(std::string_view text, bool must_not_exist,
+                                const std::function<std::vector<TextRange>()>& next_ranges) {
+    std::optional<FileId> base;
+    if (loaded_identity_) base = FileId{loaded_identity_->dev, loaded_identity_->ino};
+    Swapped s = write_through_wal(path_, text, must_not_exist, next_ranges, base);
+    loaded_identity_ = identity_of(s.written.get());  // what we wrote is what is loaded now
+    close_in_background(std::exchange(pinned_, std::move(s.written)));
+    return s.displaced;
 }
 
 StorageParams check_create_spec(const CreateSpec& spec) {
@@ -469,24 +479,33 @@ std::vector<SlotWrite> Store::writes_for(std::optional<SlotWrite> own, std::span
     return writes;
 }
 
+std::vector<SlotWrite> Store::plan_writes(std::vector<SlotWrite> writes, CommitResult& r) {
+    Matrix& m = *matrix_;
+    std::size_t rows = 0;
+    for (const auto& w : writes) rows = std::max(rows, rows_for_chunks(m.params(), w.blob.size() / kChunkBytes));
+    const std::size_t old = m.grow_unfilled(capacity_for(m.params(), m.capacity(), rows));
+    r.capacity_after = m.capacity();
+    // The slots not written here get random codewords: in their new rows
+    // (if the capacity grew), or everywhere in a deniable storage (a
+    // partition not unlocked now is erased). write_slots does it on its
+    // threads, with the rest.
+    const bool deniable = m.params().mode == StorageMode::deniable;
+    const std::size_t given = writes.size();
+    for (unsigned s = 0; s < m.params().slots; ++s)
+        if ((deniable || old < m.capacity()) &&
+            std::none_of(writes.begin(), writes.begin() + static_cast<std::ptrdiff_t>(given),
+                         [&](const SlotWrite& w) { return w.slot == s; }))
+            writes.push_back({s, {}, deniable ? 0 : old});
+    return writes;
+}
+
 Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes, Rng& rng, CommitResult& r) {
     Matrix& m = *matrix_;
     auto t_shared = Clock::now();
     r.capacity_before = m.capacity();
+    const std::size_t own = writes.size();  // the writes given; plan_writes adds the random fill
     try {
-        std::size_t rows = 0;
-        for (const auto& w : writes) rows = std::max(rows, rows_for_chunks(m.params(), w.blob.size() / kChunkBytes));
-        const std::size_t old = m.grow_unfilled(capacity_for(m.params(), m.capacity(), rows));
-        r.capacity_after = m.capacity();
-        // The slots not written here get random codewords: in their new rows
-        // (if the capacity grew), or everywhere in a deniable storage (a
-        // partition not unlocked now is erased). write_slots does it on its
-        // threads, with the rest.
-        const bool deniable = m.params().mode == StorageMode::deniable;
-        for (unsigned s = 0; s < m.params().slots; ++s)
-            if ((deniable || old < m.capacity()) &&
-                std::none_of(writes.begin(), writes.end(), [&](const SlotWrite& w) { return w.slot == s; }))
-                writes.push_back({s, {}, deniable ? 0 : old});
+        writes = plan_writes(std::move(writes), r);
         std::vector<unsigned> slots;
         for (const auto& w : writes) slots.push_back(w.slot);
         // Shares are made on worker threads while this one writes the parts
@@ -500,8 +519,9 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
             write_slots(m, writes, rng, [&](std::size_t b) { progress.done(b); });
             t_shared = Clock::now();
         });
+        std::string displaced;
         try {
-            write_locked(m.file_text(), false, [&] { return progress.next(); });
+            displaced = write_locked(m.file_text(), false, [&] { return progress.next(); });
         } catch (...) {
             sharing.get();  // its error, if it failed, is the one to report
             throw;
@@ -509,13 +529,52 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
         sharing.get();
         r.rows_rewritten = m.capacity();
         for (const auto& w : writes) r.shares_regenerated += (m.capacity() - w.first_row) * m.params().shares;
-        r.bytes_written = m.file_text().size();
+        // A sync tool renamed another version in while this commit was made:
+        // this commit's slots are applied on top of it, and swapped in again.
+        writes.resize(own);
+        for (int round = 0; !displaced.empty(); ++round) {
+            if (round == 5) {
+                log::warn("versions kept being put in place during this commit; the last one is kept as " + displaced +
+                          " (shamirfs merge takes it back)");
+                break;
+            }
+            displaced = reapply_on(displaced, writes, rng, r);
+        }
+        r.bytes_written = matrix_->file_text().size();
     } catch (...) {
         matrix_.reset();  // the in-memory matrix may no longer match the file: read it again next time
         loaded_identity_.reset();
         throw;
     }
     return t_shared;
+}
+
+std::string Store::reapply_on(const std::string& displaced, std::span<const SlotWrite> writes, Rng& rng,
+                              CommitResult& r) {
+    FileHandle file(::open(displaced.c_str(), O_RDONLY | O_CLOEXEC));
+    if (file.get() < 0) throw_errno("cannot open " + displaced, errno);
+    std::optional<Matrix> other;
+    try {
+        other = read_storage(file.get(), displaced, options_.kdf_limits);
+    } catch (const Error& e) {
+        log::warn("the version put in place during this commit is not a readable storage; it is kept as " + displaced);
+        return "";
+    }
+    const StorageParams &mine = matrix_->params(), &theirs = other->params();
+    if (theirs.version != mine.version || theirs.slots != mine.slots || theirs.shares != mine.shares ||
+        theirs.threshold != mine.threshold || theirs.pack != mine.pack || theirs.kdf.salt != mine.kdf.salt) {
+        log::warn("the version put in place during this commit is another storage; it is kept as " + displaced);
+        return "";
+    }
+    r.rebased = true;
+    log::warn("another version was put in place during this commit (a sync tool?); this commit is applied on top of it");
+    matrix_ = std::move(*other);
+    auto all = plan_writes(std::vector<SlotWrite>(writes.begin(), writes.end()), r);
+    write_slots(*matrix_, all, rng);
+    std::string again = write_locked(matrix_->file_text(), false);
+    remove_file(displaced);  // it is in the storage now
+    fsync_dir(dir_of(path_));
+    return again;
 }
 
 CommitResult Store::save_draft(const Partition& p, const std::optional<std::span<const std::uint8_t>>& draft,
@@ -545,6 +604,55 @@ CommitResult Store::reseal_under(const Partition& p, const PartitionKeys& keys, 
     std::vector<std::vector<std::uint8_t>> kept;
     auto writes = writes_for(SlotWrite{p.slot, blob}, keep, rng, kept);
     write_slots_locked(writes, rng, r);
+    r.seconds = since(t0);
+    return r;
+}
+
+CommitResult Store::commit_merged(const Partition& p, std::span<const std::uint8_t> document,
+                                  const std::optional<std::span<const std::uint8_t>>& draft,
+                                  const codec::Meta& newest, std::span<const Partition* const> keep) {
+    auto t0 = Clock::now();
+    require_valid_json(document);
+    Rng rng;
+    CommitResult r;
+    FileLock lock = lock_for_commit(p, r);
+    codec::Meta meta = newest;  // (the storage may no longer hold this partition: a deniable one erased it)
+    try {
+        open(p, &meta);
+    } catch (const Error& e) {
+        if (e.code() != Errc::auth_failed && e.code() != Errc::damaged) throw;
+    }
+    meta = next_meta(meta);
+    meta.generation = std::max(meta.generation, newest.generation + 1);
+    auto blob = codec::seal(matrix_->params().version, document, draft, meta, p.keys, rng, options_.compression_level);
+    r.document_bytes = document.size();
+    r.document_rows = rows_for_chunks(matrix_->params(), blob.size() / kChunkBytes);
+    std::vector<std::vector<std::uint8_t>> kept;
+    auto writes = writes_for(SlotWrite{p.slot, blob}, keep, rng, kept);
+    write_slots_locked(writes, rng, r);
+    r.seconds = since(t0);
+    return r;
+}
+
+CommitResult Store::copy_slots_from(const Matrix& other, std::span<const unsigned> slots) {
+    auto t0 = Clock::now();
+    CommitResult r;
+    FileLock lock = lock_storage(path_, options_);
+    Wal(path_).recover();
+    refuse_hard_links();
+    if (!matrix_ || !loaded_identity_ || !(identity_of(path_) == loaded_identity_)) load();
+    if (other.capacity() != matrix_->capacity()) throw Error(Errc::usage, "the versions have different capacities");
+    r.capacity_before = r.capacity_after = matrix_->capacity();
+    try {
+        for (unsigned s : slots) matrix_->copy_slot(other, s);
+        std::string displaced = write_locked(matrix_->file_text(), false);
+        if (!displaced.empty()) log::warn("a version put in place during the merge is kept as " + displaced);
+    } catch (...) {
+        matrix_.reset();
+        loaded_identity_.reset();
+        throw;
+    }
+    r.bytes_written = matrix_->file_text().size();
     r.seconds = since(t0);
     return r;
 }

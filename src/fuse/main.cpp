@@ -241,6 +241,7 @@ int run(int argc, char** argv) {
     fo.gid = a.gid.value_or(::getgid());
     fo.umask = a.umask;
     fo.memory_max = a.memory_max;
+    fo.automerge = a.automerge;
     fs::MemFs memfs(store, std::move(u.parts), std::move(u.docs), std::move(u.drafts), fo, st.st_mtim);
 
     bool clean;

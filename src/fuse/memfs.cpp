@@ -13,6 +13,8 @@
 #include "shamirfs/error.hpp"
 #include "shamirfs/fileio.hpp"
 #include "shamirfs/log.hpp"
+#include "shamirfs/merge.hpp"
+#include "shamirfs/commit_protocol.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -743,8 +745,44 @@ void MemFs::check_outside() {
         storage.lock();  // another request is reading the file again: its result is wanted
     }
     if (finished_) return;
+    check_conflict_copies(storage);
     if (!force_refresh_ && !store_.changed_on_disk()) return;
     refresh(storage);
+}
+
+void MemFs::check_conflict_copies(Lock& storage) {
+    (void)storage;
+    const auto t = std::chrono::steady_clock::now();
+    if (t - copies_checked_ < std::chrono::seconds(1)) return;
+    copies_checked_ = t;
+    std::vector<std::string> copies = conflict_copies(store_.path());
+    if (copies == copies_) return;
+    copies_ = copies;
+    if (copies.empty()) return;
+    if (!opt_.automerge) {
+        log::warn(std::to_string(copies.size()) + " conflict copies of the storage lie beside it (commits of another "
+                  "device made at the same time): shamirfs merge, or mount with -o automerge");
+        return;
+    }
+    std::vector<const Partition*> unlocked;
+    std::vector<std::string> labels;
+    for (const auto& p : parts_) {
+        unlocked.push_back(&p.partition);
+        labels.push_back(p.label);
+    }
+    try {
+        MergeReport r = merge_versions(store_, copies, std::nullopt, unlocked, labels);
+        for (const auto& line : r.lines) log::debug("automerge: " + line);
+        for (const auto& c : r.merged) {
+            if (::rename(c.c_str(), (c + ".merged").c_str()) != 0) log::warn("automerge: cannot move a merged copy aside");
+        }
+        log::info("automerge: merged " + std::to_string(r.merged.size()) + " conflict copies; " +
+                  std::to_string(r.kept.size()) + " hold partitions not mounted here and stay");
+        if (r.changed) force_refresh_ = true;
+        copies_ = conflict_copies(store_.path());
+    } catch (const std::exception& e) {
+        log::error(std::string("automerge failed: ") + e.what());
+    }
 }
 
 void MemFs::refresh(Lock& storage) {
@@ -931,6 +969,8 @@ std::string MemFs::status() {
     }
     j["scratch_files_lost_at_unmount"] = nlohmann::ordered_json::array();
     for (const auto& [name, size] : scratch_files()) j["scratch_files_lost_at_unmount"].push_back({{"name", name}, {"bytes", size}});
+    j["conflict_copies"] = nlohmann::ordered_json::array();
+    for (const auto& c : conflict_copies(store_.path())) j["conflict_copies"].push_back(c.substr(c.rfind('/') + 1));
     j["log"] = log::recent();
     return j.dump();
 }

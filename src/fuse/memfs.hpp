@@ -29,6 +29,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -52,6 +53,7 @@ struct FsOptions {
     gid_t gid = 0;
     mode_t umask = 077;                            // partition files 0666 & ~umask, root 0777 & ~umask
     std::size_t memory_max = std::size_t{1} << 30;  // file contents and directories together (ENOSPC beyond)
+    bool automerge = false;  // merge conflict copies of the storage into the partitions mounted
 };
 
 struct MountedPartition {
@@ -190,7 +192,9 @@ private:
     int commit_handle(Lock& tree, std::uint64_t fh, const char* why);
     // The storage read again, partition by partition; storage lock held.
     void refresh(Lock& storage);
-    void check_outside_unlocked();
+    // Conflict copies beside the storage (a sync engine's): logged when they
+    // change, merged with -o automerge. Looked for once a second at most.
+    void check_conflict_copies(Lock& storage);
 
     std::string draft_name(std::size_t part) const;
     std::shared_ptr<Node> draft_node(std::size_t part) const;
@@ -206,6 +210,8 @@ private:
     mutable std::mutex tree_mu_;
     std::atomic<bool> commit_running_{false};  // checks for outside changes do not wait for it
     bool force_refresh_ = false;  // a commit here was laid over another writer's: read the others again
+    std::chrono::steady_clock::time_point copies_checked_{};
+    std::vector<std::string> copies_;  // conflict copies last seen (and, with automerge, merged as far as they go)
     std::size_t memory_used_ = 0;  // declared before the nodes: they update it when destroyed
     std::shared_ptr<Node> root_;
     std::unordered_map<Ino, std::shared_ptr<Node>> inodes_;  // linked or looked up

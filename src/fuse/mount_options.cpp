@@ -101,6 +101,7 @@ MountArgs parse_mount_args(int argc, char** argv) {
             else if (key == "memory_max") { need(); a.memory_max = number(key, val, 10); }
             else if (key == "debug") { a.debug = a.foreground = true; }
             else if (key == "nonempty" && !has_val) { a.nonempty = true; }
+            else if (key == "automerge" && !has_val) { a.automerge = true; }
             else if (kernel.count(key) && !has_val) {
                 if (key == "ro") a.read_only = true;
                 if (key == "rw") a.read_only = false;

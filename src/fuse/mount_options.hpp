@@ -21,6 +21,7 @@ struct MountArgs {
     std::size_t memory_max = std::size_t{1} << 30;
     bool read_only = false;
     bool nonempty = false;  // mount over a directory that has files (hiding them)
+    bool automerge = false;  // merge conflict copies of the storage into the mounted partitions
     std::vector<std::string> kernel_options;  // passed on to the FUSE mount
 };
 
