@@ -149,3 +149,20 @@ def test_the_same_partition_on_both_sides_keeps_the_newer_as_document_the_other_
     assert b"kept as its draft" in r.stdout, r.stdout
     assert storage.cat("a") == doc("a there")
     assert run("cat", storage.path, *storage.cred("a"), "--draft").stdout == doc("a here")
+
+
+def test_a_reader_waits_for_a_storage_that_is_missing_for_a_moment(storage, workdir):
+    storage.update("a", doc("a", 5))
+    aside = workdir / "aside.json"
+    os.rename(storage.path, aside)
+    proc = subprocess.Popen([str(SHAMIRFS), "cat", str(storage.path), *map(str, storage.cred("a"))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    os.rename(aside, storage.path)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert out == doc("a", 5)
+    os.rename(storage.path, aside)
+    t0 = time.monotonic()
+    r = run("cat", storage.path, *storage.cred("a"))
+    assert r.returncode == 3 and 1.5 < time.monotonic() - t0 < 10  # gone for good: an error after 2 s
