@@ -10,7 +10,11 @@
 namespace shamirfs::fs {
 namespace {
 
-MemFs& fs(fuse_req_t req) { return *static_cast<MemFs*>(fuse_req_userdata(req)); }
+MemFs& fs(fuse_req_t req) {
+    auto& m = *static_cast<MemFs*>(fuse_req_userdata(req));
+    m.touch();  // (-o idle)
+    return m;
+}
 std::uint64_t fh_of(const fuse_file_info* fi) { return fi ? fi->fh : 0; }
 
 Caller caller_of(fuse_req_t req, bool with_groups = false) {

@@ -1,11 +1,16 @@
 // mount.shamirfs: unlocks partitions of a storage and mounts them as a FUSE
 // file system. Runs as mount(8)'s helper and directly. Exit codes as shamirfs(1).
+#include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <climits>
 #include <csignal>
 #include <cstdlib>
@@ -30,9 +35,11 @@ using namespace shamirfs;
 namespace {
 
 const char* kUsage =
-    "usage: mount.shamirfs STORAGE MOUNTPOINT [-f] [-d] [-v] [-o OPTIONS]\n"
+    "usage: mount.shamirfs STORAGE MOUNTPOINT [--foreground] [-d] [-v] [-f] [-N NS] [-o OPTIONS]\n"
     "options: keyfile=FILE, passfile=FILE (pair in order, repeatable), extpass=CMD, label=NAME,\n"
-    "         ro, allow_other, uid=N, gid=N, umask=OCTAL, memory_max=BYTES\n"
+    "         ro, allow_other, uid=N, gid=N, umask=OCTAL, memory_max=BYTES, idle=DURATION,\n"
+    "         nonempty, automerge, foreground\n"
+    "-f: mount(8)'s fake mount (nothing is done). -N: mount in that mount namespace.\n"
     "Without keyfile= it asks for a partition map key and a password, then for more\n"
     "partitions until an empty key. See mount.shamirfs(8).\n";
 
@@ -76,6 +83,42 @@ void warn_if_not_locked() {
               << (ml.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : std::to_string(ml.rlim_cur / 1024) + " KiB")
               << "), so they may be written to swap. Raise the limit (ulimit -l, or a memlock line in "
                  "/etc/security/limits.conf) or use encrypted swap.\n";
+}
+
+// mount -N: a PID's mount namespace, or a namespace file.
+void enter_mount_namespace(const std::string& ns) {
+    const bool pid = ns.find_first_not_of("0123456789") == std::string::npos;
+    const std::string path = pid ? "/proc/" + ns + "/ns/mnt" : ns;
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw_errno("cannot open the mount namespace " + path, errno);
+    if (::setns(fd, CLONE_NEWNS) != 0) {
+        const int e = errno;
+        ::close(fd);
+        throw_errno("cannot enter the mount namespace " + path, e);
+    }
+    ::close(fd);
+}
+
+// -o idle=: unmounts (as fusermount3 -u would) once nothing used the mount
+// for that long and no file is open, like gocryptfs -idle.
+std::thread idle_watch(fs::MemFs& memfs, unsigned long seconds, const std::string& mountpoint) {
+    return std::thread([&memfs, seconds, mountpoint] {
+        const auto step = std::chrono::milliseconds(std::clamp<unsigned long>(seconds * 250, 100, 5000));
+        while (!memfs.finished()) {
+            std::this_thread::sleep_for(step);
+            if (memfs.idle_seconds() < static_cast<double>(seconds) || memfs.has_open_files()) continue;
+            log::info("unmounting after " + std::to_string(seconds) + " s without use (-o idle)");
+            pid_t pid = ::fork();
+            if (pid == 0) {
+                ::execlp("fusermount3", "fusermount3", "-u", "-q", mountpoint.c_str(), static_cast<char*>(nullptr));
+                ::_exit(127);
+            }
+            int status = 0;
+            if (pid > 0) ::waitpid(pid, &status, 0);
+            if (pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
+            log::debug("the idle unmount failed (busy?); trying again later");
+        }
+    });
 }
 
 // The partitions the credentials open, with their documents and drafts.
@@ -216,6 +259,8 @@ int run(int argc, char** argv) {
         return exit_code::ok;
     }
     if (a.verbose || a.debug) log::set_level(log::Level::debug);
+    if (a.fake) return exit_code::ok;  // mount -f: everything but the mount, and there is nothing else
+    if (!a.mount_namespace.empty()) enter_mount_namespace(a.mount_namespace);
     const std::string storage = absolute(a.storage, false);
     const std::string mountpoint = absolute(a.mountpoint, true);
     // Before anyone types: a mount point that would stack, hide files or
@@ -258,9 +303,12 @@ int run(int argc, char** argv) {
             memfs.relock();  // fork(2) does not pass memory locks on to the child
         }
         std::thread locker = lock_all_memory();
+        std::thread idle;
+        if (a.idle_seconds) idle = idle_watch(memfs, a.idle_seconds, mountpoint);
         clean = mount.serve();
+        memfs.finish();  // commit what holds JSON, keep the rest as drafts (and the idle watch ends)
+        if (idle.joinable()) idle.join();
         if (locker.joinable()) locker.join();
-        memfs.finish();  // commit what holds JSON, keep the rest as drafts
     }
     log::info("unmounted " + mountpoint);
     return clean ? exit_code::ok : exit_code::io;
@@ -280,7 +328,7 @@ int main(int argc, char** argv) {
         return exit_code::mount_point;
     } catch (const Error& e) {
         std::cerr << "mount.shamirfs: " << e.what() << "\n";
-        if (e.code() == Errc::usage) std::cerr << kUsage;
+        if (e.code() == Errc::usage) std::cerr << "(mount.shamirfs --help for usage)\n";
         return exit_for(e.code());
     } catch (const std::exception& e) {
         std::cerr << "mount.shamirfs: internal error: " << e.what() << "\n";

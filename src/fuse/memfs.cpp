@@ -145,6 +145,7 @@ MemFs::MemFs(Store& store, std::vector<MountedPartition> partitions, std::vector
             state_[i].draft_hash = content_hash(file(draft_name(i), std::move(*drafts[i]))->content());
     }
     root_->mtime = root_->ctime = mtime;
+    touch();
 }
 
 MemFs::~MemFs() = default;
@@ -973,6 +974,20 @@ std::string MemFs::status() {
     for (const auto& c : conflict_copies(store_.path())) j["conflict_copies"].push_back(c.substr(c.rfind('/') + 1));
     j["log"] = log::recent();
     return j.dump();
+}
+
+void MemFs::touch() {
+    last_use_ns_ = std::chrono::steady_clock::now().time_since_epoch().count();
+}
+
+double MemFs::idle_seconds() const {
+    const std::int64_t now_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+    return static_cast<double>(now_ns - last_use_ns_) / 1e9;
+}
+
+bool MemFs::has_open_files() const {
+    Lock tree(tree_mu_);
+    return !handles_.empty();
 }
 
 void MemFs::finish() {

@@ -144,6 +144,11 @@ public:
     void finish();
     // What `shamirfs status` shows (the root's user.shamirfs.status): JSON.
     std::string status();
+    // -o idle: seconds since the last request, and whether a file is open.
+    void touch();
+    double idle_seconds() const;
+    bool has_open_files() const;
+    bool finished() const { return finished_; }
 
     struct Node;
     struct Handle;
@@ -218,7 +223,8 @@ private:
     std::map<std::uint64_t, std::unique_ptr<Handle>> handles_;
     std::uint64_t next_fh_ = 1;
     Ino next_ino_ = kRootIno + 1;
-    bool finished_ = false;
+    std::atomic<bool> finished_{false};
+    std::atomic<std::int64_t> last_use_ns_{0};  // steady clock
 };
 
 }  // namespace shamirfs::fs

@@ -34,6 +34,19 @@ std::vector<std::string> split_options(const std::string& list) {
     return out;
 }
 
+// "90", "90s", "15m", "2h": seconds.
+unsigned long duration(const std::string& v) {
+    std::string digits = v;
+    unsigned long unit = 1;
+    if (!v.empty() && (v.back() == 's' || v.back() == 'm' || v.back() == 'h')) {
+        unit = v.back() == 'h' ? 3600 : v.back() == 'm' ? 60 : 1;
+        digits.pop_back();
+    }
+    unsigned long n = number("idle", digits, 10);
+    if (n == 0) throw Error(Errc::usage, "mount option idle=" + v + " must be above zero");
+    return n * unit;
+}
+
 }  // namespace
 
 MountArgs parse_mount_args(int argc, char** argv) {
@@ -47,8 +60,11 @@ MountArgs parse_mount_args(int argc, char** argv) {
             option_lists.push_back(argv[++i]);
         } else if (s.rfind("-o", 0) == 0 && s.size() > 2) {
             option_lists.push_back(s.substr(2));
-        } else if (s == "-N" || s == "-t") {
-            ++i;  // mount(8): namespace, type; nothing to do with them
+        } else if (s == "-N") {
+            if (i + 1 >= argc) throw Error(Errc::usage, "-N needs a mount namespace (a PID or a path)");
+            a.mount_namespace = argv[++i];
+        } else if (s == "-t") {
+            ++i;  // mount(8): the type; nothing to do with it
         } else if (s == "-h" || s == "--help") {
             a.help = true;
         } else if (s == "-V" || s == "--version") {
@@ -56,7 +72,7 @@ MountArgs parse_mount_args(int argc, char** argv) {
         } else if (s.size() > 1 && s[0] == '-' && s[1] != '-') {
             for (char c : s.substr(1)) {
                 switch (c) {
-                case 'f': a.foreground = true; break;
+                case 'f': a.fake = true; break;  // mount(8): do everything but mount
                 case 'd': a.debug = a.foreground = true; break;
                 case 'v': a.verbose = true; break;
                 case 's': sloppy = true; break;
@@ -100,6 +116,10 @@ MountArgs parse_mount_args(int argc, char** argv) {
             else if (key == "umask") { need(); a.umask = static_cast<mode_t>(number(key, val, 8) & 0777); }
             else if (key == "memory_max") { need(); a.memory_max = number(key, val, 10); }
             else if (key == "debug") { a.debug = a.foreground = true; }
+            else if (key == "foreground" && !has_val) { a.foreground = true; }
+            else if (key == "remount")
+                throw Error(Errc::usage, "-o remount is not supported: unmount (fusermount3 -u MOUNTPOINT) and mount again");
+            else if (key == "idle") { need(); a.idle_seconds = duration(val); }
             else if (key == "nonempty" && !has_val) { a.nonempty = true; }
             else if (key == "automerge" && !has_val) { a.automerge = true; }
             else if (kernel.count(key) && !has_val) {

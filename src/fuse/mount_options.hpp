@@ -13,6 +13,9 @@ namespace shamirfs::fs {
 struct MountArgs {
     std::string storage, mountpoint;
     bool foreground = false, debug = false, verbose = false, help = false, version = false;
+    bool fake = false;                 // -f from mount(8): do everything but mount
+    std::string mount_namespace;       // -N: a PID or a path of a mount namespace to mount in
+    unsigned long idle_seconds = 0;    // -o idle=DURATION: unmount after that long unused (0: never)
     std::vector<std::string> keyfiles, passfiles, labels;
     std::string extpass;
     std::optional<uid_t> uid;

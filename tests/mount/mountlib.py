@@ -78,7 +78,7 @@ class Mount:
         for label in labels:
             opts += [f"keyfile={storage.key(label)}", f"passfile={storage.pw[label]}"]
         opts += list(options)
-        argv = [*prefix, str(MOUNT_HELPER), str(storage.path), str(self.mnt), "-f", *extra_args, "-o", ",".join(opts)]
+        argv = [*prefix, str(MOUNT_HELPER), str(storage.path), str(self.mnt), "--foreground", *extra_args, "-o", ",".join(opts)]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=open(self.log, "w"), env={**os.environ, **(env or {})})
         wait_until(lambda: mounted_at(self.mnt) or self.proc.poll() is not None, what="the mount")

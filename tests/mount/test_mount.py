@@ -481,3 +481,35 @@ def test_sigterm_ends_a_foreground_mount_cleanly(storage, mount):
     assert m.proc.wait(timeout=30) == 0  # mount.shamirfs(8): SIGTERM unmounts, exit status 0
     wait_until(lambda: mounted_at(m.mnt) is None, 10, "the unmount after SIGTERM")
     assert storage.cat("a") == doc("before the signal")
+
+
+def test_mount_8_conventions_fake_namespace_and_remount(storage, workdir, helper_on_path):
+    mnt = workdir / "mnt"
+    mnt.mkdir()
+    opts = f"keyfile={storage.key('a')},passfile={storage.pw['a']}"
+    # mount -f: everything but the mount, and mount(8) does not hang.
+    r = subprocess.run(["mount", "-f", "-t", "shamirfs", str(storage.path), str(mnt), "-o", opts],
+                       capture_output=True, env=helper_on_path, timeout=30)
+    assert r.returncode == 0 and mounted_at(mnt) is None, r.stderr
+    # -o remount: refused in one line.
+    r = subprocess.run([str(MOUNT_HELPER), str(storage.path), str(mnt), "-o", "ro,remount," + opts],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "remount is not supported" in r.stderr and r.stderr.count("\n") == 2, r.stderr
+    # -N: in the mount namespace of a process (here our own).
+    r = subprocess.run([str(MOUNT_HELPER), str(storage.path), str(mnt), "-N", str(os.getpid()), "-o", opts],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    try:
+        assert (mnt / "a.json").read_bytes() == doc("old")
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], check=True)
+
+
+def test_idle_unmounts_after_that_long_unused_but_not_while_a_file_is_open(storage, mount):
+    m = mount(options=("idle=1",))
+    with open(m.path("a.json"), "rb") as f:
+        time.sleep(2.5)
+        assert mounted_at(m.mnt)  # a file is open
+        assert f.read() == doc("old")
+    wait_until(lambda: m.proc.poll() is not None, timeout=10, what="the idle unmount")
+    assert m.proc.returncode == 0 and mounted_at(m.mnt) is None
