@@ -133,7 +133,15 @@ def talk(argv, answers, timeout=20):
         shown += data
         if pending and shown.rstrip().endswith(pending[0][0]):
             os.write(fd, pending.pop(0)[1] + b"\n")
-    _, status = os.waitpid(pid, 0)
+    deadline = time.monotonic() + 5  # (the terminal may close just before the process ends)
+    done, status = os.waitpid(pid, os.WNOHANG)
+    while done == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        done, status = os.waitpid(pid, os.WNOHANG)
+    if done == 0:  # still waiting for an answer that never came
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        raise AssertionError(f"no prompt {pending[0][0] if pending else b''!r} came; the terminal showed {shown!r}")
     return os.waitstatus_to_exitcode(status), shown
 
 

@@ -32,8 +32,11 @@ unsigned long Args::number(const std::string& name, unsigned long fallback) cons
     return n;
 }
 
-Args parse_args(int argc, char** argv, int first, const std::set<std::string>& valued,
+Args parse_args(int argc, char** argv, int first, const std::set<std::string>& valued_given,
                 const std::set<std::string>& boolean) {
+    // Every command that reads a password file also runs a password command.
+    std::set<std::string> valued = valued_given;
+    if (valued.count("passfile")) valued.insert("extpass");
     Args a;
     bool options_done = false;
     for (int i = first; i < argc; ++i) {

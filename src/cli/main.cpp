@@ -79,15 +79,25 @@ std::vector<std::string> split_labels(const std::string& s) {
     return out;
 }
 
-MapKey obtain_key(const Args& a) {
-    if (auto f = a.value("keyfile")) return parse_map_key(cli::read_secret_file(*f, "key file").view());
-    return parse_map_key(cli::prompt_secret("Partition map key: ", "use --keyfile FILE").view());
+// The key from --keyfile, or typed (echoed: it is not a password) or a key
+// file's path typed at the prompt; with the label it tells.
+std::pair<MapKey, std::string> obtain_key(const Args& a) {
+    SecureBuffer text = a.value("keyfile") ? cli::read_secret_file(*a.value("keyfile"), "key file")
+                                           : cli::prompt_key("Partition map key (or its key file): ", "use --keyfile FILE");
+    std::string label = cli::label_before_unlock(a.value("keyfile"), text.view());
+    return {parse_map_key(text.view()), label};
 }
 
-SecureBuffer obtain_password(const Args& a) {
-    if (auto f = a.value("passfile")) return cli::read_secret_file(*f, "password file");
-    return cli::prompt_secret("Password: ", "use --passfile FILE");
+// The password from --passfile, --extpass CMD, or the terminal.
+SecureBuffer password_for(const Args& a, const std::optional<std::string>& passfile, const std::string& label) {
+    if (passfile) return cli::read_secret_file(*passfile, "password file");
+    if (auto cmd = a.value("extpass"))
+        return cli::run_extpass(*cmd, label, a.positional.empty() ? "" : a.positional[0]);
+    return cli::prompt_secret(label.empty() ? "Password: " : "Password for partition " + label + ": ",
+                              "use --passfile FILE or --extpass CMD");
 }
+
+
 
 // Recovery, then the partition the command line's (or the prompted) key and
 // password open, with the key and password (passwd and rekey need them).
@@ -100,9 +110,9 @@ struct Unlocked {
 };
 Unlocked unlock_one(Store& store, const Args& a) {
     store.recover();
-    if (!a.value("keyfile") || !a.value("passfile")) store.load();
-    MapKey key = obtain_key(a);
-    SecureBuffer pw = obtain_password(a);
+    if (!a.value("keyfile") || (!a.value("passfile") && !a.value("extpass"))) store.load();
+    auto [key, label] = obtain_key(a);
+    SecureBuffer pw = password_for(a, a.value("passfile"), label);
     Partition p = store.unlock(key, pw.view());
     return {std::move(key), std::move(pw), std::move(p)};
 }
@@ -143,9 +153,10 @@ std::vector<Partition> open_partitions(Store& store, const Args& a) {
     store.recover();
     store.load();
     for (std::size_t i = 0; i < keys.size(); ++i) {
-        MapKey key = parse_map_key(cli::read_secret_file(keys[i], "key file").view());
-        SecureBuffer pw = passes.empty() ? cli::prompt_secret("Password for " + keys[i] + ": ", "use --passfile FILE")
-                                         : cli::read_secret_file(passes[i], "password file");
+        SecureBuffer text = cli::read_secret_file(keys[i], "key file");
+        MapKey key = parse_map_key(text.view());
+        SecureBuffer pw = password_for(a, passes.empty() ? std::nullopt : std::optional(passes[i]),
+                                       cli::label_before_unlock(keys[i], text.view()));
         out.push_back(store.unlock(key, pw.view()));
         for (std::size_t j = 0; j + 1 < out.size(); ++j)
             if (out[j].slot == out.back().slot) throw Error(Errc::usage, keys[i] + " opens a partition given twice");

@@ -1,6 +1,7 @@
 #include "common/credentials.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -8,12 +9,15 @@
 #include <cerrno>
 #include <cstring>
 
+#include <sodium.h>
+
 #include "shamirfs/error.hpp"
 #include "shamirfs/fileio.hpp"
 
 namespace shamirfs::cli {
 namespace {
 
+// The longest password or key line, typed or read (shamirfs(1), CREDENTIALS).
 constexpr std::size_t kMaxSecret = 4096;
 
 // Reads everything from fd into locked memory, growing by copying (and wiping).
@@ -39,13 +43,40 @@ SecureBuffer read_fd(int fd, const std::string& what, std::size_t limit) {
     return buf;
 }
 
-SecureBuffer first_line(SecureBuffer data, const std::string& what) {
-    std::size_t n = 0;
-    while (n < data.size() && data.data()[n] != '\n') ++n;
-    if (n > 0 && data.data()[n - 1] == '\r') --n;
-    if (n == 0) throw Error(Errc::usage, what + " is empty");
-    data.shrink(n);
-    return data;
+// The first line of what fd holds (the rest is not kept; with `drain` it is
+// read and dropped, so that a command writing more is not cut off), at most
+// kMaxSecret bytes; Error(usage) if empty or longer.
+SecureBuffer read_first_line(int fd, const std::string& what, bool drain) {
+    SecureBuffer line(kMaxSecret + 1);
+    std::size_t used = 0;
+    bool ended = false;
+    std::uint8_t scratch[4096];
+    for (;;) {
+        std::uint8_t* into = ended || used > kMaxSecret ? scratch : line.data() + used;
+        const std::size_t room = ended || used > kMaxSecret ? sizeof(scratch) : line.size() - used;
+        ssize_t n = ::read(fd, into, room);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw_errno("cannot read " + what, errno);
+        if (n == 0) break;
+        if (into == scratch) {
+            sodium_memzero(scratch, sizeof(scratch));
+            continue;
+        }
+        const auto* nl = static_cast<const std::uint8_t*>(std::memchr(into, '\n', static_cast<std::size_t>(n)));
+        used += nl ? static_cast<std::size_t>(nl - into) : static_cast<std::size_t>(n);
+        if (nl) {
+            ended = true;
+            sodium_memzero(line.data() + used, line.size() - used);  // what followed the line
+            if (!drain) break;
+        }
+        if (!ended && used > kMaxSecret && !drain) break;
+    }
+    if (used > kMaxSecret)
+        throw Error(Errc::usage, what + ": its first line is longer than " + std::to_string(kMaxSecret) + " bytes");
+    if (used > 0 && line.data()[used - 1] == '\r') --used;
+    if (used == 0) throw Error(Errc::usage, what + " is empty");
+    line.shrink(used);
+    return line;
 }
 
 SecureBuffer read_path(const std::string& path, const std::string& what, std::size_t limit) {
@@ -63,12 +94,12 @@ SecureBuffer read_path(const std::string& path, const std::string& what, std::si
 
 }  // namespace
 
-SecureBuffer prompt_secret(const std::string& prompt, const std::string& hint_if_no_tty) {
+SecureBuffer prompt_secret(const std::string& prompt, const std::string& hint_if_no_tty, bool echo) {
     int fd = ::open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) throw Error(Errc::usage, "no terminal to ask on: " + hint_if_no_tty);
     termios old{};
     bool is_tty = ::tcgetattr(fd, &old) == 0;
-    if (is_tty) {
+    if (is_tty && !echo) {
         termios quiet = old;
         quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
         quiet.c_lflag |= ECHONL;
@@ -77,28 +108,64 @@ SecureBuffer prompt_secret(const std::string& prompt, const std::string& hint_if
     (void)!::write(fd, prompt.data(), prompt.size());
     SecureBuffer line(kMaxSecret);
     std::size_t n = 0;
+    bool too_long = false;
     char c;
-    while (n < line.size()) {
+    for (;;) {
         ssize_t r = ::read(fd, &c, 1);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0 || c == '\n') break;
-        line.data()[n++] = static_cast<std::uint8_t>(c);
+        if (n < line.size()) line.data()[n++] = static_cast<std::uint8_t>(c);
+        else too_long = true;  // read to the end of the line all the same
     }
     c = 0;
-    if (is_tty) ::tcsetattr(fd, TCSAFLUSH, &old);
+    if (is_tty && !echo) ::tcsetattr(fd, TCSAFLUSH, &old);
     ::close(fd);
+    if (too_long) throw Error(Errc::usage, "what was typed is longer than " + std::to_string(kMaxSecret) + " bytes");
     if (n > 0 && line.data()[n - 1] == '\r') --n;
     line.shrink(n);
     return line;
 }
 
-SecureBuffer read_secret_file(const std::string& path, const char* what) {
-    return first_line(read_path(path, what, kMaxSecret), std::string(what) + " " + path);
+SecureBuffer prompt_key(const std::string& prompt, const std::string& hint_if_no_tty) {
+    SecureBuffer text = prompt_secret(prompt, hint_if_no_tty, true);
+    const std::string_view v = text.view();
+    struct stat st{};
+    if (!v.empty() && v.find("sfk1-") == std::string_view::npos &&
+        ::stat(std::string(v).c_str(), &st) == 0 && S_ISREG(st.st_mode))
+        return read_secret_file(std::string(v), "key file");
+    return text;
 }
 
-SecureBuffer read_secret_fd(int fd, const std::string& what) {
-    return first_line(read_fd(fd, what, kMaxSecret), what);
+std::string label_in_key_line(std::string_view line) {
+    const auto colon = line.find(": ");
+    if (colon == std::string_view::npos || colon == 0 || line.find("sfk1-") < colon) return "";
+    return std::string(line.substr(0, colon));
 }
+
+std::string label_before_unlock(const std::optional<std::string>& keyfile, std::string_view key_text) {
+    std::string label = label_in_key_line(key_text);
+    if (label.empty() && keyfile) {
+        const auto slash = keyfile->rfind('/');
+        std::string base = keyfile->substr(slash == std::string::npos ? 0 : slash + 1);
+        if (base.size() > 4 && base.compare(base.size() - 4, 4, ".key") == 0) label = base.substr(0, base.size() - 4);
+    }
+    return label;
+}
+
+SecureBuffer read_secret_file(const std::string& path, const char* what) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw_errno(std::string("cannot open ") + what + " " + path, errno);
+    try {
+        SecureBuffer line = read_first_line(fd, std::string(what) + " " + path, false);
+        ::close(fd);
+        return line;
+    } catch (...) {
+        ::close(fd);
+        throw;
+    }
+}
+
+SecureBuffer read_secret_fd(int fd, const std::string& what) { return read_first_line(fd, what, true); }
 
 SecureBuffer run_extpass(const std::string& command, const std::string& label, const std::string& storage) {
     int pipefd[2];

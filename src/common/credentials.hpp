@@ -1,17 +1,35 @@
 // Reading secrets: prompts on the terminal without echo, or files, always into
 // locked memory. Also reading whole documents into locked memory.
 #pragma once
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "shamirfs/secure_buffer.hpp"
 
 namespace shamirfs::cli {
 
-// Reads one line from /dev/tty with echo off. Error(usage) when there is no terminal.
-SecureBuffer prompt_secret(const std::string& prompt, const std::string& hint_if_no_tty);
-// First line of a file, without its line ending; Error(usage) if empty.
+// Passwords and key lines are at most 4096 bytes, typed or read from a file
+// (shamirfs(1), CREDENTIALS).
+//
+// Reads one line from /dev/tty, with echo off unless `echo` (a key is not a
+// password: seeing it typed or pasted helps). Error(usage) when there is no
+// terminal, or the line is longer than the limit.
+SecureBuffer prompt_secret(const std::string& prompt, const std::string& hint_if_no_tty, bool echo = false);
+// A partition map key typed or pasted at the terminal (echoed), or the path of
+// a key file typed there instead (then its first line).
+SecureBuffer prompt_key(const std::string& prompt, const std::string& hint_if_no_tty);
+// The label before ": " in a key line as create prints it ("a: sfk1-..."), or "".
+std::string label_in_key_line(std::string_view line);
+// The label known before the password opens a partition (its sealed label
+// is known only after): the key line's, else the key file's name without
+// ".key"; "" if neither.
+std::string label_before_unlock(const std::optional<std::string>& keyfile, std::string_view key_text);
+// The first line of a file, without its line ending, however long the file;
+// Error(usage) if empty or longer than the limit.
 SecureBuffer read_secret_file(const std::string& path, const char* what);
-// First line of everything readable from fd (at most 4 KiB); Error(usage) if empty.
+// The first line of everything readable from fd (the rest is read and
+// dropped); Error(usage) if empty or longer than the limit.
 SecureBuffer read_secret_fd(int fd, const std::string& what);
 // The first line printed by `sh -c command` (like gocryptfs's -extpass), run
 // with SHAMIRFS_LABEL and SHAMIRFS_STORAGE in its environment.

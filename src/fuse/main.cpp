@@ -57,12 +57,6 @@ std::string absolute(const std::string& path, bool must_be_dir) {
     return buf;
 }
 
-std::string key_label(const std::string& keyfile) {
-    std::string base = keyfile.substr(keyfile.rfind('/') == std::string::npos ? 0 : keyfile.rfind('/') + 1);
-    if (base.size() > 4 && base.compare(base.size() - 4, 4, ".key") == 0) base.resize(base.size() - 4);
-    return base;
-}
-
 // fuse_opt escapes: ',' and '\' inside a value.
 std::string escape_option(const std::string& s) {
     std::string out;
@@ -147,25 +141,49 @@ Unlocked unlock_partitions(Store& store, const fs::MountArgs& a, const std::stri
         u.parts.push_back({label, std::move(p)});
     };
     auto label_at = [&](std::size_t i, const std::string& fallback) { return i < a.labels.size() ? a.labels[i] : fallback; };
+    // `label` is what is known before the password opens the partition (its
+    // sealed label is known only after): -o label=, the key file's name, or
+    // the label in a pasted key line; "" if none.
     auto password_for = [&](std::size_t i, const std::string& label) {
         if (i < a.passfiles.size()) return cli::read_secret_file(a.passfiles[i], "password file");
         if (!a.extpass.empty()) return cli::run_extpass(a.extpass, label, storage);
-        return cli::prompt_secret("Password for " + label + ": ", "use -o passfile=FILE or -o extpass=CMD");
+        return cli::prompt_secret(label.empty() ? "Password for this partition: " : "Password for partition " + label + ": ",
+                                  "use -o passfile=FILE or -o extpass=CMD");
     };
     if (!a.keyfiles.empty()) {
         for (std::size_t i = 0; i < a.keyfiles.size(); ++i) {
-            std::string label = label_at(i, key_label(a.keyfiles[i]));
-            MapKey key = parse_map_key(cli::read_secret_file(a.keyfiles[i], "key file").view());
-            add(std::move(key), password_for(i, label), label, i < a.labels.size());
+            SecureBuffer text = cli::read_secret_file(a.keyfiles[i], "key file");
+            const std::string known = label_at(i, cli::label_before_unlock(a.keyfiles[i], text.view()));
+            MapKey key = parse_map_key(text.view());
+            add(std::move(key), password_for(i, known), known.empty() ? cli::default_label(static_cast<unsigned>(i)) : known,
+                i < a.labels.size());
         }
     } else {
+        // The key is echoed (it is not a password) or may be a key file's
+        // path; a wrong key or password is asked again, keeping what was
+        // unlocked so far.
         for (std::size_t i = 0;; ++i) {
-            std::string prompt = i == 0 ? "Partition map key: " : "Partition map key (empty to finish): ";
-            SecureBuffer text = cli::prompt_secret(prompt, "use -o keyfile=FILE");
+            std::string prompt = i == 0 ? "Key for the first partition (or its key file): "
+                                        : "Key for the next partition (empty to finish): ";
+            SecureBuffer text = cli::prompt_key(prompt, "use -o keyfile=FILE");
             if (text.empty()) break;
-            std::string label = label_at(i, cli::default_label(static_cast<unsigned>(i)));
-            MapKey key = parse_map_key(text.view());
-            add(std::move(key), password_for(i, label), label, i < a.labels.size());
+            std::string known = label_at(i, cli::label_in_key_line(text.view()));
+            for (int attempt = 1;; ++attempt) {
+                try {
+                    MapKey key = parse_map_key(text.view());
+                    add(std::move(key), password_for(i, known),
+                        known.empty() ? cli::default_label(static_cast<unsigned>(i)) : known, i < a.labels.size());
+                    break;
+                } catch (const Error& e) {
+                    if ((e.code() != Errc::auth_failed && e.code() != Errc::malformed_key) || attempt == 3 ||
+                        !a.extpass.empty())
+                        throw;
+                    std::cerr << "mount.shamirfs: " << e.what() << "; again\n";
+                    text = cli::prompt_key(prompt, "use -o keyfile=FILE");
+                    if (text.empty()) throw;
+                    known = label_at(i, cli::label_in_key_line(text.view()));
+                }
+            }
         }
     }
     if (u.parts.empty()) throw Error(Errc::usage, "nothing to mount: no partition was unlocked");

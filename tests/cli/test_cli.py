@@ -162,17 +162,22 @@ def test_no_terminal_and_no_passfile_is_a_clear_error(storage):
     p = subprocess.run([str(SHAMIRFS), "cat", str(storage.path), "--keyfile", str(storage.key("a"))],
                        stdin=subprocess.DEVNULL, capture_output=True, start_new_session=True)
     assert p.returncode == EXIT_USAGE
-    assert b"no terminal to ask on: use --passfile FILE" in p.stderr
+    assert b"no terminal to ask on: use --passfile FILE or --extpass CMD" in p.stderr
 
 
-def test_prompts_read_key_and_password_without_echo(storage):
+def test_prompts_echo_the_key_not_the_password(storage):
     key = storage.key("a").read_bytes().strip()
     password = storage.pw["a"].read_bytes().strip()
     rc, shown = talk([str(SHAMIRFS), "cat", str(storage.path)],
-                      [(b"Partition map key:", key), (b"Password:", password)])
+                      [(b"Partition map key (or its key file):", b"a: " + key), (b"Password for partition a:", password)])
     assert rc == 0, shown
     assert shown.rstrip().endswith(b"{}")
-    assert key not in shown and password not in shown
+    assert key in shown and password not in shown  # a key is not a password: seeing it pasted helps
+    # The path of a key file is taken at the key prompt too.
+    rc, shown = talk([str(SHAMIRFS), "cat", str(storage.path)],
+                      [(b"Partition map key (or its key file):", str(storage.key("a")).encode()),
+                       (b"Password:", password)])
+    assert rc == 0 and shown.rstrip().endswith(b"{}"), shown
 
 
 def test_create_asks_each_password_twice(workdir):

@@ -41,3 +41,34 @@ def test_rekey_replaces_the_key_and_nothing_else(storage, workdir):
     # An existing output file is never overwritten.
     r = run("rekey", storage.path, "--keyfile", new_key, "--passfile", storage.pw["a"], "--new-key-out", new_key)
     assert r.returncode == EXIT_USAGE and b"already exists" in r.stderr
+
+
+def test_password_files_first_line_up_to_4096_bytes_whatever_follows(storage, workdir):
+    storage.update("a", b'{"k": 1}')
+    # The first line counts, however long the file: 100 KiB follow it here.
+    pf = workdir / "long.pass"
+    pf.write_bytes(storage.pw["a"].read_bytes().splitlines()[0] + b"\n" + b"x" * (100 << 10))
+    r = run("cat", storage.path, "--keyfile", storage.key("a"), "--passfile", pf)
+    assert r.returncode == 0 and r.stdout == b'{"k": 1}', r.stderr
+    # A first line over the documented 4096 bytes is refused, saying why.
+    pf.write_bytes(b"p" * 4097 + b"\n")
+    r = run("cat", storage.path, "--keyfile", storage.key("a"), "--passfile", pf)
+    assert r.returncode == 2 and b"longer than 4096 bytes" in r.stderr, r.stderr
+    # A password of exactly 4096 bytes can be set and used (prompts take as much).
+    pf.write_bytes(b"q" * 4096 + b"\n")
+    r = run("passwd", storage.path, *storage.cred("a"), "--new-passfile", pf)
+    assert r.returncode == 0, r.stderr
+    assert run("cat", storage.path, "--keyfile", storage.key("a"), "--passfile", pf).stdout == b'{"k": 1}'
+
+
+def test_extpass_on_the_command_line_and_key_lines_with_their_label(storage, workdir):
+    storage.update("a", b'{"k": 2}')
+    # The line create prints ("a: sfk1-...") is a key file too.
+    line = workdir / "printed.key"
+    line.write_bytes(b"a: " + storage.key("a").read_bytes())
+    r = run("cat", storage.path, "--keyfile", line, "--extpass", f"test \"$SHAMIRFS_LABEL\" = a && cat {storage.pw['a']}")
+    assert r.returncode == 0 and r.stdout == b'{"k": 2}', r.stderr
+    r = run("update", storage.path, "-", "--keyfile", storage.key("a"), "--extpass", "echo wrong", input=b"{}")
+    assert r.returncode == 6, r.stderr
+    r = run("cat", storage.path, "--keyfile", storage.key("a"), "--extpass", "exit 3")
+    assert r.returncode == 2 and b"extpass command failed" in r.stderr, r.stderr

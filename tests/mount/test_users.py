@@ -96,21 +96,28 @@ def test_uid_gid_umask_and_allow_other(storage, mount, user):
 def test_prompts_for_keys_and_passwords_until_an_empty_key(storage):
     import tempfile
     mnt = tempfile.mkdtemp(prefix="mnt-", dir=storage.dir)
-    secrets = [storage.key("a").read_bytes().strip(), storage.pw["a"].read_bytes().strip()]
+    b_key = storage.key("b").read_bytes().strip()
+    secrets = [storage.pw["b"].read_bytes().strip(), storage.pw["a"].read_bytes().strip()]
+    # b's key first, as the line create prints it; then a's key file's path, a wrong password, the right one.
     rc, shown = talk([str(MOUNT_HELPER), str(storage.path), mnt],
-                     [(b"Partition map key:", secrets[0]), (b"Password for a:", secrets[1]),
-                      (b"Partition map key (empty to finish):", storage.key("b").read_bytes().strip()),
-                      (b"Password for b:", storage.pw["b"].read_bytes().strip()),
-                      (b"Partition map key (empty to finish):", b"")], timeout=30)
+                     [(b"Key for the first partition (or its key file):", b"b: " + b_key),
+                      (b"Password for partition b:", secrets[0]),
+                      (b"Key for the next partition (empty to finish):", str(storage.key("a")).encode()),
+                      (b"Password for this partition:", b"wrong password"),
+                      (b"Key for the next partition (empty to finish):", str(storage.key("a")).encode()),
+                      (b"Password for this partition:", secrets[1]),
+                      (b"Key for the next partition (empty to finish):", b"")], timeout=60)
     try:
         assert rc == 0, shown
         assert sorted(os.listdir(mnt)) == ["a.json", "b.json"]
+        assert (Path(mnt) / "b.json").read_bytes() == storage.cat("b")  # named after the partition, not the order
+        assert b_key in shown  # the key is echoed (it is not a password)
         for secret in secrets:
-            assert secret not in shown  # no echo
+            assert secret not in shown  # passwords are not
     finally:
         subprocess.run(["fusermount3", "-u", mnt])
     # An empty first key unlocks nothing: an error, nothing mounted.
-    rc, shown = talk([str(MOUNT_HELPER), str(storage.path), mnt], [(b"Partition map key:", b"")], timeout=30)
+    rc, shown = talk([str(MOUNT_HELPER), str(storage.path), mnt], [(b"Key for the first partition (or its key file):", b"")], timeout=30)
     assert rc == 2 and b"nothing to mount" in shown
     assert mounted_at(mnt) is None
 
