@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "args.hpp"
+#include "edit.hpp"
 #include "common/credentials.hpp"
 #include "common/exit_codes.hpp"
 #include "common/labels.hpp"
@@ -50,6 +51,7 @@ const char* kUsage =
     "         (deniable storages: the first pair is updated, the others are kept; every other partition is erased)\n"
     "  add STORAGE --keyfile FILE [--passfile FILE]... --label L --key-out FILE [--new-passfile FILE] [--all-unlocked]\n"
     "  shrink STORAGE --keyfile FILE [--passfile FILE]... [--all-unlocked]\n"
+    "  edit STORAGE [--keyfile FILE [--passfile FILE]]...   ($VISUAL or $EDITOR on a copy in memory)\n"
     "  merge STORAGE [COPY...] [--base OLD] [--keyfile FILE [--passfile FILE]]... [--remove]\n"
     "         (COPY: conflict copies or other versions; default the conflict copies beside STORAGE)\n"
     "  info STORAGE [--json]\n"
@@ -383,6 +385,16 @@ int cmd_update(int argc, char** argv, int first) {
     return exit_code::ok;
 }
 
+int cmd_edit(int argc, char** argv, int first) {
+    Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile"}, {});
+    if (a.all("keyfile").empty() && a.all("passfile").size() > 1) throw Error(Errc::usage, "--passfile given more than once");
+    if (a.positional.size() != 1) throw Error(Errc::usage, "edit needs exactly one STORAGE path");
+    Store store(a.positional[0]);
+    std::vector<Partition> parts = open_partitions(store, a);
+    warn_if_deniable(store, parts.size());
+    return cli::edit_document(store, parts[0], others(parts, 1));
+}
+
 int cmd_merge(int argc, char** argv, int first) {
     Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile", "base"}, {"remove"});
     if (a.positional.empty()) throw Error(Errc::usage, "merge needs STORAGE");
@@ -609,7 +621,7 @@ using Command = int (*)(int, char**, int);
 const std::vector<std::pair<std::string, Command>> kCommands = {
     {"create", cmd_create}, {"cat", cmd_cat},       {"status", cmd_status}, {"update", cmd_update},
     {"info", cmd_info},     {"fsck", cmd_fsck},     {"add", cmd_add},       {"passwd", cmd_passwd},
-    {"rekey", cmd_rekey},   {"shrink", cmd_shrink}, {"merge", cmd_merge},
+    {"rekey", cmd_rekey},   {"shrink", cmd_shrink}, {"merge", cmd_merge},   {"edit", cmd_edit},
 };
 
 std::size_t edit_distance(const std::string& a, const std::string& b) {
