@@ -217,9 +217,6 @@ private:
     // codewords into every other slot), growing the capacity as they need,
     // and the file through the WAL; returns when the shares were made.
     Clock::time_point write_slots_locked(std::vector<SlotWrite> writes, Rng& rng, CommitResult& r);
-    // The writes with the capacity grown as they need, plus the random fill
-    // of the other slots (new rows; every slot in a deniable storage).
-    std::vector<SlotWrite> plan_writes(std::vector<SlotWrite> writes, CommitResult& r);
     // A version a swap displaced (kept at `displaced`) that this commit did
     // not see: `writes` applied on top of it, swapped in again; the copy is
     // removed. Returns what that swap displaced in turn ("" when none).

@@ -725,8 +725,10 @@ int main(int argc, char** argv) {
         if (e.code() == Errc::usage) std::cerr << "(shamirfs --help for usage)\n";
         return exit_for(e.code());
     } catch (const std::bad_alloc&) {
-        std::cerr << "shamirfs: out of memory\n";
-        return exit_code::internal;
+        // A size limit of this machine, not a bug: the documented code for limits.
+        std::cerr << "shamirfs: out of memory: the storage or document is too large for the memory this process may use "
+                     "(ulimit -v, cgroup limits)\n";
+        return exit_code::too_large;
     } catch (const std::exception& e) {
         std::cerr << "shamirfs: internal error: " << e.what() << "\n";
         return exit_code::internal;

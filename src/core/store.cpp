@@ -479,12 +479,13 @@ std::vector<SlotWrite> Store::writes_for(std::optional<SlotWrite> own, std::span
     return writes;
 }
 
-std::vector<SlotWrite> Store::plan_writes(std::vector<SlotWrite> writes, CommitResult& r) {
-    Matrix& m = *matrix_;
+namespace {
+// The writes with the capacity of `m` grown as they need, plus the random fill
+// of the other slots (new rows; every slot in a deniable storage).
+std::vector<SlotWrite> plan_writes(Matrix& m, std::vector<SlotWrite> writes) {
     std::size_t rows = 0;
     for (const auto& w : writes) rows = std::max(rows, rows_for_chunks(m.params(), w.blob.size() / kChunkBytes));
     const std::size_t old = m.grow_unfilled(capacity_for(m.params(), m.capacity(), rows));
-    r.capacity_after = m.capacity();
     // The slots not written here get random codewords: in their new rows
     // (if the capacity grew), or everywhere in a deniable storage (a
     // partition not unlocked now is erased). write_slots does it on its
@@ -498,6 +499,7 @@ std::vector<SlotWrite> Store::plan_writes(std::vector<SlotWrite> writes, CommitR
             writes.push_back({s, {}, deniable ? 0 : old});
     return writes;
 }
+}  // namespace
 
 Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes, Rng& rng, CommitResult& r) {
     Matrix& m = *matrix_;
@@ -505,7 +507,8 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
     r.capacity_before = m.capacity();
     const std::size_t own = writes.size();  // the writes given; plan_writes adds the random fill
     try {
-        writes = plan_writes(std::move(writes), r);
+        writes = plan_writes(m, std::move(writes));
+        r.capacity_after = m.capacity();
         std::vector<unsigned> slots;
         for (const auto& w : writes) slots.push_back(w.slot);
         // Shares are made on worker threads while this one writes the parts
@@ -569,7 +572,8 @@ std::string Store::reapply_on(const std::string& displaced, std::span<const Slot
     r.rebased = true;
     log::warn("another version was put in place during this commit (a sync tool?); this commit is applied on top of it");
     matrix_ = std::move(*other);
-    auto all = plan_writes(std::vector<SlotWrite>(writes.begin(), writes.end()), r);
+    auto all = plan_writes(*matrix_, std::vector<SlotWrite>(writes.begin(), writes.end()));
+    r.capacity_after = matrix_->capacity();
     write_slots(*matrix_, all, rng);
     std::string again = write_locked(matrix_->file_text(), false);
     remove_file(displaced);  // it is in the storage now
@@ -737,10 +741,9 @@ DryRunResult Store::dry_run(const Partition& p, std::span<const std::uint8_t> do
     auto t0 = Clock::now();
     Rng rng;
     auto blob = codec::seal(m.params().version, document, std::nullopt, h->meta, p.keys, rng, options_.compression_level);
-    Matrix copy = m;  // the whole commit in memory, to time it
+    Matrix copy = m;  // the whole commit in memory, the way a commit does it, to time it
     const auto& params = m.params();
-    copy.grow(capacity_for(params, copy.capacity(), rows_for_chunks(params, blob.size() / kChunkBytes)), rng);
-    write_slot(copy, p.slot, blob, rng);
+    write_slots(copy, plan_writes(copy, {SlotWrite{p.slot, blob}}), rng);
     DryRunResult d;
     d.rows_now = rows_for_chunks(params, h->chunks());
     d.rows_after = rows_for_chunks(params, blob.size() / kChunkBytes);
@@ -751,10 +754,13 @@ DryRunResult Store::dry_run(const Partition& p, std::span<const std::uint8_t> do
     d.size_change_percent = 100.0 * (static_cast<double>(d.rows_after) - static_cast<double>(d.rows_now)) /
                             static_cast<double>(d.rows_now);
     d.large_change = std::fabs(d.size_change_percent) > 50.0;
-    // The in-memory work measured now, plus writing the file at the speed this
-    // storage was just read (a rough stand-in for write + fsync).
-    d.estimated_seconds = since(t0) + last_load_seconds_ * static_cast<double>(copy.capacity()) /
-                                          static_cast<double>(m.capacity());
+    // The in-memory work measured now, plus writing the new file at the speed
+    // this storage was read (a rough stand-in for write + fsync), but no
+    // slower than 200 MB/s: a small file's read time is mostly fixed costs,
+    // which do not grow with the size.
+    const double old_bytes = static_cast<double>(m.file_text().size());
+    const double rate = std::max(last_load_seconds_ > 0 ? old_bytes / last_load_seconds_ : 0.0, 200e6);
+    d.estimated_seconds = since(t0) + static_cast<double>(copy.file_text().size()) / rate;
     return d;
 }
 

@@ -348,6 +348,10 @@ int main(int argc, char** argv) {
         std::cerr << "mount.shamirfs: " << e.what() << "\n";
         if (e.code() == Errc::usage) std::cerr << "(mount.shamirfs --help for usage)\n";
         return exit_for(e.code());
+    } catch (const std::bad_alloc&) {
+        std::cerr << "mount.shamirfs: out of memory: the storage or documents are too large for the memory this "
+                     "process may use (ulimit -v, cgroup limits)\n";
+        return exit_code::too_large;
     } catch (const std::exception& e) {
         std::cerr << "mount.shamirfs: internal error: " << e.what() << "\n";
         return exit_code::internal;

@@ -233,3 +233,14 @@ def test_mistyped_commands_help_and_global_options(storage, workdir):
         assert run(cmd, "--help").stdout.startswith(f"usage: shamirfs [-v|-q] {cmd} ".encode()), cmd
     # -v after the command is the global option it is before it.
     assert run("info", storage.path, "-v").returncode == 0
+
+
+def test_out_of_memory_is_a_size_limit_not_an_internal_error(storage, workdir):
+    big = workdir / "big.json"
+    with open(big, "w") as f:
+        f.write('{"x": "' + "a" * 200_000_000 + '"}')
+    r = subprocess.run(["bash", "-c", f"ulimit -v 400000; exec {SHAMIRFS} update {storage.path} {big} "
+                                      f"--keyfile {storage.key('a')} --passfile {storage.pw['a']}"],
+                       capture_output=True, timeout=120)
+    assert r.returncode == 9 and b"out of memory" in r.stderr, r.stderr
+    assert storage.cat("a") != b"" and run("fsck", storage.path).returncode == 0  # nothing lost
