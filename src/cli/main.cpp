@@ -12,6 +12,10 @@
 
 #include <cstdio>
 #include <iostream>
+#include <chrono>
+#include <mutex>
+#include <condition_variable>
+#include <thread>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -26,6 +30,7 @@
 #include "shamirfs/keys.hpp"
 #include "shamirfs/log.hpp"
 #include "shamirfs/merge.hpp"
+#include "shamirfs/progress.hpp"
 #include "shamirfs/commit_protocol.hpp"
 #include "shamirfs/storage_format.hpp"
 #include "shamirfs/store.hpp"
@@ -639,6 +644,62 @@ std::size_t edit_distance(const std::string& a, const std::string& b) {
     return row[b.size()];
 }
 
+// A percentage on the terminal while a long command works (create, update,
+// fsck, shrink, merge, ...): shown after a second, on standard error only if
+// it is a terminal, and wiped before the command prints anything (it sits
+// between std::cout and its buffer for that) or ends.
+class ProgressLine : public std::streambuf {
+public:
+    explicit ProgressLine(std::string what) : what_(std::move(what)) {
+        if (::isatty(2) != 1) return;
+        out_ = std::cout.rdbuf(this);
+        thread_ = std::thread([this] {
+            const auto t0 = std::chrono::steady_clock::now();
+            std::unique_lock lock(mutex_);
+            while (!cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return done_; })) {
+                const double f = progress::fraction();
+                if (f < 0 || std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1)) continue;
+                std::fprintf(stderr, "\rshamirfs: %s %3.0f %%", what_.c_str(), 100 * f);
+                shown_ = true;
+            }
+            if (shown_) std::fprintf(stderr, "\r\033[K");
+        });
+    }
+    ~ProgressLine() override {
+        stop();
+        if (out_) std::cout.rdbuf(out_);
+    }
+    ProgressLine(const ProgressLine&) = delete;
+    ProgressLine& operator=(const ProgressLine&) = delete;
+
+private:
+    void stop() {
+        if (!thread_.joinable()) return;
+        {
+            std::lock_guard lock(mutex_);
+            done_ = true;
+        }
+        cv_.notify_all();
+        thread_.join();
+    }
+    int overflow(int c) override {
+        stop();
+        return c == traits_type::eof() ? traits_type::not_eof(c) : out_->sputc(static_cast<char>(c));
+    }
+    std::streamsize xsputn(const char* s, std::streamsize n) override {
+        stop();
+        return out_->sputn(s, n);
+    }
+    int sync() override { return out_->pubsync(); }
+
+    std::string what_;
+    std::streambuf* out_ = nullptr;
+    std::thread thread_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool done_ = false, shown_ = false;
+};
+
 // Said by every command on a storage: what a sync engine left beside it.
 void warn_of_conflict_copies(const std::string& storage) {
     auto copies = conflict_copies(storage);
@@ -706,6 +767,8 @@ int main(int argc, char** argv) {
                 }
             if (name != "create" && name != "status" && name != "merge" && i + 1 < argc && argv[i + 1][0] != '-')
                 warn_of_conflict_copies(argv[i + 1]);
+            std::optional<ProgressLine> shown;
+            if (name != "status" && name != "cat" && name != "info" && name != "edit") shown.emplace(name);
             return run(argc, argv, i + 1);
         }
         // "shamirfs STORAGE MOUNTPOINT -o ..." (mount.fuse3 and fstab): the first

@@ -1,4 +1,5 @@
 #include "shamirfs/matrix.hpp"
+#include "shamirfs/progress.hpp"
 
 #include <sodium.h>
 
@@ -310,6 +311,7 @@ void write_slots(Matrix& m, std::span<const SlotWrite> writes, Rng& rng,
         splitters.emplace_back(p.threshold, m.slot_share_ids(w.slot));
     }
     const std::size_t blocks = (capacity + kBlockRows - 1) / kBlockRows;
+    progress::start(blocks);
     std::atomic<std::size_t> next{0};
     // Each thread takes the next block: shares of the blobs' chunks, then
     // codewords of random chunks; every thread writes only its blocks' cells.
@@ -323,6 +325,7 @@ void write_slots(Matrix& m, std::span<const SlotWrite> writes, Rng& rng,
                     splitters[k].split_packed(low, ys, r);
                     for (unsigned i = 0; i < p.shares; ++i) m.set(row, writes[k].slot * p.shares + i, ys[i]);
                 }
+            progress::advance();
             if (block_done) block_done(b);
         }
     });

@@ -21,6 +21,7 @@
 #include "shamirfs/error.hpp"
 #include "shamirfs/fault.hpp"
 #include "shamirfs/fileio.hpp"
+#include "shamirfs/progress.hpp"
 #include "shamirfs/json_check.hpp"
 #include "shamirfs/log.hpp"
 #include "shamirfs/storage_format.hpp"
@@ -777,8 +778,10 @@ FsckReport Store::fsck(const Partition* p, bool repair) {
     Matrix& m = *matrix_;
     for (const auto& note : m.load_notes) rep.problems.push_back(note + (repair ? " (repaired)" : " (repairable)"));
     rep.damaged_structure = m.load_notes.size();
+    progress::start(m.params().slots);
     for (unsigned slot = 0; slot < m.params().slots; ++slot) {
         RepairReport r = read_slot_checked(m, slot, m.capacity(), {}, repair ? &m : nullptr);
+        progress::advance();
         rep.rows_checked += m.capacity();
         for (const auto& row : r.repaired) {
             rep.bad_cells += row.columns.size();

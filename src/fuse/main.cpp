@@ -2,6 +2,8 @@
 // file system. Runs as mount(8)'s helper and directly. Exit codes as shamirfs(1).
 #include <fcntl.h>
 #include <sched.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <sys/prctl.h>
@@ -115,6 +117,35 @@ std::thread idle_watch(fs::MemFs& memfs, unsigned long seconds, const std::strin
     });
 }
 
+// Outside changes: inotify on the storage's directory wakes this thread at
+// once (a commit or a sync tool's rename there), and it looks at least every
+// 250 ms anyway (file systems without inotify events); names given a new
+// inode are forgotten by the kernel, with no lock held (libfuse's rule for
+// notifications).
+std::thread outside_watch(fs::MemFs& memfs, fuse_session* se, const std::string& storage) {
+    return std::thread([&memfs, se, storage] {
+        const std::string dir = storage.substr(0, storage.rfind('/') + 1);
+        int in = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (in >= 0 && ::inotify_add_watch(in, dir.c_str(), IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE | IN_ATTRIB) < 0) {
+            ::close(in);
+            in = -1;
+        }
+        alignas(inotify_event) char buf[4096];
+        while (!memfs.finished()) {
+            if (in >= 0) {
+                pollfd p{in, POLLIN, 0};
+                ::poll(&p, 1, 250);
+                while (::read(in, buf, sizeof(buf)) > 0) {}  // (every round looks at the storage anyway)
+            } else {
+                std::this_thread::sleep_for(std::chrono::milliseconds(250));
+            }
+            for (const auto& name : memfs.watch_step())
+                fuse_lowlevel_notify_inval_entry(se, FUSE_ROOT_ID, name.c_str(), name.size());
+        }
+        if (in >= 0) ::close(in);
+    });
+}
+
 // The partitions the credentials open, with their documents and drafts.
 struct Unlocked {
     std::vector<fs::MountedPartition> parts;
@@ -209,6 +240,8 @@ public:
 
     // Serves requests until unmounted or signalled; true for a clean end
     // (unmount, SIGTERM, SIGINT or SIGHUP).
+    fuse_session* session() const { return se_; }
+
     bool serve() {
         // Several threads take requests (MemFs lets them run side by side,
         // except that commits go one at a time): a request is picked up by a
@@ -323,9 +356,11 @@ int run(int argc, char** argv) {
         std::thread locker = lock_all_memory();
         std::thread idle;
         if (a.idle_seconds) idle = idle_watch(memfs, a.idle_seconds, mountpoint);
+        std::thread watch = outside_watch(memfs, mount.session(), storage);
         clean = mount.serve();
-        memfs.finish();  // commit what holds JSON, keep the rest as drafts (and the idle watch ends)
+        memfs.finish();  // commit what holds JSON, keep the rest as drafts (and the watchers end)
         if (idle.joinable()) idle.join();
+        watch.join();
         if (locker.joinable()) locker.join();
     }
     log::info("unmounted " + mountpoint);

@@ -241,10 +241,19 @@ std::vector<const Partition*> MemFs::others(std::size_t part) const {
     return keep;
 }
 
-// The root, a partition's document and its draft may change outside the
-// kernel's sight (outside commits, a commit dropping the draft): the kernel
-// asks again each time. Everything else changes only through it.
-bool MemFs::is_volatile(const Node& n) const {
+// How long the kernel may keep a name and its attributes. The root and a
+// draft change outside its sight (outside commits, a commit dropping the
+// draft): it asks again each time. A partition's document is replaced by a
+// new inode when an outside commit shows, and the watcher tells the kernel to
+// forget the name then (watch_step); everything else changes only through it.
+double MemFs::timeout_of(const Node& n) const {
+    if (&n == root_.get()) return 0;
+    for (std::size_t i = 0; i < parts_.size(); ++i)
+        if (draft_node(i).get() == &n) return 0;
+    return kStableTimeout;
+}
+
+bool MemFs::changes_outside(const Node& n) const {
     if (&n == root_.get()) return true;
     for (std::size_t i = 0; i < parts_.size(); ++i)
         if (document(i).get() == &n || draft_node(i).get() == &n) return true;
@@ -272,7 +281,7 @@ Entry MemFs::entry_of(const std::shared_ptr<Node>& n) {
     Entry e;
     e.ino = n->ino;
     fill_stat(*n, &e.attr);
-    e.timeout = is_volatile(*n) ? 0 : kStableTimeout;
+    e.timeout = timeout_of(*n);
     return e;
 }
 
@@ -308,7 +317,7 @@ int MemFs::resize(Node& n, std::size_t size) {
 
 int MemFs::lookup(Ino parent, const std::string& name, Entry* e) {
     return no_throw("lookup", [&] {
-        check_outside();
+        if (parent == kRootIno) check_outside();  // partition files live in the root
         Lock tree(tree_mu_);
         auto dir = node(parent);
         if (!dir) return -ENOENT;
@@ -331,12 +340,16 @@ void MemFs::forget(Ino ino, std::uint64_t nlookup) {
 
 int MemFs::getattr(Ino ino, struct stat* st, double* timeout) {
     return no_throw("getattr", [&] {
-        check_outside();
         Lock tree(tree_mu_);
         auto n = node(ino);
         if (!n) return -ENOENT;
+        if (changes_outside(*n)) {
+            tree.unlock();
+            check_outside();
+            tree.lock();
+        }
         fill_stat(*n, st);
-        *timeout = is_volatile(*n) ? 0 : kStableTimeout;
+        *timeout = timeout_of(*n);
         return 0;
     });
 }
@@ -393,7 +406,7 @@ int MemFs::setattr(Ino ino, std::uint64_t fh, const SetAttr& set, const Caller& 
             }
         }
         fill_stat(*n, st);
-        *timeout = is_volatile(*n) ? 0 : kStableTimeout;
+        *timeout = timeout_of(*n);
         return 0;
     });
 }
@@ -751,6 +764,18 @@ void MemFs::check_outside() {
     refresh(storage);
 }
 
+std::vector<std::string> MemFs::watch_step() {
+    {
+        Lock storage(storage_mu_);
+        if (!finished_) {
+            check_conflict_copies(storage);
+            if (force_refresh_ || store_.changed_on_disk()) refresh(storage);
+        }
+    }
+    Lock tree(tree_mu_);
+    return std::exchange(replaced_names_, {});
+}
+
 void MemFs::check_conflict_copies(Lock& storage) {
     (void)storage;
     const auto t = std::chrono::steady_clock::now();
@@ -779,15 +804,17 @@ void MemFs::check_conflict_copies(Lock& storage) {
         }
         log::info("automerge: merged " + std::to_string(r.merged.size()) + " conflict copies; " +
                   std::to_string(r.kept.size()) + " hold partitions not mounted here and stay");
-        if (r.changed) force_refresh_ = true;
         copies_ = conflict_copies(store_.path());
     } catch (const std::exception& e) {
         log::error(std::string("automerge failed: ") + e.what());
     }
+    force_refresh_ = true;  // the merge read the file again (and may have committed): show what it holds
 }
 
 void MemFs::refresh(Lock& storage) {
     (void)storage;
+    log::debug(force_refresh_ ? "reading the storage again after a merge or a rebased commit"
+                              : "reading the storage again: it changed outside this mount");
     force_refresh_ = false;
     std::vector<std::optional<SecureBuffer>> docs(parts_.size());
     std::vector<codec::Meta> metas(parts_.size());
@@ -817,6 +844,7 @@ void MemFs::refresh(Lock& storage) {
                 gone->vanished = why[i];
                 unlink_node(*root_, parts_[i].label + ".json");
                 link(*root_, parts_[i].label + ".json", gone);
+                replaced_names_.push_back(parts_[i].label + ".json");
             }
             continue;  // (a text with changes not yet committed stays: its commit is refused)
         }
@@ -841,6 +869,7 @@ void MemFs::refresh(Lock& storage) {
         fresh->buf = std::move(*docs[i]);
         if (old) unlink_node(*root_, parts_[i].label + ".json");
         link(*root_, parts_[i].label + ".json", fresh);
+        replaced_names_.push_back(parts_[i].label + ".json");
         st.outside_unread = true;
         log::info(was_vanished ? "a partition opens again after an outside change; its text is shown"
                                : "a partition was committed outside this mount; its new text is shown");

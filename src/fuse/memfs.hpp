@@ -10,12 +10,13 @@
 // (sealed in the storage) and shows again as "<label>.draft.json". Every other
 // file and directory is scratch space that lives in memory only.
 //
-// Outside changes: before a partition's name or inode is looked at, the
-// storage file's identity is compared with the one last read; when another
-// process (a CLI update, a second mount, a sync tool's rename, a restored
-// backup) changed it, the new text is put at the name as a new inode, so open
-// handles keep the text they opened and the kernel, which keeps no cache of
-// these names and attributes, sees the new size and mtime at once.
+// Outside changes: a watcher (inotify on the storage's directory) and every
+// lookup of a partition's name compare the storage file's identity with the
+// one last read; when another process (a CLI update, a second mount, a sync
+// tool's rename, a restored backup) changed it, the new text is put at the
+// name as a new inode, so open handles keep the text they opened, and the
+// kernel is told to forget the name, so the next open or stat sees the new
+// size and mtime.
 //
 // Threading: every method may be called from several threads; one mutex
 // guards the tree in memory and is never held across disk I/O, and a second
@@ -136,6 +137,12 @@ public:
     // outside this mount (called by the methods above where a partition's name
     // or inode is looked at; public for a watcher and for tests).
     void check_outside();
+    // For the watcher thread (woken by inotify on the storage's directory, and
+    // at least every 250 ms): shows an outside change if there is one (it
+    // waits for a commit in progress), and returns the partition file names
+    // given a new inode since the last call, for the kernel to forget
+    // (fuse_lowlevel_notify_inval_entry; called with no lock held).
+    std::vector<std::string> watch_step();
     // Locks all secrets and contents in memory again (after daemonising).
     void relock();
     // At unmount: commits what changed and holds JSON; keeps the rest as the
@@ -180,7 +187,8 @@ private:
     void unlink_node(Node& dir, const std::string& name);
     void drop_if_unused(const std::shared_ptr<Node>& n);
     Entry entry_of(const std::shared_ptr<Node>& n);  // counts a lookup
-    bool is_volatile(const Node& n) const;
+    double timeout_of(const Node& n) const;      // how long the kernel may keep its name and attributes
+    bool changes_outside(const Node& n) const;   // the root, a document or a draft
     int partition_index(const Node& dir, const std::string& name) const;  // -1 for scratch names
     int partition_of(const std::shared_ptr<Node>& n) const;
     std::shared_ptr<Node> document(std::size_t part) const;
@@ -216,6 +224,7 @@ private:
     std::atomic<bool> commit_running_{false};  // checks for outside changes do not wait for it
     bool force_refresh_ = false;  // a commit here was laid over another writer's: read the others again
     std::chrono::steady_clock::time_point copies_checked_{};
+    std::vector<std::string> replaced_names_;  // documents given a new inode, for watch_step (tree lock)
     std::vector<std::string> copies_;  // conflict copies last seen (and, with automerge, merged as far as they go)
     std::size_t memory_used_ = 0;  // declared before the nodes: they update it when destroyed
     std::shared_ptr<Node> root_;

@@ -93,10 +93,14 @@ struct Mounted {
 
 }  // namespace
 
-TEST_CASE("partition files: looked up with no caching, scratch names cached; save by rename commits", "[memfs]") {
+TEST_CASE("partition files and scratch names are cached, the root is not; save by rename commits", "[memfs]") {
     Mounted m;
     Entry a = m.look(kRootIno, "a.json");
-    CHECK(a.timeout == 0);
+    CHECK(a.timeout > 0);  // (the watcher makes the kernel forget it when an outside commit shows)
+    struct stat st{};
+    double root_timeout = 1;
+    REQUIRE(m.fs->getattr(kRootIno, &st, &root_timeout) == 0);
+    CHECK(root_timeout == 0);
     CHECK(S_ISREG(a.attr.st_mode));
     CHECK(m.read_all(m.open(a.ino)) == "{}");
     Entry tmp = m.put(kRootIno, "a.json.tmp", "{\"k\": 1}");
@@ -234,6 +238,8 @@ TEST_CASE("a commit made outside the mount shows as a new inode; open handles ke
     Entry a = m.look(kRootIno, "a.json");
     std::uint64_t reader = m.open(a.ino);
     m.commit_elsewhere(0, "{\"from\": \"cli\"}");
+    CHECK(m.fs->watch_step() == std::vector<std::string>{"a.json"});  // the name the kernel must forget
+    CHECK(m.fs->watch_step().empty());
     Entry now = m.look(kRootIno, "a.json");
     CHECK(now.ino != a.ino);
     CHECK(now.attr.st_size == 15);
