@@ -646,28 +646,30 @@ std::size_t edit_distance(const std::string& a, const std::string& b) {
 
 // A percentage on the terminal while a long command works (create, update,
 // fsck, shrink, merge, ...): shown after a second, on standard error only if
-// it is a terminal, and wiped before the command prints anything (it sits
-// between std::cout and its buffer for that) or ends.
-class ProgressLine : public std::streambuf {
+// it is a terminal, and wiped before the command prints anything (it taps
+// std::cout and std::cerr for that) or ends.
+class ProgressLine {
 public:
     explicit ProgressLine(std::string what) : what_(std::move(what)) {
         if (::isatty(2) != 1) return;
-        out_ = std::cout.rdbuf(this);
+        taps_[0].attach(std::cout, this);
+        taps_[1].attach(std::cerr, this);
         thread_ = std::thread([this] {
             const auto t0 = std::chrono::steady_clock::now();
             std::unique_lock lock(mutex_);
+            bool shown = false;
             while (!cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return done_; })) {
                 const double f = progress::fraction();
                 if (f < 0 || std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1)) continue;
                 std::fprintf(stderr, "\rshamirfs: %s %3.0f %%", what_.c_str(), 100 * f);
-                shown_ = true;
+                shown = true;
             }
-            if (shown_) std::fprintf(stderr, "\r\033[K");
+            if (shown) std::fprintf(stderr, "\r\033[K");
         });
     }
-    ~ProgressLine() override {
+    ~ProgressLine() {
         stop();
-        if (out_) std::cout.rdbuf(out_);
+        for (auto& t : taps_) t.detach();
     }
     ProgressLine(const ProgressLine&) = delete;
     ProgressLine& operator=(const ProgressLine&) = delete;
@@ -682,22 +684,40 @@ private:
         cv_.notify_all();
         thread_.join();
     }
-    int overflow(int c) override {
-        stop();
-        return c == traits_type::eof() ? traits_type::not_eof(c) : out_->sputc(static_cast<char>(c));
-    }
-    std::streamsize xsputn(const char* s, std::streamsize n) override {
-        stop();
-        return out_->sputn(s, n);
-    }
-    int sync() override { return out_->pubsync(); }
+    // Stands between a stream and its buffer: the first output ends the line.
+    class Tap : public std::streambuf {
+    public:
+        void attach(std::ostream& os, ProgressLine* owner) {
+            os_ = &os;
+            owner_ = owner;
+            out_ = os.rdbuf(this);
+        }
+        void detach() {
+            if (os_) os_->rdbuf(out_);
+            os_ = nullptr;
+        }
+
+    private:
+        int overflow(int c) override {
+            owner_->stop();
+            return c == traits_type::eof() ? traits_type::not_eof(c) : out_->sputc(static_cast<char>(c));
+        }
+        std::streamsize xsputn(const char* s, std::streamsize n) override {
+            owner_->stop();
+            return out_->sputn(s, n);
+        }
+        int sync() override { return out_->pubsync(); }
+        std::ostream* os_ = nullptr;
+        ProgressLine* owner_ = nullptr;
+        std::streambuf* out_ = nullptr;
+    };
 
     std::string what_;
-    std::streambuf* out_ = nullptr;
+    Tap taps_[2];
     std::thread thread_;
     std::mutex mutex_;
     std::condition_variable cv_;
-    bool done_ = false, shown_ = false;
+    bool done_ = false;
 };
 
 // Said by every command on a storage: what a sync engine left beside it.

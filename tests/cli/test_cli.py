@@ -244,3 +244,17 @@ def test_out_of_memory_is_a_size_limit_not_an_internal_error(storage, workdir):
                        capture_output=True, timeout=120)
     assert r.returncode == 9 and b"out of memory" in r.stderr, r.stderr
     assert storage.cat("a") != b"" and run("fsck", storage.path).returncode == 0  # nothing lost
+
+
+def test_long_work_shows_a_percentage_on_a_terminal_only(workdir):
+    pw = workdir / "pw"
+    pw.write_text("progress pw\n")
+    argv = [str(SHAMIRFS), "create", str(workdir / "big.json"), "--partitions", "1", *CHEAP_KDF,
+            "--capacity", "600000", "--key-dir", str(workdir / "k"), "--passfile", f"a={pw}"]
+    rc, shown = talk(argv, [], timeout=120)
+    assert rc == 0, shown
+    assert b"shamirfs: create " in shown and b" %" in shown, shown  # the percentage while it worked
+    assert b"\r\x1b[K" in shown and shown.index(b"\r\x1b[K") < shown.index(b"created")  # wiped before the output
+    r = subprocess.run([*argv[:2], str(workdir / "big2.json"), *argv[3:-4], "--key-dir", str(workdir / "k2"),
+                        "--passfile", f"a={pw}"], capture_output=True, timeout=120)
+    assert r.returncode == 0 and b"%" not in r.stderr, r.stderr  # not a terminal: nothing
