@@ -33,16 +33,21 @@ Caller caller_of(fuse_req_t req, bool with_groups = false) {
     return c;
 }
 
-void reply_entry(fuse_req_t req, int r, const Entry& e) {
-    if (r != 0) {
-        fuse_reply_err(req, -r);
-        return;
-    }
+fuse_entry_param entry_param(const Entry& e) {
     fuse_entry_param p{};
     p.ino = e.ino;
     p.generation = 1;
     p.attr = e.attr;
     p.attr_timeout = p.entry_timeout = e.timeout;
+    return p;
+}
+
+void reply_entry(fuse_req_t req, int r, const Entry& e) {
+    if (r != 0) {
+        fuse_reply_err(req, -r);
+        return;
+    }
+    const fuse_entry_param p = entry_param(e);
     fuse_reply_entry(req, &p);
 }
 
@@ -163,11 +168,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
         fuse_reply_err(req, -r);
         return;
     }
-    fuse_entry_param p{};
-    p.ino = e.ino;
-    p.generation = 1;
-    p.attr = e.attr;
-    p.attr_timeout = p.entry_timeout = e.timeout;
+    const fuse_entry_param p = entry_param(e);
     fi->fh = fh;
     fi->keep_cache = 1;
     if (fuse_reply_create(req, &p, fi) == -ENOENT) fs(req).release(fh);
