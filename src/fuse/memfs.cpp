@@ -94,7 +94,10 @@ struct MemFs::Node {
     gid_t gid = 0;
     struct timespec atime {}, mtime{}, ctime{};
     std::string target;          // a symlink's
-    SecureBuffer buf;            // a file's capacity; the content is the first `size` bytes
+    // A file's capacity; the content is the first `size` bytes. Shared with a
+    // commit in progress (which reads it without the tree lock): a change
+    // then copies it first (writable()).
+    std::shared_ptr<SecureBuffer> buf = std::make_shared<SecureBuffer>();
     std::size_t size = 0;
     std::map<std::string, std::shared_ptr<Node>> children;  // a directory's
     Ino parent = kRootIno;       // a directory's, for ".."
@@ -107,7 +110,15 @@ struct MemFs::Node {
 
     bool is_dir() const { return S_ISDIR(mode); }
     bool is_file() const { return S_ISREG(mode); }
-    std::string_view content() const { return {reinterpret_cast<const char*>(buf.data()), size}; }
+    std::string_view content() const { return {reinterpret_cast<const char*>(buf->data()), size}; }
+    std::uint8_t* writable() {
+        if (buf.use_count() > 1) {
+            auto own = std::make_shared<SecureBuffer>(buf->size());
+            if (size) std::memcpy(own->data(), buf->data(), size);
+            buf = std::move(own);
+        }
+        return buf->data();
+    }
     ~Node() {
         if (memory_used) *memory_used -= charged;
     }
@@ -134,7 +145,7 @@ MemFs::MemFs(Store& store, std::vector<MountedPartition> partitions, std::vector
         n->atime = n->mtime = n->ctime = mtime;
         n->charged = n->size = content.size();
         memory_used_ += n->size;
-        n->buf = std::move(content);
+        n->buf = std::make_shared<SecureBuffer>(std::move(content));
         link(*root_, name, n);
         return n;
     };
@@ -294,19 +305,23 @@ int MemFs::charge(std::size_t bytes) {
 int MemFs::resize(Node& n, std::size_t size) {
     if (size > codec::kMaxDocument) return -EFBIG;
     if (size > n.size && memory_used_ + (size - n.size) > opt_.memory_max) return -ENOSPC;
-    if (size > n.buf.size()) {
-        std::size_t cap = std::max(size, std::max<std::size_t>(n.buf.size() * 2, 4096));
+    if (size > n.buf->size()) {
+        std::size_t cap = std::max(size, std::max<std::size_t>(n.buf->size() * 2, 4096));
         cap = std::min<std::size_t>(cap, codec::kMaxDocument);
         try {
-            SecureBuffer bigger(cap);
-            if (n.size) std::memcpy(bigger.data(), n.buf.data(), n.size);
+            auto bigger = std::make_shared<SecureBuffer>(cap);
+            if (n.size) std::memcpy(bigger->data(), n.buf->data(), n.size);
             n.buf = std::move(bigger);
         } catch (const std::exception&) {
             return -ENOSPC;
         }
     }
-    if (size > n.size) std::memset(n.buf.data() + n.size, 0, size - n.size);
-    else if (size < n.size) sodium_memzero(n.buf.data() + size, n.size - size);
+    try {
+        if (size > n.size) std::memset(n.writable() + n.size, 0, size - n.size);
+        else if (size < n.size) sodium_memzero(n.writable() + size, n.size - size);
+    } catch (const std::exception&) {
+        return -ENOSPC;
+    }
     memory_used_ = memory_used_ - n.size + size;
     n.charged = n.size = size;
     n.mtime = n.ctime = now();
@@ -575,7 +590,8 @@ int MemFs::rename(Ino parent, const std::string& name, Ino new_parent, const std
 
 int MemFs::open(Ino ino, int flags, std::uint64_t* fh) {
     return no_throw("open", [&] {
-        check_outside();
+        // (no look at the storage here: the kernel resolved the name already,
+        // through a lookup that looked, or a name the watcher keeps current)
         Lock tree(tree_mu_);
         auto n = node(ino);
         if (!n) return -ENOENT;
@@ -606,7 +622,7 @@ long MemFs::read(std::uint64_t fh, std::size_t size, off_t offset,
     if (offset < 0) return -EINVAL;
     const auto off = std::min(static_cast<std::size_t>(offset), n.size);
     const std::size_t len = std::min(size, n.size - off);
-    reply(reinterpret_cast<const char*>(n.buf.data()) + off, len);
+    reply(reinterpret_cast<const char*>(n.buf->data()) + off, len);
     return static_cast<long>(len);
 }
 
@@ -620,7 +636,11 @@ long MemFs::write(std::uint64_t fh, const char* buf, std::size_t size, off_t off
     std::size_t off = (h->flags & O_APPEND) ? n.size : static_cast<std::size_t>(offset);
     if (off + size > n.size)
         if (int r = resize(n, off + size)) return r;
-    std::memcpy(n.buf.data() + off, buf, size);
+    try {
+        std::memcpy(n.writable() + off, buf, size);
+    } catch (const std::exception&) {
+        return -ENOSPC;
+    }
     n.mtime = n.ctime = now();
     h->modified = true;
     h->commit_failed = false;
@@ -683,8 +703,8 @@ std::optional<MemFs::CommitJob> MemFs::prepare_commit(const std::shared_ptr<Node
     }
     CommitJob job;
     job.part = i;
-    job.text = SecureBuffer(n->size);
-    std::memcpy(job.text.data(), n->buf.data(), n->size);
+    job.text = n->buf;  // shared, not copied: a write meanwhile copies it first
+    job.size = n->size;
     job.hash = std::move(hash);
     job.node = n;
     return job;
@@ -708,7 +728,7 @@ int MemFs::commit(Lock& tree, const std::shared_ptr<Node>& n, int part, const ch
     std::string failure;
     Errc code = Errc::internal;
     try {
-        result = store_.commit(parts_[i].partition, std::span(job->text.data(), job->text.size()), others(i));
+        result = store_.commit(parts_[i].partition, std::span<const std::uint8_t>(job->text->data(), job->size), others(i));
     } catch (const Error& e) {
         failure = e.what();
         code = e.code();
@@ -866,7 +886,7 @@ void MemFs::refresh(Lock& storage) {
                               old ? old->gid : opt_.gid);
         fresh->charged = fresh->size = docs[i]->size();
         memory_used_ += fresh->size;
-        fresh->buf = std::move(*docs[i]);
+        fresh->buf = std::make_shared<SecureBuffer>(std::move(*docs[i]));
         if (old) unlink_node(*root_, parts_[i].label + ".json");
         link(*root_, parts_[i].label + ".json", fresh);
         replaced_names_.push_back(parts_[i].label + ".json");
@@ -949,8 +969,8 @@ int MemFs::statfs(struct statvfs* st) {
 
 void MemFs::relock() {
     Lock tree(tree_mu_);
-    for (auto& [ino, n] : inodes_) n->buf.relock();
-    for (auto& [fh, h] : handles_) h->node->buf.relock();
+    for (auto& [ino, n] : inodes_) n->buf->relock();
+    for (auto& [fh, h] : handles_) h->node->buf->relock();
     for (auto& p : parts_) {
         p.partition.keys.header_key.relock();
         p.partition.keys.body_key.relock();
@@ -1045,7 +1065,7 @@ void MemFs::finish() {
         if (want == st.draft_hash) continue;
         try {
             std::optional<std::span<const std::uint8_t>> draft;
-            if (keep) draft = std::span<const std::uint8_t>(keep->buf.data(), keep->size);
+            if (keep) draft = std::span<const std::uint8_t>(keep->buf->data(), keep->size);
             store_.save_draft(parts_[i].partition, draft, others(i));
             st.draft_hash = want;
             log::info(keep ? "kept a text that could not be committed as a draft: it shows as LABEL.draft.json at "

@@ -174,7 +174,8 @@ private:
     // A commit prepared under the tree lock and run without it.
     struct CommitJob {
         std::size_t part = 0;
-        SecureBuffer text;
+        std::shared_ptr<const SecureBuffer> text;  // the node's buffer, shared (copy-on-write)
+        std::size_t size = 0;
         std::string hash;
         std::shared_ptr<Node> node;
     };

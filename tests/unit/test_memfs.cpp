@@ -307,7 +307,8 @@ TEST_CASE("reads go on while a commit runs", "[memfs]") {
     Entry b = m.look(kRootIno, "b.json");
     std::uint64_t reader = m.open(b.ino);
     std::string big = "{\"k\": \"" + std::string(4 << 20, 'z') + "\"}";
-    m.put(kRootIno, "t", big);
+    Entry t = m.put(kRootIno, "t", big);
+    std::uint64_t writer_fh = m.open(t.ino, O_WRONLY);
     std::atomic<bool> started{false}, done{false};
     std::atomic<int> renamed{1};
     int reads_during = 0;
@@ -317,10 +318,20 @@ TEST_CASE("reads go on while a commit runs", "[memfs]") {
         done = true;
     });
     while (!started) std::this_thread::yield();
-    while (!done)
+    bool wrote_during = false;
+    while (!done) {
         if (m.read_all(reader) == "{}") ++reads_during;
+        if (!wrote_during && reads_during > 5 && !done) {
+            // A write to the text being committed: it gets its own copy.
+            wrote_during = m.fs->write(writer_fh, "X", 1, 0) == 1;
+        }
+    }
     writer.join();
     CHECK(renamed == 0);
     CHECK(reads_during > 10);  // a lock held across the commit would let one through at most
-    CHECK(m.committed(0).size() == big.size());
+    const std::string committed = m.committed(0);
+    CHECK(committed.size() == big.size());
+    CHECK(committed[0] == '{');  // the commit kept the text as it was when it began
+    if (wrote_during) CHECK(m.read_all(m.open(m.look(kRootIno, "a.json").ino))[0] == 'X');
+    m.fs->release(writer_fh);
 }
