@@ -214,14 +214,17 @@ std::vector<std::string> Wal::recover_record(const std::string& wal_path) {
         } else {
             const auto base = parse_file_id(r.base);
             auto data = read_file(temp);
-            auto current = data ? read_file(storage_) : std::nullopt;
+            auto storage_is_new = [&] {
+                auto current = read_file(storage_);
+                return current && content_hash(*current) == r.next;
+            };
             if (data && content_hash(*data) == r.next) {
                 std::string kept;
                 if (swap_into_place(temp, storage_)) kept = settle_displaced(temp, storage_, base);
                 fsync_dir(dir_);
                 act("finished an interrupted commit (swapped its complete new file into place)" +
                     (kept.empty() ? std::string() : "; the version it displaced is kept as " + kept));
-            } else if (data && current && content_hash(*current) == r.next) {
+            } else if (data && storage_is_new()) {
                 // Swapped, then interrupted: the temp name holds the file it displaced.
                 std::string kept = settle_displaced(temp, storage_, base);
                 act(kept.empty() ? "completed commit: removed the version it replaced"
@@ -229,10 +232,10 @@ std::vector<std::string> Wal::recover_record(const std::string& wal_path) {
             } else if (data) {
                 remove_file(temp);
                 act("rolled back an interrupted commit whose new file does not match its hash");
+            } else if (storage_is_new()) {
+                act("completed commit: removed its write-ahead log");
             } else {
-                current = read_file(storage_);
-                if (current && content_hash(*current) == r.next) act("completed commit: removed its write-ahead log");
-                else act("interrupted commit lost its new file; the storage is the previous version");
+                act("interrupted commit lost its new file; the storage is the previous version");
             }
         }
         remove_file(wal_path);
