@@ -184,6 +184,22 @@ std::shared_ptr<MemFs::Node> MemFs::child(const Node& dir, const std::string& na
     return it == dir.children.end() ? nullptr : it->second;
 }
 
+int MemFs::existing(Ino parent, const std::string& name, std::shared_ptr<Node>& dir, std::shared_ptr<Node>& n) const {
+    dir = node(parent);
+    if (!dir) return -ENOENT;
+    if (!dir->is_dir()) return -ENOTDIR;
+    if (name.size() > kNameMax) return -ENAMETOOLONG;
+    n = child(*dir, name);
+    return n ? 0 : -ENOENT;
+}
+
+int MemFs::place_for(Ino parent, const std::string& name, std::shared_ptr<Node>& dir) const {
+    dir = node(parent);
+    if (!dir || dir->nlink == 0) return -ENOENT;  // (a removed directory takes no new names)
+    if (!dir->is_dir()) return -ENOTDIR;
+    return name_error(name);
+}
+
 void MemFs::link(Node& dir, const std::string& name, const std::shared_ptr<Node>& n) {
     dir.children[name] = n;
     inodes_[n->ino] = n;
@@ -334,12 +350,8 @@ int MemFs::lookup(Ino parent, const std::string& name, Entry* e) {
     return no_throw("lookup", [&] {
         if (parent == kRootIno) check_outside();  // partition files live in the root
         Lock tree(tree_mu_);
-        auto dir = node(parent);
-        if (!dir) return -ENOENT;
-        if (!dir->is_dir()) return -ENOTDIR;
-        if (name.size() > kNameMax) return -ENAMETOOLONG;
-        auto n = child(*dir, name);
-        if (!n) return -ENOENT;
+        std::shared_ptr<Node> dir, n;
+        if (int r = existing(parent, name, dir, n)) return r;
         *e = entry_of(n);
         return 0;
     });
@@ -443,10 +455,8 @@ int MemFs::readdir(Ino ino, std::vector<DirEntry>& out) {
 int MemFs::mkdir(Ino parent, const std::string& name, mode_t mode, const Caller& caller, Entry* e) {
     return no_throw("mkdir", [&] {
         Lock tree(tree_mu_);
-        auto dir = node(parent);
-        if (!dir || dir->nlink == 0) return -ENOENT;
-        if (!dir->is_dir()) return -ENOTDIR;
-        if (int r = name_error(name)) return r;
+        std::shared_ptr<Node> dir;
+        if (int r = place_for(parent, name, dir)) return r;
         if (child(*dir, name)) return -EEXIST;
         if (partition_index(*dir, name) >= 0) return -EPERM;  // a partition's name is for its document
         if (int r = charge(kDirBytes)) return r;
@@ -461,11 +471,8 @@ int MemFs::mkdir(Ino parent, const std::string& name, mode_t mode, const Caller&
 int MemFs::rmdir(Ino parent, const std::string& name) {
     return no_throw("rmdir", [&] {
         Lock tree(tree_mu_);
-        auto dir = node(parent);
-        if (!dir) return -ENOENT;
-        if (name.size() > kNameMax) return -ENAMETOOLONG;
-        auto n = child(*dir, name);
-        if (!n) return -ENOENT;
+        std::shared_ptr<Node> dir, n;
+        if (int r = existing(parent, name, dir, n)) return r;
         if (!n->is_dir()) return -ENOTDIR;
         if (!n->children.empty()) return -ENOTEMPTY;
         unlink_node(*dir, name);
@@ -477,10 +484,8 @@ int MemFs::create(Ino parent, const std::string& name, mode_t mode, int flags, c
                   std::uint64_t* fh) {
     return no_throw("create", [&] {
         Lock tree(tree_mu_);
-        auto dir = node(parent);
-        if (!dir || dir->nlink == 0) return -ENOENT;
-        if (!dir->is_dir()) return -ENOTDIR;
-        if (int r = name_error(name)) return r;
+        std::shared_ptr<Node> dir;
+        if (int r = place_for(parent, name, dir)) return r;
         auto n = child(*dir, name);
         if (n) {
             if (flags & O_EXCL) return -EEXIST;
@@ -506,10 +511,8 @@ int MemFs::create(Ino parent, const std::string& name, mode_t mode, int flags, c
 int MemFs::symlink(const std::string& target, Ino parent, const std::string& name, const Caller& caller, Entry* e) {
     return no_throw("symlink", [&] {
         Lock tree(tree_mu_);
-        auto dir = node(parent);
-        if (!dir || dir->nlink == 0) return -ENOENT;
-        if (!dir->is_dir()) return -ENOTDIR;
-        if (int r = name_error(name)) return r;
+        std::shared_ptr<Node> dir;
+        if (int r = place_for(parent, name, dir)) return r;
         if (target.size() > 4095) return -ENAMETOOLONG;
         if (child(*dir, name)) return -EEXIST;
         if (partition_index(*dir, name) >= 0) return -EPERM;
@@ -535,11 +538,8 @@ int MemFs::readlink(Ino ino, std::string* target) {
 int MemFs::unlink(Ino parent, const std::string& name) {
     return no_throw("unlink", [&] {
         Lock tree(tree_mu_);
-        auto dir = node(parent);
-        if (!dir) return -ENOENT;
-        if (name.size() > kNameMax) return -ENAMETOOLONG;
-        auto n = child(*dir, name);
-        if (!n) return -ENOENT;
+        std::shared_ptr<Node> dir, n;
+        if (int r = existing(parent, name, dir, n)) return r;
         if (n->is_dir()) return -EISDIR;
         unlink_node(*dir, name);  // a document's committed version stays in the storage
         return 0;

@@ -183,6 +183,12 @@ private:
 
     std::shared_ptr<Node> node(Ino ino) const;
     std::shared_ptr<Node> child(const Node& dir, const std::string& name) const;
+    // The directory `parent` and its entry `name` (lookup, rmdir, unlink, a
+    // rename's source): 0, or the errno.
+    int existing(Ino parent, const std::string& name, std::shared_ptr<Node>& dir, std::shared_ptr<Node>& n) const;
+    // The directory `parent`, where a new `name` may be made (mkdir, create,
+    // symlink): 0, or the errno.
+    int place_for(Ino parent, const std::string& name, std::shared_ptr<Node>& dir) const;
     std::shared_ptr<Node> new_node(mode_t mode, uid_t uid, gid_t gid);
     void link(Node& dir, const std::string& name, const std::shared_ptr<Node>& n);
     void unlink_node(Node& dir, const std::string& name);

@@ -32,20 +32,26 @@ def user():
     os.chmod("/dev/fuse", mode)
 
 
+def user_home(workdir, user, name):
+    """A 0700 directory of the user's, and the binaries it can run (copies if
+    the build is out of its reach)."""
+    d = workdir / name
+    d.mkdir()
+    shamirfs, helper = SHAMIRFS, MOUNT_HELPER
+    if not traversable_by_others(SHAMIRFS.parent):
+        (workdir / "bin").mkdir(exist_ok=True)
+        shamirfs, helper = (Path(shutil.copy2(b, workdir / "bin")) for b in (SHAMIRFS, MOUNT_HELPER))
+    os.chown(d, user.pw_uid, user.pw_gid)
+    os.chmod(d, 0o700)
+    return d, shamirfs, helper
+
+
 def as_user(cmd, **kw):
     return subprocess.run(["runuser", "-u", USER, "--", "sh", "-c", cmd], capture_output=True, timeout=120, **kw)
 
 
 def test_unprivileged_user_with_a_small_memlock_limit(workdir, user):
-    d = workdir / "home"
-    d.mkdir()
-    # The user runs the binaries: copies of them if the build is out of reach.
-    shamirfs, helper = SHAMIRFS, MOUNT_HELPER
-    if not traversable_by_others(SHAMIRFS.parent):
-        (workdir / "bin").mkdir()
-        shamirfs, helper = (Path(shutil.copy2(b, workdir / "bin")) for b in (SHAMIRFS, MOUNT_HELPER))
-    os.chown(d, user.pw_uid, user.pw_gid)
-    os.chmod(d, 0o700)
+    d, shamirfs, helper = user_home(workdir, user, "home")
     r = as_user(f"cd {d} && umask 077 && printf 'user pw\\n' > pw && mkdir keys mnt && "
                 f"{shamirfs} create enc.json --partitions 1 {' '.join(CHEAP_KDF)} --key-dir keys --passfile a=pw")
     assert r.returncode == 0, r.stderr
@@ -125,14 +131,7 @@ def test_prompts_for_keys_and_passwords_until_an_empty_key(storage):
 def test_ordinary_user_sees_outside_changes_keeps_handles_and_is_safe_after_a_lazy_unmount(workdir, user):
     subprocess.run(["groupadd", "-f", "sfstestgrp"], check=True)
     subprocess.run(["usermod", "-aG", "sfstestgrp", USER], check=True)
-    d = workdir / "home2"
-    d.mkdir()
-    shamirfs, helper = SHAMIRFS, MOUNT_HELPER
-    if not traversable_by_others(SHAMIRFS.parent):
-        (workdir / "bin").mkdir()
-        shamirfs, helper = (Path(shutil.copy2(b, workdir / "bin")) for b in (SHAMIRFS, MOUNT_HELPER))
-    os.chown(d, user.pw_uid, user.pw_gid)
-    os.chmod(d, 0o700)
+    d, shamirfs, helper = user_home(workdir, user, "home2")
     cred = "--keyfile keys/a.key --passfile pw"
     r = as_user(f"cd {d} && umask 077 && printf 'user pw\\n' > pw && mkdir keys mnt full && touch full/x && "
                 f"{shamirfs} create enc.json --partitions 1 {' '.join(CHEAP_KDF)} --key-dir keys --passfile a=pw && "
