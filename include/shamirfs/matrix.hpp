@@ -18,6 +18,7 @@
 // slot's cells in place and writes the text as it is, so cells it does not
 // touch are kept byte for byte and nothing is serialised or copied.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -146,10 +147,13 @@ inline std::size_t rows_for_chunks(const StorageParams& p, std::size_t chunks) {
 // Writes sealed blobs (whole numbers of chunks) into slots: chunk j is
 // coefficient j % pack of row j / pack; the rest of each slot (all of it for
 // an empty blob) gets random codewords. The matrix must already have the
-// rows. Rows go in blocks of kBlockRows to up to 8 threads; `block_done(b)`,
+// rows. Rows go in blocks (block_rows) to up to 8 threads; `block_done(b)`,
 // if given, is called on the thread that finished block b of every slot, so a
 // writer can follow (block_ranges).
-inline constexpr std::size_t kBlockRows = 1024;
+// Rows per block: 1024, fewer in a small storage (at least 8 blocks of at
+// least 64 rows), so that every core has a share of it and the writer follows.
+inline std::size_t block_rows(std::size_t capacity) { return std::clamp<std::size_t>(capacity / 8, 64, 1024); }
+inline std::size_t block_count(std::size_t capacity) { return (capacity + block_rows(capacity) - 1) / block_rows(capacity); }
 struct SlotWrite {
     unsigned slot;
     std::span<const std::uint8_t> blob;

@@ -213,10 +213,22 @@ private:
     // with its draft, or with `*new_draft` instead when given.
     CommitResult reseal_under(const Partition& p, const PartitionKeys& keys, std::span<const Partition* const> keep,
                               const std::optional<std::span<const std::uint8_t>>* new_draft = nullptr);
+    // A slot write that is still being made (a commit's own document, sealed
+    // on another thread) when the file begins to be written: `check` runs
+    // first (nothing is written before it returns), then `make`, while the
+    // bytes already final go to the disk.
+    struct LateWrite {
+        unsigned slot;
+        std::function<void()> check;
+        std::function<SlotWrite()> make;
+    };
     // Lock held: writes the blobs into their slots (a deniable storage: random
     // codewords into every other slot), growing the capacity as they need,
-    // and the file through the WAL; returns when the shares were made.
-    Clock::time_point write_slots_locked(std::vector<SlotWrite> writes, Rng& rng, CommitResult& r);
+    // and the file through the WAL; returns when the shares were made. With
+    // `late`, the capacity cannot grow: Relayout is thrown (nothing written)
+    // when its blob needs more rows, and the caller calls again without it.
+    Clock::time_point write_slots_locked(std::vector<SlotWrite> writes, Rng& rng, CommitResult& r,
+                                         const LateWrite* late = nullptr);
     // A version a swap displaced (kept at `displaced`) that this commit did
     // not see: `writes` applied on top of it, swapped in again; the copy is
     // removed. Returns what that swap displaced in turn ("" when none).

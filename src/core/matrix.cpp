@@ -126,7 +126,7 @@ void Matrix::copy_slot(const Matrix& other, unsigned slot) {
 }
 
 std::vector<TextRange> Matrix::block_ranges(std::span<const unsigned> slots, std::size_t block) const {
-    const std::size_t begin = block * kBlockRows, end = std::min(capacity_, begin + kBlockRows);
+    const std::size_t rows = block_rows(capacity_), begin = block * rows, end = std::min(capacity_, begin + rows);
     if (begin >= end) return {};
     if (params_.version == 1) {  // whole rows: the other slots' cells in them are final already
         const std::size_t from = cell_offset(begin, 0);
@@ -310,7 +310,7 @@ void write_slots(Matrix& m, std::span<const SlotWrite> writes, Rng& rng,
             throw Error(Errc::internal, "blob does not fit the matrix");
         splitters.emplace_back(p.threshold, m.slot_share_ids(w.slot));
     }
-    const std::size_t blocks = (capacity + kBlockRows - 1) / kBlockRows;
+    const std::size_t rows_per_block = block_rows(capacity), blocks = block_count(capacity);
     progress::start(blocks);
     std::atomic<std::size_t> next{0};
     // Each thread takes the next block: shares of the blobs' chunks, then
@@ -319,8 +319,8 @@ void write_slots(Matrix& m, std::span<const SlotWrite> writes, Rng& rng,
         std::vector<gf::Fe> ys(p.shares), low(p.pack);
         for (std::size_t b; (b = next.fetch_add(1)) < blocks;) {
             for (std::size_t k = 0; k < writes.size(); ++k)
-                for (std::size_t row = std::max(b * kBlockRows, writes[k].first_row);
-                     row < std::min(capacity, (b + 1) * kBlockRows); ++row) {
+                for (std::size_t row = std::max(b * rows_per_block, writes[k].first_row);
+                     row < std::min(capacity, (b + 1) * rows_per_block); ++row) {
                     row_chunks(writes[k].blob, row, p, low.data(), r);
                     splitters[k].split_packed(low, ys, r);
                     for (unsigned i = 0; i < p.shares; ++i) m.set(row, writes[k].slot * p.shares + i, ys[i]);

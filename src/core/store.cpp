@@ -31,6 +31,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+std::string ms_between(Clock::time_point a, Clock::time_point b) {
+    return std::to_string(std::chrono::duration<double, std::milli>(b - a).count());
+}
 
 std::vector<std::uint8_t> read_rows(const Matrix& m, const Partition& p, std::size_t rows, bool checked) {
     std::vector<std::uint8_t> blob(rows * m.params().row_bytes());
@@ -78,56 +81,53 @@ PartitionKeys keys_of(std::string_view password, const KdfParams& kdf, const Map
                                  std::span<const std::uint8_t, kKeySecretBytes>(key.secret.data(), kKeySecretBytes));
 }
 
-// Follows write_slot's blocks, finished in any order, for the writer of the
-// new file: first every byte the slot does not touch, then each finished
-// block's bytes.
-class Progress {
+// The byte ranges of the new file that are final, handed from the threads
+// that make them to the one that writes the file, in the order they come.
+class FinalRanges {
 public:
-    Progress(const Matrix& m, std::vector<unsigned> slots)
-        : m_(m), slots_(std::move(slots)), blocks_((m.capacity() + kBlockRows - 1) / kBlockRows) {}
-    void done(std::size_t block) {
+    struct Cancelled {};
+    void push(std::vector<TextRange> more) {
         {
             std::lock_guard lock(mutex_);
-            ready_.push_back(block);
+            if (cancelled_) throw Cancelled{};  // (the producer stops)
+            ready_.insert(ready_.end(), more.begin(), more.end());
         }
         changed_.notify_all();
     }
-    void finish() {
+    // Nothing more comes: the file is complete, or (`error`) the writer stops
+    // with that error.
+    void finish(std::exception_ptr error = nullptr) {
         {
             std::lock_guard lock(mutex_);
             finished_ = true;
+            error_ = std::move(error);
         }
         changed_.notify_all();
     }
-    // The next ranges that are final; nothing once every block was handed out
-    // (or the producer stopped).
+    // The writer's side: nothing more is wanted (it failed).
+    void cancel() {
+        std::lock_guard lock(mutex_);
+        cancelled_ = true;
+    }
+    // The writer's side: waits for ranges; nothing once finished.
     std::vector<TextRange> next() {
-        if (!started_) {
-            started_ = true;
-            return m_.ranges_outside(slots_);
-        }
         std::unique_lock lock(mutex_);
         changed_.wait(lock, [&] { return !ready_.empty() || finished_; });
-        if (ready_.empty()) return {};
-        std::vector<TextRange> out;
-        for (auto b : ready_)
-            for (const auto& r : m_.block_ranges(slots_, b)) out.push_back(r);
-        handed_ += ready_.size();
-        ready_.clear();
-        if (out.empty() && handed_ < blocks_) return next();
-        return out;
+        if (error_) std::rethrow_exception(error_);
+        return std::exchange(ready_, {});
     }
 
 private:
-    const Matrix& m_;
-    std::vector<unsigned> slots_;
-    std::size_t blocks_, handed_ = 0;
-    bool started_ = false;
     std::mutex mutex_;
     std::condition_variable changed_;
-    std::vector<std::size_t> ready_;
-    bool finished_ = false;
+    std::vector<TextRange> ready_;
+    bool finished_ = false, cancelled_ = false;
+    std::exception_ptr error_;
 };
+
+// A commit whose document needs more rows than the file has: the file is
+// laid out again (write_slots_locked without a late write).
+struct Relayout {};
 
 void require_valid_json(std::span<const std::uint8_t> doc) {
     auto v = check_json(std::string_view(reinterpret_cast<const char*>(doc.data()), doc.size()));
@@ -371,50 +371,50 @@ codec::Meta next_meta(codec::Meta m) {
     return m;
 }
 
-std::string ms_between(Clock::time_point a, Clock::time_point b) {
-    return std::to_string(std::chrono::duration<double, std::milli>(b - a).count());
-}
 
 }  // namespace
 
 CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> document,
                            std::span<const Partition* const> keep) {
     auto t0 = Clock::now();
-    // Validating and sealing (compression, encryption) need neither the lock
-    // nor the file: they run side by side, before the lock is taken, with the
-    // partition's header as loaded (sealed again below if it changed).
-    Rng rng;
-    auto current = header_of(matrix(), p);
-    if (!current) auth_failed();
-    const unsigned version = matrix().params().version;
-    auto seal = [&](const codec::Header& h) {
-        return codec::seal(version, document, std::nullopt, next_meta(h.meta), p.keys, rng, options_.compression_level);
-    };
-    auto sealing = std::async(std::launch::async, [&] { return seal(*current); });
-    try {
-        require_valid_json(document);
-    } catch (...) {
-        sealing.wait();
-        throw;
-    }
-    auto blob = sealing.get();
-    auto t_sealed = Clock::now();
     CommitResult r;
     FileLock lock = lock_for_commit(p, r);
-    auto locked = header_of(*matrix_, p);
-    if (!locked || locked->version != version) auth_failed();  // the file was replaced by another storage
-    if (locked->meta.generation != current->meta.generation || locked->meta.label != current->meta.label) blob = seal(*locked);
+    const auto header = header_of(*matrix_, p);
+    if (!header) auth_failed();
     auto t_locked = Clock::now();
+    // The pipeline: compression and encryption on their own thread; the JSON
+    // check, then the bytes of the new file that do not depend on the
+    // document (the other slots' cells, or in a deniable storage their new
+    // codewords) go to the disk meanwhile; the document's own cells last.
+    std::vector<std::uint8_t> blob;
+    Rng seal_rng;
+    const unsigned version = matrix_->params().version;
+    auto sealing = std::async(std::launch::async, [&] {
+        blob = codec::seal(version, document, std::nullopt, next_meta(header->meta), p.keys, seal_rng,
+                           options_.compression_level);
+    });
+    Rng rng;
+    std::vector<std::vector<std::uint8_t>> kept;
+    auto writes = writes_for(std::nullopt, keep, rng, kept);
+    const LateWrite own{p.slot, [&] { require_valid_json(document); },
+                        [&] {
+                            sealing.get();
+                            return SlotWrite{p.slot, blob};
+                        }};
+    Clock::time_point t_shared;
+    try {
+        t_shared = write_slots_locked(writes, rng, r, &own);
+    } catch (const Relayout&) {
+        writes.push_back({p.slot, blob});  // the document needs more rows: the file is laid out again
+        t_shared = write_slots_locked(writes, rng, r);
+    }
     r.document_bytes = document.size();
     r.document_rows = rows_for_chunks(matrix_->params(), blob.size() / kChunkBytes);
-    std::vector<std::vector<std::uint8_t>> kept;
-    auto writes = writes_for(SlotWrite{p.slot, blob}, keep, rng, kept);
-    auto t_shared = write_slots_locked(writes, rng, r);
     r.seconds = since(t0);
     log::info("committed to " + path_);
     log::debug("committed " + std::to_string(r.document_rows) + " rows (capacity " + std::to_string(r.capacity_before) +
-               " -> " + std::to_string(r.capacity_after) + "); phases (ms): validate and seal " + ms_between(t0, t_sealed) +
-               ", lock and reload " + ms_between(t_sealed, t_locked) + ", shares " + ms_between(t_locked, t_shared) +
+               " -> " + std::to_string(r.capacity_after) + "); phases (ms): lock and reload " + ms_between(t0, t_locked) +
+               ", check, seal and shares " + ms_between(t_locked, t_shared) +
                " (the file written meanwhile), rest of the write through the WAL " + ms_between(t_shared, Clock::now()));
     return r;
 }
@@ -482,8 +482,9 @@ std::vector<SlotWrite> Store::writes_for(std::optional<SlotWrite> own, std::span
 
 namespace {
 // The writes with the capacity of `m` grown as they need, plus the random fill
-// of the other slots (new rows; every slot in a deniable storage).
-std::vector<SlotWrite> plan_writes(Matrix& m, std::vector<SlotWrite> writes) {
+// of the other slots (new rows; every slot in a deniable storage) but `late`
+// (a slot written afterwards).
+std::vector<SlotWrite> plan_writes(Matrix& m, std::vector<SlotWrite> writes, std::optional<unsigned> late = {}) {
     std::size_t rows = 0;
     for (const auto& w : writes) rows = std::max(rows, rows_for_chunks(m.params(), w.blob.size() / kChunkBytes));
     const std::size_t old = m.grow_unfilled(capacity_for(m.params(), m.capacity(), rows));
@@ -494,57 +495,86 @@ std::vector<SlotWrite> plan_writes(Matrix& m, std::vector<SlotWrite> writes) {
     const bool deniable = m.params().mode == StorageMode::deniable;
     const std::size_t given = writes.size();
     for (unsigned s = 0; s < m.params().slots; ++s)
-        if ((deniable || old < m.capacity()) &&
+        if ((deniable || old < m.capacity()) && s != late &&
             std::none_of(writes.begin(), writes.begin() + static_cast<std::ptrdiff_t>(given),
                          [&](const SlotWrite& w) { return w.slot == s; }))
             writes.push_back({s, {}, deniable ? 0 : old});
     return writes;
 }
+
+std::vector<unsigned> slots_of(std::span<const SlotWrite> writes) {
+    std::vector<unsigned> out;
+    for (const auto& w : writes) out.push_back(w.slot);
+    return out;
+}
 }  // namespace
 
-Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes, Rng& rng, CommitResult& r) {
+Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes, Rng& rng, CommitResult& r,
+                                                   const LateWrite* late) {
     Matrix& m = *matrix_;
     auto t_shared = Clock::now();
     r.capacity_before = m.capacity();
-    const std::size_t own = writes.size();  // the writes given; plan_writes adds the random fill
+    std::vector<SlotWrite> given = writes;  // what a displaced version gets applied again
     try {
-        writes = plan_writes(m, std::move(writes));
+        writes = plan_writes(m, std::move(writes), late ? std::optional(late->slot) : std::nullopt);
         r.capacity_after = m.capacity();
-        std::vector<unsigned> slots;
-        for (const auto& w : writes) slots.push_back(w.slot);
+        const std::vector<unsigned> early = slots_of(writes);
+        std::vector<unsigned> slots = early;
+        if (late) slots.push_back(late->slot);
         // Shares are made on worker threads while this one writes the parts
         // of the file that are final.
-        Progress progress(m, slots);
-        auto sharing = std::async(std::launch::async, [&] {
-            struct Finish {
-                Progress& p;
-                ~Finish() { p.finish(); }
-            } finish{progress};
-            write_slots(m, writes, rng, [&](std::size_t b) { progress.done(b); });
-            t_shared = Clock::now();
+        FinalRanges final_ranges;
+        auto making = std::async(std::launch::async, [&] {
+            try {
+                final_ranges.push(m.ranges_outside(slots));
+                if (!writes.empty())
+                    write_slots(m, writes, rng, [&](std::size_t b) { final_ranges.push(m.block_ranges(early, b)); });
+                if (late) {
+                    SlotWrite w = late->make();
+                    if (capacity_for(m.params(), m.capacity(), rows_for_chunks(m.params(), w.blob.size() / kChunkBytes)) !=
+                        m.capacity())
+                        throw Relayout{};
+                    given.push_back(w);
+                    write_slots(m, std::span(&w, 1), rng,
+                                [&](std::size_t b) { final_ranges.push(m.block_ranges(std::span(&w.slot, 1), b)); });
+                }
+                t_shared = Clock::now();
+                final_ranges.finish();
+            } catch (...) {
+                final_ranges.finish(std::current_exception());
+                throw;
+            }
         });
         std::string displaced;
         try {
-            displaced = write_locked(m.file_text(), false, [&] { return progress.next(); });
+            if (late) late->check();  // (on this thread: the JSON parser's buffers stay with it)
+            displaced = write_locked(m.file_text(), false, [&] { return final_ranges.next(); });
         } catch (...) {
-            sharing.get();  // its error, if it failed, is the one to report
+            // A failure of the worker reaches this thread through final_ranges.
+            final_ranges.cancel();
+            try {
+                making.get();
+            } catch (...) {
+            }
             throw;
         }
-        sharing.get();
+        making.get();
         r.rows_rewritten = m.capacity();
         for (const auto& w : writes) r.shares_regenerated += (m.capacity() - w.first_row) * m.params().shares;
+        if (late) r.shares_regenerated += m.capacity() * m.params().shares;
         // A sync tool renamed another version in while this commit was made:
         // this commit's slots are applied on top of it, and swapped in again.
-        writes.resize(own);
         for (int round = 0; !displaced.empty(); ++round) {
             if (round == 5) {
                 log::warn("versions kept being put in place during this commit; the last one is kept as " + displaced +
                           " (shamirfs merge takes it back)");
                 break;
             }
-            displaced = reapply_on(displaced, writes, rng, r);
+            displaced = reapply_on(displaced, given, rng, r);
         }
         r.bytes_written = matrix_->file_text().size();
+    } catch (const Relayout&) {
+        throw;  // nothing was written to the document's slot; the other slots' new cells stay valid
     } catch (...) {
         matrix_.reset();  // the in-memory matrix may no longer match the file: read it again next time
         loaded_identity_.reset();
