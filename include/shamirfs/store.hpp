@@ -138,7 +138,8 @@ public:
     // The document with what its sealed header says (label, generation,
     // commit time) and its draft, if one is kept.
     codec::Opened open(const Partition& p, codec::Meta* meta = nullptr);
-    // Validates the JSON (Error(invalid_json)), then commits under the lock.
+    // Commits under the lock; the JSON is checked while the document is
+    // sealed, and nothing is written before it passes (Error(invalid_json)).
     // In a deniable storage every other slot is rewritten too: the partitions
     // in `keep` keep their documents (sealed again), every other one is erased
     // (random codewords). A shared storage ignores `keep`.

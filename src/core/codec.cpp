@@ -7,7 +7,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <string_view>
+#include <vector>
 
 #include "shamirfs/error.hpp"
 
@@ -41,6 +45,39 @@ void zstd_free(void*, void* p) {
     if (p != nullptr) sodium_free(p);
 }
 constexpr ZSTD_customMem kSecureMem = {zstd_alloc, zstd_free, nullptr};
+
+// zstd contexts kept for the next seal or open: their tables, in locked
+// memory, cost more to make than a small document to compress. A lease
+// gives one back when it ends; at most two are kept (one per core).
+template <class Ctx, Ctx* (*Make)(ZSTD_customMem), std::size_t (*Free)(Ctx*)>
+class CtxPool {
+public:
+    ~CtxPool() {
+        for (Ctx* c : idle_) Free(c);
+    }
+    std::unique_ptr<Ctx, std::function<void(Ctx*)>> lease() {
+        Ctx* c = nullptr;
+        {
+            std::lock_guard lock(mutex_);
+            if (!idle_.empty()) {
+                c = idle_.back();
+                idle_.pop_back();
+            }
+        }
+        if (c == nullptr && (c = Make(kSecureMem)) == nullptr) throw Error(Errc::internal, "zstd: out of memory");
+        return {c, [this](Ctx* done) {
+                    std::lock_guard lock(mutex_);
+                    if (idle_.size() < 2) idle_.push_back(done);
+                    else Free(done);
+                }};
+    }
+
+private:
+    std::mutex mutex_;
+    std::vector<Ctx*> idle_;
+};
+CtxPool<ZSTD_CCtx, ZSTD_createCCtx_advanced, ZSTD_freeCCtx> compressors;
+CtxPool<ZSTD_DCtx, ZSTD_createDCtx_advanced, ZSTD_freeDCtx> decompressors;
 
 void encode_header(const Header& h, std::uint8_t* out) {
     std::fill_n(out, header_bytes(h.version), 0);
@@ -93,14 +130,11 @@ Header decode_header(unsigned version, const std::uint8_t* in) {
 
 std::string_view header_ad(unsigned version) { return version == 1 ? kHeaderAd1 : kHeaderAd2; }
 
-// zstd frames of `text` appended to `out` (in locked memory); its length.
 // zstd frames of `text` appended to `out` at `at` (in locked memory); its
 // length, or nothing when `out` is too small.
 std::optional<std::size_t> compress_into(std::span<const std::uint8_t> text, SecureBuffer& out, std::size_t at, int level) {
-    ZSTD_CCtx* cctx = ZSTD_createCCtx_advanced(kSecureMem);
-    if (cctx == nullptr) throw Error(Errc::internal, "zstd: out of memory");
-    std::size_t n = ZSTD_compressCCtx(cctx, out.data() + at, out.size() - at, text.data(), text.size(), level);
-    ZSTD_freeCCtx(cctx);
+    auto cctx = compressors.lease();
+    std::size_t n = ZSTD_compressCCtx(cctx.get(), out.data() + at, out.size() - at, text.data(), text.size(), level);
     if (ZSTD_isError(n) && ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall) return std::nullopt;
     if (ZSTD_isError(n)) throw Error(Errc::internal, std::string("zstd: ") + ZSTD_getErrorName(n));
     return n;
@@ -130,10 +164,7 @@ SecureBuffer compress_texts(std::span<const std::uint8_t> document, const std::o
 
 SecureBuffer decompress(const std::uint8_t* in, std::size_t n, std::size_t expect) {
     SecureBuffer out(expect);
-    ZSTD_DCtx* dctx = ZSTD_createDCtx_advanced(kSecureMem);
-    if (dctx == nullptr) throw Error(Errc::internal, "zstd: out of memory");
-    std::size_t got = ZSTD_decompressDCtx(dctx, out.data(), out.size(), in, n);
-    ZSTD_freeDCtx(dctx);
+    std::size_t got = ZSTD_decompressDCtx(decompressors.lease().get(), out.data(), out.size(), in, n);
     if (ZSTD_isError(got) || got != expect)
         throw Error(Errc::damaged, "sealed document does not decompress to its stated length");
     return out;

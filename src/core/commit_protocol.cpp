@@ -276,14 +276,19 @@ Swapped write_through_wal(const std::string& storage, std::string_view text, boo
         // errors, if any, come back from fsync), so fsync waits for the tail.
         written = create_new_file(temp);
         const auto t_start = std::chrono::steady_clock::now();
+        // Writeback is started every few MB written (the file's dirty pages,
+        // wherever they are), so that fsync finds little left to do.
+        std::size_t unsynced = 0;
         auto put = [&](std::span<const TextRange> ranges) {
             std::size_t total = 0;
             for (const auto& r : ranges) {
                 write_all_at(written.get(), text.substr(r.offset, r.length), r.offset, temp);
                 total += r.length;
             }
-            // (one call for the batch: the file's dirty pages, wherever they are)
-            ::sync_file_range(written.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
+            if ((unsynced += total) >= (std::size_t{4} << 20)) {
+                ::sync_file_range(written.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
+                unsynced = 0;
+            }
             return total;
         };
         if (!next_ranges) {

@@ -52,7 +52,7 @@ void Splitter::split_packed(std::span<const Fe> low, std::span<Fe> ys, Rng& rng)
         for (unsigned k = t_ - 1; k-- > 0;) y = gf::add(times(y, i), coeff[k]);
         ys[i] = y;
     }
-    sodium_memzero(coeff, sizeof(coeff));
+    sodium_memzero(coeff, t_ * sizeof(Fe));  // (the rest was never written)
 }
 
 void split(const Fe& secret, unsigned threshold, std::span<const Fe> xs, std::span<Fe> ys, Rng& rng) {

@@ -371,7 +371,6 @@ codec::Meta next_meta(codec::Meta m) {
     return m;
 }
 
-
 }  // namespace
 
 CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> document,
