@@ -139,7 +139,7 @@ public:
     // commit time) and its draft, if one is kept.
     codec::Opened open(const Partition& p, codec::Meta* meta = nullptr);
     // Commits under the lock; the JSON is checked while the document is
-    // sealed, and nothing is written before it passes (Error(invalid_json)).
+    // sealed (Error(invalid_json): the storage is left as it was).
     // In a deniable storage every other slot is rewritten too: the partitions
     // in `keep` keep their documents (sealed again), every other one is erased
     // (random codewords). A shared storage ignores `keep`.
@@ -215,9 +215,9 @@ private:
     CommitResult reseal_under(const Partition& p, const PartitionKeys& keys, std::span<const Partition* const> keep,
                               const std::optional<std::span<const std::uint8_t>>* new_draft = nullptr);
     // A slot write that is still being made (a commit's own document, sealed
-    // on another thread) when the file begins to be written: `check` runs
-    // first (nothing is written before it returns), then `make`, while the
-    // bytes already final go to the disk.
+    // on another thread) when the file begins to be written: `check` (which
+    // may refuse it), then `make`, run while the bytes already final go to
+    // the disk.
     struct LateWrite {
         unsigned slot;
         std::function<void()> check;

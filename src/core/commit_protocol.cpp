@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <future>
 #include <ctime>
 #include <nlohmann/json.hpp>
 
@@ -259,8 +260,7 @@ std::string ms(std::chrono::steady_clock::time_point a, std::chrono::steady_cloc
 
 Swapped write_through_wal(const std::string& storage, std::string_view text, bool must_not_exist,
                           const std::function<std::vector<TextRange>()>& next_ranges, std::optional<FileId> base) {
-    // Nothing is begun before the first bytes are final (a commit refused
-    // meanwhile, for invalid JSON say, leaves no trace).
+    // Nothing is begun before the first bytes are final.
     std::vector<TextRange> first;
     if (next_ranges) first = next_ranges();
     Wal wal(storage);
@@ -300,12 +300,13 @@ Swapped write_through_wal(const std::string& storage, std::string_view text, boo
             if (total != text.size()) throw Error(Errc::internal, "the new storage was not completed");
         }
         const auto t_written = std::chrono::steady_clock::now();
+        auto hashing = std::async(std::launch::async, [&] { return content_hash(text); });  // while fsync waits
         if (::fsync(written.get()) != 0) throw_errno("cannot fsync " + temp, errno);
         const auto t_synced = std::chrono::steady_clock::now();
         fault::point("after-temp-write");
-        wal.write({"ready", name, content_hash(text), base ? to_string(*base) : ""});
+        wal.write({"ready", name, hashing.get(), base ? to_string(*base) : ""});
         log::debug("new file: written " + ms(t_start, t_written) + " ms, fsync " + ms(t_written, t_synced) +
-                   " ms, hash and WAL record " + ms(t_synced, std::chrono::steady_clock::now()) + " ms");
+                   " ms, then the WAL record " + ms(t_synced, std::chrono::steady_clock::now()) + " ms");
         fault::point("after-wal-ready");
         if (must_not_exist) {
             if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, storage.c_str(), RENAME_NOREPLACE) != 0) {

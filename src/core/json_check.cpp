@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
+#include <mutex>
 
 #include "shamirfs/secure_buffer.hpp"
 
@@ -97,22 +99,38 @@ void wipe(simdjson::dom::parser& parser, bool parsed) {
     if (doc.string_buf) sodium_memzero(doc.string_buf.get(), std::min(strings_end, string_bytes));
 }
 
+// The padded copy simdjson needs (in locked memory too) and the parser are
+// kept for the next document, whichever thread checks it (a mount commits
+// again and again, each time on a new thread): fresh ones would cost more in
+// page faults than the parse. Both are wiped after every use. One pair is
+// kept; a check while it is in use makes its own.
+struct Checker {
+    SecureBuffer padded;
+    simdjson::dom::parser parser;
+};
+std::mutex g_kept_mutex;
+std::unique_ptr<Checker> g_kept;
+
 }  // namespace
 
 JsonVerdict check_json(std::string_view text) {
     {
-        // The padded copy simdjson needs lives in locked memory too. Both it and
-        // the parser are kept for the thread's next document (a mount commits
-        // again and again): fresh ones would cost more in page faults than the
-        // parse. Both are wiped after every use.
-        thread_local SecureBuffer padded;
-        thread_local simdjson::dom::parser parser;
-        if (padded.size() < text.size() + simdjson::SIMDJSON_PADDING)
-            padded = SecureBuffer(text.size() + simdjson::SIMDJSON_PADDING);
-        if (!text.empty()) std::memcpy(padded.data(), text.data(), text.size());
-        bool ok = parser.parse(padded.data(), text.size(), false).error() == simdjson::SUCCESS;
-        wipe(parser, ok);
-        sodium_memzero(padded.data(), text.size());
+        std::unique_ptr<Checker> c;
+        {
+            std::lock_guard lock(g_kept_mutex);
+            c = std::move(g_kept);
+        }
+        if (!c) c = std::make_unique<Checker>();
+        if (c->padded.size() < text.size() + simdjson::SIMDJSON_PADDING)
+            c->padded = SecureBuffer(text.size() + simdjson::SIMDJSON_PADDING);
+        if (!text.empty()) std::memcpy(c->padded.data(), text.data(), text.size());
+        bool ok = c->parser.parse(c->padded.data(), text.size(), false).error() == simdjson::SUCCESS;
+        wipe(c->parser, ok);
+        sodium_memzero(c->padded.data(), text.size());
+        {
+            std::lock_guard lock(g_kept_mutex);
+            if (!g_kept) g_kept = std::move(c);
+        }
         if (ok) return {};
     }
     // simdjson refuses some valid JSON (integers beyond 64 bits, deep nesting):

@@ -381,10 +381,11 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
     const auto header = header_of(*matrix_, p);
     if (!header) auth_failed();
     auto t_locked = Clock::now();
-    // The pipeline: compression and encryption on their own thread; the JSON
-    // check, then the bytes of the new file that do not depend on the
-    // document (the other slots' cells, or in a deniable storage their new
-    // codewords) go to the disk meanwhile; the document's own cells last.
+    // The pipeline: compression and encryption on their own thread; the
+    // bytes of the new file that do not depend on the document (the other
+    // slots' cells, or in a deniable storage their new codewords) go to the
+    // disk meanwhile, and the JSON is checked; the document's own cells come
+    // last. (Invalid JSON stops the commit; the new file is removed.)
     std::vector<std::uint8_t> blob;
     Rng seal_rng;
     const unsigned version = matrix_->params().version;
@@ -526,6 +527,7 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
         auto making = std::async(std::launch::async, [&] {
             try {
                 final_ranges.push(m.ranges_outside(slots));
+                if (late) late->check();
                 if (!writes.empty())
                     write_slots(m, writes, rng, [&](std::size_t b) { final_ranges.push(m.block_ranges(early, b)); });
                 if (late) {
@@ -546,7 +548,6 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
         });
         std::string displaced;
         try {
-            if (late) late->check();  // (on this thread: the JSON parser's buffers stay with it)
             displaced = write_locked(m.file_text(), false, [&] { return final_ranges.next(); });
         } catch (...) {
             // A failure of the worker reaches this thread through final_ranges.

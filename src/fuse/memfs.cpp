@@ -318,7 +318,7 @@ int MemFs::charge(std::size_t bytes) {
     return 0;
 }
 
-int MemFs::resize(Node& n, std::size_t size) {
+int MemFs::resize(Node& n, std::size_t size, std::size_t written_from) {
     if (size > codec::kMaxDocument) return -EFBIG;
     if (size > n.size && memory_used_ + (size - n.size) > opt_.memory_max) return -ENOSPC;
     if (size > n.buf->size()) {
@@ -333,7 +333,11 @@ int MemFs::resize(Node& n, std::size_t size) {
         }
     }
     try {
-        if (size > n.size) std::memset(n.writable() + n.size, 0, size - n.size);
+        if (size > n.size) {
+            const std::size_t zero_end = std::max(n.size, std::min(size, written_from));
+            std::uint8_t* data = n.writable();  // (copied first if a commit holds it)
+            std::memset(data + n.size, 0, zero_end - n.size);
+        }
         else if (size < n.size) sodium_memzero(n.writable() + size, n.size - size);
     } catch (const std::exception&) {
         return -ENOSPC;
@@ -635,7 +639,7 @@ long MemFs::write(std::uint64_t fh, const char* buf, std::size_t size, off_t off
     if (offset < 0) return -EINVAL;
     std::size_t off = (h->flags & O_APPEND) ? n.size : static_cast<std::size_t>(offset);
     if (off + size > n.size)
-        if (int r = resize(n, off + size)) return r;
+        if (int r = resize(n, off + size, off)) return r;
     try {
         std::memcpy(n.writable() + off, buf, size);
     } catch (const std::exception&) {

@@ -200,7 +200,9 @@ private:
     int partition_of(const std::shared_ptr<Node>& n) const;
     std::shared_ptr<Node> document(std::size_t part) const;
     void fill_stat(const Node& n, struct stat* st) const;
-    int resize(Node& n, std::size_t size);
+    // New bytes read as zeros, except those from `written_from` on, which the
+    // caller writes at once (a write past the end zeroes only the gap).
+    int resize(Node& n, std::size_t size, std::size_t written_from = SIZE_MAX);
     int charge(std::size_t bytes);
     Handle* handle(std::uint64_t fh);
 

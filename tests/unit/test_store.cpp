@@ -2,6 +2,9 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
+
 #include "helpers.hpp"
 #include "shamirfs/codec.hpp"
 #include "shamirfs/error.hpp"
@@ -171,6 +174,72 @@ TEST_CASE("an invalid document is refused and the storage stays as it was", "[st
     CHECK(error_of([&] { f.store.commit(a, bytes("")); }) == Errc::invalid_json);
     CHECK(testutil::read_file(f.path) == before);
     CHECK(f.store.read(a).view() == "{}");
+}
+
+namespace {
+std::vector<std::string> names_in(const std::string& dir) {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+}
+std::string big_document(std::size_t n) {
+    std::string d = "{\"k\": [";
+    for (std::size_t i = 0; d.size() < n; ++i) d += std::to_string(i * 7919 % 100003) + ", ";
+    return d + "0]}";
+}
+}  // namespace
+
+// Commits are a pipeline: the file is written while the JSON is checked and
+// the document sealed. A refusal found meanwhile leaves nothing behind, and
+// a document that needs more rows lays the file out again.
+TEST_CASE("a commit refused while its file is being written leaves no trace and the store goes on", "[store][pipeline]") {
+    for (StorageMode mode : {StorageMode::shared, StorageMode::deniable}) {
+        INFO((mode == StorageMode::deniable ? "deniable" : "shared"));
+        CreateSpec spec = testutil::cheap_spec();
+        spec.mode = mode;
+        Fixture f(2, spec);
+        Partition a = f.open(0), b = f.open(1);
+        const std::vector<const Partition*> keep_b{&b};
+        const std::string doc = big_document(600000);
+        f.store.commit(a, bytes(doc), keep_b);  // a large file, so that much is written before the check fails
+        f.store.commit(b, bytes("{\"b\": 1}"), std::vector<const Partition*>{&a});
+        const std::string before = testutil::read_file(f.path);
+        const auto names = names_in(f.dir.path());
+        std::string invalid = doc;
+        invalid.back() = ',';  // invalid at the very end
+        CHECK(error_of([&] { f.store.commit(a, bytes(invalid), keep_b); }) == Errc::invalid_json);
+        CHECK(testutil::read_file(f.path) == before);
+        CHECK(names_in(f.dir.path()) == names);  // no WAL, no temporary file
+        CHECK(f.store.read(a).view() == doc);
+        f.store.commit(a, bytes("{\"after\": true}"), keep_b);
+        CHECK(f.store.read(a).view() == "{\"after\": true}");
+        CHECK(f.store.read(b).view() == "{\"b\": 1}");
+        CHECK(names_in(f.dir.path()) == names);
+    }
+}
+
+TEST_CASE("a commit that needs more rows lays the file out again, keeping the other partitions", "[store][pipeline]") {
+    for (StorageMode mode : {StorageMode::shared, StorageMode::deniable}) {
+        INFO((mode == StorageMode::deniable ? "deniable" : "shared"));
+        CreateSpec spec = testutil::cheap_spec();
+        spec.mode = mode;
+        Fixture f(2, spec);
+        Partition a = f.open(0), b = f.open(1);
+        f.store.commit(b, bytes("{\"b\": \"kept\"}"), std::vector<const Partition*>{&a});
+        const std::size_t before = f.store.matrix().capacity();
+        std::string doc;
+        for (std::size_t size : {20000u, 300000u}) {  // each needs more rows than the storage has
+            doc = big_document(size);
+            CommitResult r = f.store.commit(a, bytes(doc), std::vector<const Partition*>{&b});
+            CHECK(r.capacity_after > r.capacity_before);
+        }
+        CHECK(f.store.matrix().capacity() > before);
+        Store fresh(f.path, testutil::test_options());
+        CHECK(fresh.read(fresh.unlock(f.created.keys[0], "password-0")).view() == doc);
+        CHECK(fresh.read(fresh.unlock(f.created.keys[1], "password-1")).view() == "{\"b\": \"kept\"}");
+        CHECK(fresh.fsck(nullptr, false).clean());
+    }
 }
 
 TEST_CASE("dry run reports the change without writing", "[store]") {
