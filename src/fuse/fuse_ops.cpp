@@ -66,6 +66,7 @@ void op_init(void*, fuse_conn_info* conn) {
     // file system before close returns (commits happen at close).
     conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);
     conn->want |= conn->capable & FUSE_CAP_ATOMIC_O_TRUNC;  // O_TRUNC comes with the open
+    conn->max_write = kWriteChunk;  // (libfuse lowers it to what its buffer holds)
 }
 
 void op_destroy(void* data) { static_cast<MemFs*>(data)->finish(); }

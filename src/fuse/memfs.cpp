@@ -295,7 +295,7 @@ void MemFs::fill_stat(const Node& n, struct stat* st) const {
     st->st_uid = n.uid;
     st->st_gid = n.gid;
     st->st_size = static_cast<off_t>(n.is_dir() ? kDirBytes : S_ISLNK(n.mode) ? n.target.size() : n.size);
-    st->st_blksize = 4096;
+    st->st_blksize = kWriteChunk;  // cp and others write in pieces of this size
     st->st_blocks = (st->st_size + 511) / 512;
     st->st_atim = n.atime;
     st->st_mtim = n.mtime;

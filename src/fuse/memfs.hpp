@@ -48,6 +48,9 @@ namespace shamirfs::fs {
 
 using Ino = std::uint64_t;
 constexpr Ino kRootIno = 1;
+// The largest write the kernel sends at once, and the block size files report
+// (what cp and others write at a time): fewer requests for a large save.
+constexpr std::size_t kWriteChunk = std::size_t{1} << 20;
 
 struct FsOptions {
     uid_t uid = 0;
