@@ -206,8 +206,10 @@ private:
     // partition's slot and the file through the WAL (returns when the shares
     // were done).
     void reload_for_commit(const Partition& p, CommitResult& r);
-    // The first steps of every commit: the lock, recovery, the hard-link
-    // check, and the file read again if another writer replaced it.
+    // The first steps of every write: the lock, recovery, the hard-link
+    // check; for a commit also the file read again if another writer
+    // replaced it.
+    FileLock lock_for_write();
     FileLock lock_for_commit(const Partition& p, CommitResult& r);
     void refuse_hard_links() const;
     // The partition's document sealed again under `keys` (its slot stays),
@@ -230,6 +232,10 @@ private:
     // when its blob needs more rows, and the caller calls again without it.
     Clock::time_point write_slots_locked(std::vector<SlotWrite> writes, Rng& rng, CommitResult& r,
                                          const LateWrite* late = nullptr);
+    // Lock held: a sealed blob (of a document of `document_bytes`) into
+    // `slot`, the partitions in `keep` beside it (a deniable storage).
+    void write_blob_locked(unsigned slot, std::span<const std::uint8_t> blob, std::size_t document_bytes,
+                           std::span<const Partition* const> keep, Rng& rng, CommitResult& r);
     // A version a swap displaced (kept at `displaced`) that this commit did
     // not see: `writes` applied on top of it, swapped in again; the copy is
     // removed. Returns what that swap displaced in turn ("" when none).

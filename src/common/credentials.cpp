@@ -22,7 +22,13 @@ constexpr std::size_t kMaxSecret = 4096;
 
 // Reads everything from fd into locked memory, growing by copying (and wiping).
 SecureBuffer read_fd(int fd, const std::string& what, std::size_t limit) {
-    SecureBuffer buf(64 * 1024);
+    // A regular file is read into a buffer of its size (one more byte shows
+    // that it did not grow); anything else into one that doubles as it fills.
+    struct stat st{};
+    std::size_t first = 64 * 1024;
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0)
+        first = std::min(limit, std::max<std::size_t>(static_cast<std::size_t>(st.st_size) + 1, 4096));
+    SecureBuffer buf(first);
     std::size_t used = 0;
     for (;;) {
         if (used == buf.size()) {

@@ -45,7 +45,9 @@ PartitionKeys derive_partition_keys(std::string_view password, const KdfParams& 
     SecureBuffer master(crypto_kdf_KEYBYTES);
     if (crypto_pwhash(master.data(), master.size(), password.data(), password.size(), salt, kdf.ops,
                       static_cast<std::size_t>(kdf.mem), crypto_pwhash_ALG_ARGON2ID13) != 0)
-        throw Error(Errc::internal, "Argon2id failed (out of memory?)");
+        // (its only failure with checked parameters: it could not allocate)
+        throw Error(Errc::too_large, "out of memory: Argon2id could not get its " + std::to_string(kdf.mem >> 20) +
+                                         " MiB (ulimit -v, cgroup limits)");
 
     PartitionKeys k{SecureBuffer(32), SecureBuffer(32), SecureBuffer(32)};
     static const char kdf_ctx[crypto_kdf_CONTEXTBYTES] = {'s', 'h', 'a', 'm', 'i', 'r', 'f', 's'};

@@ -427,10 +427,15 @@ void Store::refuse_hard_links() const {
                                      "the old version; remove the other links (a symlink is fine)");
 }
 
-FileLock Store::lock_for_commit(const Partition& p, CommitResult& r) {
+FileLock Store::lock_for_write() {
     FileLock lock = lock_storage(path_, options_);
     Wal(path_).recover();
     refuse_hard_links();
+    return lock;
+}
+
+FileLock Store::lock_for_commit(const Partition& p, CommitResult& r) {
+    FileLock lock = lock_for_write();
     reload_for_commit(p, r);
     return lock;
 }
@@ -634,11 +639,7 @@ CommitResult Store::reseal_under(const Partition& p, const PartitionKeys& keys, 
     else if (current.draft) draft = current.draft->bytes();
     auto blob = codec::seal(matrix_->params().version, current.document.bytes(), draft, next_meta(meta), keys, rng,
                             options_.compression_level);
-    r.document_bytes = current.document.size();
-    r.document_rows = rows_for_chunks(matrix_->params(), blob.size() / kChunkBytes);
-    std::vector<std::vector<std::uint8_t>> kept;
-    auto writes = writes_for(SlotWrite{p.slot, blob}, keep, rng, kept);
-    write_slots_locked(writes, rng, r);
+    write_blob_locked(p.slot, blob, current.document.size(), keep, rng, r);
     r.seconds = since(t0);
     return r;
 }
@@ -660,21 +661,23 @@ CommitResult Store::commit_merged(const Partition& p, std::span<const std::uint8
     meta = next_meta(meta);
     meta.generation = std::max(meta.generation, newest.generation + 1);
     auto blob = codec::seal(matrix_->params().version, document, draft, meta, p.keys, rng, options_.compression_level);
-    r.document_bytes = document.size();
-    r.document_rows = rows_for_chunks(matrix_->params(), blob.size() / kChunkBytes);
-    std::vector<std::vector<std::uint8_t>> kept;
-    auto writes = writes_for(SlotWrite{p.slot, blob}, keep, rng, kept);
-    write_slots_locked(writes, rng, r);
+    write_blob_locked(p.slot, blob, document.size(), keep, rng, r);
     r.seconds = since(t0);
     return r;
+}
+
+void Store::write_blob_locked(unsigned slot, std::span<const std::uint8_t> blob, std::size_t document_bytes,
+                              std::span<const Partition* const> keep, Rng& rng, CommitResult& r) {
+    r.document_bytes = document_bytes;
+    r.document_rows = rows_for_chunks(matrix_->params(), blob.size() / kChunkBytes);
+    std::vector<std::vector<std::uint8_t>> kept;
+    write_slots_locked(writes_for(SlotWrite{slot, blob}, keep, rng, kept), rng, r);
 }
 
 CommitResult Store::copy_slots_from(const Matrix& other, std::span<const unsigned> slots) {
     auto t0 = Clock::now();
     CommitResult r;
-    FileLock lock = lock_storage(path_, options_);
-    Wal(path_).recover();
-    refuse_hard_links();
+    FileLock lock = lock_for_write();
     if (!matrix_ || !loaded_identity_ || !(identity_of(path_) == loaded_identity_)) load();
     if (other.capacity() != matrix_->capacity()) throw Error(Errc::usage, "the versions have different capacities");
     r.capacity_before = r.capacity_after = matrix_->capacity();
@@ -725,17 +728,13 @@ MapKey Store::add(std::span<const Partition* const> unlocked, std::string_view p
     FileLock lock = lock_for_commit(p, r);
     if (!(matrix_->params().slots == params.slots && matrix_->params().kdf.salt == params.kdf.salt))
         throw Error(Errc::usage, "the storage was replaced while the key was made; run add again");
-    std::vector<std::vector<std::uint8_t>> kept;
-    auto writes = writes_for(SlotWrite{p.slot, blob}, unlocked, rng, kept);
-    write_slots_locked(writes, rng, r);
+    write_blob_locked(p.slot, blob, 2, unlocked, rng, r);
     return key;
 }
 
 CommitResult Store::shrink(std::span<const Partition* const> unlocked) {
     auto t0 = Clock::now();
-    FileLock lock = lock_storage(path_, options_);
-    Wal(path_).recover();
-    refuse_hard_links();
+    FileLock lock = lock_for_write();
     load();
     Matrix& m = *matrix_;
     std::size_t rows = 1;

@@ -188,18 +188,24 @@ std::string big_document(std::size_t n) {
     for (std::size_t i = 0; d.size() < n; ++i) d += std::to_string(i * 7919 % 100003) + ", ";
     return d + "0]}";
 }
-}  // namespace
-
-// Commits are a pipeline: the file is written while the JSON is checked and
-// the document sealed. A refusal found meanwhile leaves nothing behind, and
-// a document that needs more rows lays the file out again.
-TEST_CASE("a commit refused while its file is being written leaves no trace and the store goes on", "[store][pipeline]") {
+// Each storage mode, a fresh two-partition storage with both unlocked.
+void in_both_modes(const std::function<void(Fixture&, Partition&, Partition&)>& test) {
     for (StorageMode mode : {StorageMode::shared, StorageMode::deniable}) {
         INFO((mode == StorageMode::deniable ? "deniable" : "shared"));
         CreateSpec spec = testutil::cheap_spec();
         spec.mode = mode;
         Fixture f(2, spec);
         Partition a = f.open(0), b = f.open(1);
+        test(f, a, b);
+    }
+}
+}  // namespace
+
+// Commits are a pipeline: the file is written while the JSON is checked and
+// the document sealed. A refusal found meanwhile leaves nothing behind, and
+// a document that needs more rows lays the file out again.
+TEST_CASE("a commit refused while its file is being written leaves no trace and the store goes on", "[store][pipeline]") {
+    in_both_modes([](Fixture& f, Partition& a, Partition& b) {
         const std::vector<const Partition*> keep_b{&b};
         const std::string doc = big_document(600000);
         f.store.commit(a, bytes(doc), keep_b);  // a large file, so that much is written before the check fails
@@ -216,16 +222,11 @@ TEST_CASE("a commit refused while its file is being written leaves no trace and 
         CHECK(f.store.read(a).view() == "{\"after\": true}");
         CHECK(f.store.read(b).view() == "{\"b\": 1}");
         CHECK(names_in(f.dir.path()) == names);
-    }
+    });
 }
 
 TEST_CASE("a commit that needs more rows lays the file out again, keeping the other partitions", "[store][pipeline]") {
-    for (StorageMode mode : {StorageMode::shared, StorageMode::deniable}) {
-        INFO((mode == StorageMode::deniable ? "deniable" : "shared"));
-        CreateSpec spec = testutil::cheap_spec();
-        spec.mode = mode;
-        Fixture f(2, spec);
-        Partition a = f.open(0), b = f.open(1);
+    in_both_modes([](Fixture& f, Partition& a, Partition& b) {
         f.store.commit(b, bytes("{\"b\": \"kept\"}"), std::vector<const Partition*>{&a});
         const std::size_t before = f.store.matrix().capacity();
         std::string doc;
@@ -239,7 +240,7 @@ TEST_CASE("a commit that needs more rows lays the file out again, keeping the ot
         CHECK(fresh.read(fresh.unlock(f.created.keys[0], "password-0")).view() == doc);
         CHECK(fresh.read(fresh.unlock(f.created.keys[1], "password-1")).view() == "{\"b\": \"kept\"}");
         CHECK(fresh.fsck(nullptr, false).clean());
-    }
+    });
 }
 
 TEST_CASE("dry run reports the change without writing", "[store]") {
