@@ -272,12 +272,11 @@ Swapped write_through_wal(const std::string& storage, std::string_view text, boo
     FileHandle written;
     try {
         // The text is written as far as it is final, while the rest may still
-        // be being made; each piece goes to the disk at once (a hint: its
-        // errors, if any, come back from fsync), so fsync waits for the tail.
+        // be being made. Writeback is started every few MB written (a hint:
+        // its errors, if any, come back from fsync), so fsync waits for the
+        // tail only.
         written = create_new_file(temp);
         const auto t_start = std::chrono::steady_clock::now();
-        // Writeback is started every few MB written (the file's dirty pages,
-        // wherever they are), so that fsync finds little left to do.
         std::size_t unsynced = 0;
         auto put = [&](std::span<const TextRange> ranges) {
             std::size_t total = 0;
