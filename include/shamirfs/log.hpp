@@ -1,5 +1,6 @@
 // Levelled logging. Never pass secrets or document text to these functions.
 #pragma once
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,9 @@ void write(Level level, const std::string& message);
 // The last lines written (at most 200, oldest first): `shamirfs status` shows
 // them, so a machine without syslog still has the mount's log, in memory only.
 std::vector<std::string> recent();
+
+// "12.3": the milliseconds from a to b, for timings in messages.
+std::string ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b);
 
 inline void debug(const std::string& m) { write(Level::debug, m); }
 inline void info(const std::string& m) { write(Level::info, m); }

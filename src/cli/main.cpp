@@ -104,8 +104,6 @@ SecureBuffer password_for(const Args& a, const std::optional<std::string>& passf
                               "use --passfile FILE or --extpass CMD");
 }
 
-
-
 // Recovery, then the partition the command line's (or the prompted) key and
 // password open, with the key and password (passwd and rekey need them).
 // Before prompting, the storage is read (a bad file is told before anyone

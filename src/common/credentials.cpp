@@ -85,17 +85,14 @@ SecureBuffer read_first_line(int fd, const std::string& what, bool drain) {
     return line;
 }
 
+FileHandle open_to_read(const std::string& path, const std::string& what) {
+    FileHandle f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (f.get() < 0) throw_errno("cannot open " + what + " " + path, errno);
+    return f;
+}
+
 SecureBuffer read_path(const std::string& path, const std::string& what, std::size_t limit) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw_errno("cannot open " + what + " " + path, errno);
-    try {
-        SecureBuffer data = read_fd(fd, what + " " + path, limit);
-        ::close(fd);
-        return data;
-    } catch (...) {
-        ::close(fd);
-        throw;
-    }
+    return read_fd(open_to_read(path, what).get(), what + " " + path, limit);
 }
 
 }  // namespace
@@ -159,16 +156,7 @@ std::string label_before_unlock(const std::optional<std::string>& keyfile, std::
 }
 
 SecureBuffer read_secret_file(const std::string& path, const char* what) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw_errno(std::string("cannot open ") + what + " " + path, errno);
-    try {
-        SecureBuffer line = read_first_line(fd, std::string(what) + " " + path, false);
-        ::close(fd);
-        return line;
-    } catch (...) {
-        ::close(fd);
-        throw;
-    }
+    return read_first_line(open_to_read(path, what).get(), std::string(what) + " " + path, false);
 }
 
 SecureBuffer read_secret_fd(int fd, const std::string& what) { return read_first_line(fd, what, true); }

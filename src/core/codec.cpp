@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <string_view>
@@ -55,7 +54,15 @@ public:
     ~CtxPool() {
         for (Ctx* c : idle_) Free(c);
     }
-    std::unique_ptr<Ctx, std::function<void(Ctx*)>> lease() {
+    struct GiveBack {
+        CtxPool* pool;
+        void operator()(Ctx* done) const {
+            std::lock_guard lock(pool->mutex_);
+            if (pool->idle_.size() < 2) pool->idle_.push_back(done);
+            else Free(done);
+        }
+    };
+    std::unique_ptr<Ctx, GiveBack> lease() {
         Ctx* c = nullptr;
         {
             std::lock_guard lock(mutex_);
@@ -65,11 +72,7 @@ public:
             }
         }
         if (c == nullptr && (c = Make(kSecureMem)) == nullptr) throw Error(Errc::internal, "zstd: out of memory");
-        return {c, [this](Ctx* done) {
-                    std::lock_guard lock(mutex_);
-                    if (idle_.size() < 2) idle_.push_back(done);
-                    else Free(done);
-                }};
+        return {c, GiveBack{this}};
     }
 
 private:

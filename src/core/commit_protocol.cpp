@@ -250,14 +250,6 @@ std::vector<std::string> Wal::recover_record(const std::string& wal_path) {
     return actions;
 }
 
-namespace {
-std::string ms(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
-    char out[32];
-    std::snprintf(out, sizeof(out), "%.1f", std::chrono::duration<double, std::milli>(b - a).count());
-    return out;
-}
-}  // namespace
-
 Swapped write_through_wal(const std::string& storage, std::string_view text, bool must_not_exist,
                           const std::function<std::vector<TextRange>()>& next_ranges, std::optional<FileId> base) {
     // Nothing is begun before the first bytes are final.
@@ -304,8 +296,8 @@ Swapped write_through_wal(const std::string& storage, std::string_view text, boo
         const auto t_synced = std::chrono::steady_clock::now();
         fault::point("after-temp-write");
         wal.write({"ready", name, hashing.get(), base ? to_string(*base) : ""});
-        log::debug("new file: written " + ms(t_start, t_written) + " ms, fsync " + ms(t_written, t_synced) +
-                   " ms, then the WAL record " + ms(t_synced, std::chrono::steady_clock::now()) + " ms");
+        log::debug("new file: written " + log::ms_between(t_start, t_written) + " ms, fsync " + log::ms_between(t_written, t_synced) +
+                   " ms, then the WAL record " + log::ms_between(t_synced, std::chrono::steady_clock::now()) + " ms");
         fault::point("after-wal-ready");
         if (must_not_exist) {
             if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, storage.c_str(), RENAME_NOREPLACE) != 0) {

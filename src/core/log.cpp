@@ -63,4 +63,10 @@ std::vector<std::string> recent() {
     return {g_recent.begin(), g_recent.end()};
 }
 
+std::string ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+    char out[32];
+    std::snprintf(out, sizeof(out), "%.1f", std::chrono::duration<double, std::milli>(b - a).count());
+    return out;
+}
+
 }  // namespace shamirfs::log

@@ -31,9 +31,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-std::string ms_between(Clock::time_point a, Clock::time_point b) {
-    return std::to_string(std::chrono::duration<double, std::milli>(b - a).count());
-}
 
 std::vector<std::uint8_t> read_rows(const Matrix& m, const Partition& p, std::size_t rows, bool checked) {
     std::vector<std::uint8_t> blob(rows * m.params().row_bytes());
@@ -413,9 +410,9 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
     r.seconds = since(t0);
     log::info("committed to " + path_);
     log::debug("committed " + std::to_string(r.document_rows) + " rows (capacity " + std::to_string(r.capacity_before) +
-               " -> " + std::to_string(r.capacity_after) + "); phases (ms): lock and reload " + ms_between(t0, t_locked) +
-               ", check, seal and shares " + ms_between(t_locked, t_shared) +
-               " (the file written meanwhile), rest of the write through the WAL " + ms_between(t_shared, Clock::now()));
+               " -> " + std::to_string(r.capacity_after) + "); phases (ms): lock and reload " + log::ms_between(t0, t_locked) +
+               ", check, seal and shares " + log::ms_between(t_locked, t_shared) +
+               " (the file written meanwhile), rest of the write through the WAL " + log::ms_between(t_shared, Clock::now()));
     return r;
 }
 

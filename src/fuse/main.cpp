@@ -238,10 +238,10 @@ public:
     FuseMount(const FuseMount&) = delete;
     FuseMount& operator=(const FuseMount&) = delete;
 
-    // Serves requests until unmounted or signalled; true for a clean end
-    // (unmount, SIGTERM, SIGINT or SIGHUP).
     fuse_session* session() const { return se_; }
 
+    // Serves requests until unmounted or signalled; true for a clean end
+    // (unmount, SIGTERM, SIGINT or SIGHUP).
     bool serve() {
         // Several threads take requests (MemFs lets them run side by side,
         // except that commits go one at a time): a request is picked up by a
