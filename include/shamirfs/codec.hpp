@@ -64,8 +64,26 @@ struct Opened {
     std::optional<SecureBuffer> draft;
 };
 
-// Compresses and seals; the result is a whole number of chunks. Version 1
-// takes no draft and no meta.
+// A document (and a draft) compressed, in locked memory: the first step of
+// seal, which needs no key, so that it can start before the unlock.
+struct Compressed {
+    SecureBuffer frames;  // the document's zstd frames, then the draft's
+    std::uint64_t document_len = 0, compressed_len = 0;
+    bool has_draft = false;
+    std::uint64_t draft_len = 0, draft_compressed_len = 0;
+    // Chunks of its sealed blob.
+    std::size_t chunks(unsigned version) const {
+        return (prefix_bytes(version) + compressed_len + draft_compressed_len + kTag + kChunkBytes - 1) / kChunkBytes;
+    }
+};
+Compressed compress(std::span<const std::uint8_t> document, const std::optional<std::span<const std::uint8_t>>& draft,
+                    int level = 1);
+
+// Seals; the result is a whole number of chunks. Version 1 takes no draft and
+// no meta.
+std::vector<std::uint8_t> seal(unsigned version, const Compressed& texts, const Meta& meta, const PartitionKeys& keys,
+                               Rng& rng);
+// compress, then seal.
 std::vector<std::uint8_t> seal(unsigned version, std::span<const std::uint8_t> document,
                                const std::optional<std::span<const std::uint8_t>>& draft, const Meta& meta,
                                const PartitionKeys& keys, Rng& rng, int level = 1);

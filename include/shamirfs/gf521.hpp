@@ -13,6 +13,8 @@ namespace shamirfs::gf {
 inline constexpr std::size_t kBits = 521;
 inline constexpr std::size_t kLimbs = 9;    // 9 x 64 = 576 bits
 inline constexpr std::size_t kBytes = 66;   // big-endian serialisation, ceil(521/8)
+inline constexpr unsigned kTopBits = kBits - 64 * (kLimbs - 1);               // 9: p's bits in the top limb
+inline constexpr std::uint64_t kTopMask = (std::uint64_t{1} << kTopBits) - 1;
 
 struct Fe {
     std::array<std::uint64_t, kLimbs> limb{};  // little-endian limbs, always < p
@@ -36,6 +38,8 @@ Fe pow(const Fe& a, const Fe& e);
 // Throws Error(usage) for 0.
 Fe inv(const Fe& a);
 bool is_zero(const Fe& a);
+// True for the unreduced value p itself (all 521 bits one), which stands for 0.
+bool is_p(const Fe& a);
 
 // Big-endian 66 bytes. Returns false if the value is >= p.
 bool from_bytes(std::span<const std::uint8_t, kBytes> in, Fe& out);

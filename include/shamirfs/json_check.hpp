@@ -15,6 +15,8 @@ struct JsonVerdict {
     std::string message;               // "line L, column C: <reason>"; never quotes the text
 };
 
-JsonVerdict check_json(std::string_view text);
+// `readable_after`: bytes that can be read past the text's end; with 64 or
+// more (a large SecureBuffer's) the text is parsed where it is, not copied.
+JsonVerdict check_json(std::string_view text, std::size_t readable_after = 0);
 
 }  // namespace shamirfs

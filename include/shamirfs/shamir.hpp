@@ -35,6 +35,8 @@ public:
     void split_packed(std::span<const gf::Fe> low, std::span<gf::Fe> ys, Rng& rng) const;
 
 private:
+    void evaluate_all(const gf::Fe* coeff, std::span<gf::Fe> ys) const;  // t coefficients
+
     unsigned t_;
     std::vector<gf::Fe> xs_;
     std::vector<std::uint64_t> small_;  // the IDs as words, or empty if one is >= 2^64

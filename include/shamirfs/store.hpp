@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <optional>
 #include <span>
 #include <string>
@@ -103,6 +104,21 @@ struct FsckReport {
     }
 };
 
+// A document on its way to a commit: from the moment it is prepared it is
+// compressed and its JSON checked, each on a thread of its own. Neither needs
+// the partition's key, so a caller that has yet to unlock (the KDF) prepares
+// the document first. The document's bytes must outlive it.
+class PreparedDocument {
+public:
+    std::span<const std::uint8_t> bytes() const { return document_; }
+
+private:
+    friend class Store;
+    std::span<const std::uint8_t> document_;
+    std::future<codec::Compressed> compressed_;
+    std::future<void> checked_;  // Error(invalid_json)
+};
+
 class Store {
 public:
     explicit Store(std::string path, StoreOptions options = {});
@@ -143,8 +159,13 @@ public:
     // In a deniable storage every other slot is rewritten too: the partitions
     // in `keep` keep their documents (sealed again), every other one is erased
     // (random codewords). A shared storage ignores `keep`.
+    CommitResult commit(const Partition& p, PreparedDocument document, std::span<const Partition* const> keep = {});
     CommitResult commit(const Partition& p, std::span<const std::uint8_t> document,
-                        std::span<const Partition* const> keep = {});
+                        std::span<const Partition* const> keep = {}) {
+        return commit(p, prepare(document), keep);
+    }
+    // (`readable_after`: as for check_json.)
+    PreparedDocument prepare(std::span<const std::uint8_t> document, std::size_t readable_after = 0) const;
     DryRunResult dry_run(const Partition& p, std::span<const std::uint8_t> document);
     // Keeps `draft` (any text: invalid JSON, empty, or a commit that failed)
     // sealed beside the partition's committed document, or drops the draft
@@ -222,8 +243,8 @@ private:
     // the disk.
     struct LateWrite {
         unsigned slot;
-        std::function<void()> check;
-        std::function<SlotWrite()> make;
+        std::function<void()> check;       // the JSON
+        std::function<SlotWrite()> make;  // the sealed blob
     };
     // Lock held: writes the blobs into their slots (a deniable storage: random
     // codewords into every other slot), growing the capacity as they need,

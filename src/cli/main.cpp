@@ -356,6 +356,9 @@ int cmd_update(int argc, char** argv, int first) {
     if (a.positional.size() != 2) throw Error(Errc::usage, "update needs STORAGE and NEW.json (or -)");
     SecureBuffer doc = cli::read_document(a.positional[1]);
     Store store(a.positional[0]);
+    // Compressed and checked while the KDF runs (neither needs the key).
+    std::optional<PreparedDocument> prepared;
+    if (!a.flag("dry-run")) prepared = store.prepare(doc.bytes(), doc.readable_after());
     std::vector<Partition> parts = open_partitions(store, a);
     const Partition& p = parts[0];
     if (a.flag("dry-run")) {
@@ -373,7 +376,7 @@ int cmd_update(int argc, char** argv, int first) {
     }
     warn_if_deniable(store, parts.size());
     const auto keep = others(parts, 1);
-    CommitResult r = store.commit(p, doc.bytes(), keep);
+    CommitResult r = store.commit(p, std::move(*prepared), keep);
     if (r.replaced_concurrent_change)
         std::cerr << "shamirfs: warning: another writer changed this partition since it was read; "
                      "this update replaced that change\n";

@@ -143,28 +143,6 @@ std::optional<std::size_t> compress_into(std::span<const std::uint8_t> text, Sec
     return n;
 }
 
-// The document's and the draft's frames, one after the other, in locked
-// memory. A buffer of ZSTD_compressBound is the size of the text: for a large
-// document, locking, filling and wiping it costs more than compressing (JSON
-// shrinks 3 to 10 times), so a third is tried first.
-SecureBuffer compress_texts(std::span<const std::uint8_t> document, const std::optional<std::span<const std::uint8_t>>& draft,
-                            int level, Header& h) {
-    const std::size_t bound = ZSTD_compressBound(document.size()) + (draft ? ZSTD_compressBound(draft->size()) : 0);
-    for (std::size_t size : {std::min(bound, bound / 3 + 65536), bound}) {
-        SecureBuffer out(size);
-        auto doc = compress_into(document, out, 0, level);
-        if (!doc) continue;
-        h.compressed_len = *doc;
-        if (draft) {
-            auto d = compress_into(*draft, out, *doc, level);
-            if (!d) continue;
-            h.draft_compressed_len = *d;
-        }
-        return out;
-    }
-    throw Error(Errc::internal, "zstd: the output does not fit its bound");
-}
-
 SecureBuffer decompress(const std::uint8_t* in, std::size_t n, std::size_t expect) {
     SecureBuffer out(expect);
     std::size_t got = ZSTD_decompressDCtx(decompressors.lease().get(), out.data(), out.size(), in, n);
@@ -175,22 +153,49 @@ SecureBuffer decompress(const std::uint8_t* in, std::size_t n, std::size_t expec
 
 }  // namespace
 
-std::vector<std::uint8_t> seal(unsigned version, std::span<const std::uint8_t> document,
-                               const std::optional<std::span<const std::uint8_t>>& draft, const Meta& meta,
-                               const PartitionKeys& keys, Rng& rng, int level) {
+// The document's and the draft's frames, one after the other, in locked
+// memory. A buffer of ZSTD_compressBound is the size of the text: for a large
+// document, locking, filling and wiping it costs more than compressing (JSON
+// shrinks 3 to 10 times), so a third is tried first.
+Compressed compress(std::span<const std::uint8_t> document, const std::optional<std::span<const std::uint8_t>>& draft,
+                    int level) {
     for (std::size_t n : {document.size(), draft ? draft->size() : 0})
         if (n > kMaxDocument)
             throw Error(Errc::too_large, "document of " + std::to_string(n) + " bytes exceeds the " +
                                              std::to_string(kMaxDocument >> 20) + " MiB limit");
-    if (version == 1 && (draft || !meta.label.empty())) throw Error(Errc::internal, "codec version 1 has no draft or label");
+    const std::size_t bound = ZSTD_compressBound(document.size()) + (draft ? ZSTD_compressBound(draft->size()) : 0);
+    for (std::size_t size : {std::min(bound, bound / 3 + 65536), bound}) {
+        Compressed c;
+        c.frames = SecureBuffer(size);
+        auto doc = compress_into(document, c.frames, 0, level);
+        if (!doc) continue;
+        c.document_len = document.size();
+        c.compressed_len = *doc;
+        if (draft) {
+            auto d = compress_into(*draft, c.frames, *doc, level);
+            if (!d) continue;
+            c.has_draft = true;
+            c.draft_len = draft->size();
+            c.draft_compressed_len = *d;
+        }
+        return c;
+    }
+    throw Error(Errc::internal, "zstd: the output does not fit its bound");
+}
+
+std::vector<std::uint8_t> seal(unsigned version, const Compressed& texts, const Meta& meta, const PartitionKeys& keys,
+                               Rng& rng) {
+    if (version == 1 && (texts.has_draft || !meta.label.empty()))
+        throw Error(Errc::internal, "codec version 1 has no draft or label");
     if (meta.label.size() > kMaxLabel) throw Error(Errc::usage, "labels are at most " + std::to_string(kMaxLabel) + " bytes");
     Header h;
     h.version = version;
     h.meta = meta;
-    h.has_draft = draft.has_value();
-    h.document_len = document.size();
-    h.draft_len = draft ? draft->size() : 0;
-    SecureBuffer compressed = compress_texts(document, draft, level, h);
+    h.has_draft = texts.has_draft;
+    h.document_len = texts.document_len;
+    h.compressed_len = texts.compressed_len;
+    h.draft_len = texts.draft_len;
+    h.draft_compressed_len = texts.draft_compressed_len;
     const std::size_t clen = h.compressed_len + h.draft_compressed_len, hb = header_bytes(version);
     const std::string_view ad = header_ad(version);
 
@@ -202,11 +207,17 @@ std::vector<std::uint8_t> seal(unsigned version, std::span<const std::uint8_t> d
     crypto_aead_xchacha20poly1305_ietf_encrypt(blob.data() + kNonce, nullptr, header, hb,
                                                reinterpret_cast<const unsigned char*>(ad.data()), ad.size(), nullptr,
                                                nonce, keys.header_key.data());
-    crypto_aead_xchacha20poly1305_ietf_encrypt(blob.data() + prefix_bytes(version), nullptr, compressed.data(), clen,
+    crypto_aead_xchacha20poly1305_ietf_encrypt(blob.data() + prefix_bytes(version), nullptr, texts.frames.data(), clen,
                                                header, hb, nullptr, nonce, keys.body_key.data());
     std::size_t used = h.blob_bytes();
     rng.fill({blob.data() + used, blob.size() - used});
     return blob;
+}
+
+std::vector<std::uint8_t> seal(unsigned version, std::span<const std::uint8_t> document,
+                               const std::optional<std::span<const std::uint8_t>>& draft, const Meta& meta,
+                               const PartitionKeys& keys, Rng& rng, int level) {
+    return seal(version, compress(document, draft, level), meta, keys, rng);
 }
 
 std::optional<Header> open_header(unsigned version, std::span<const std::uint8_t> first, const PartitionKeys& keys) {

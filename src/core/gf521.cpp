@@ -42,20 +42,13 @@ const bool gmp_wiping_installed = [] {
     return true;
 }();
 
-constexpr std::uint64_t kTopMask = (std::uint64_t{1} << (kBits - 512)) - 1;  // 9 bits
-
 mp_limb_t* L(Fe& a) { return reinterpret_cast<mp_limb_t*>(a.limb.data()); }
 const mp_limb_t* L(const Fe& a) { return reinterpret_cast<const mp_limb_t*>(a.limb.data()); }
 
-bool is_p(const Fe& a) {
-    for (std::size_t i = 0; i < kLimbs - 1; ++i)
-        if (a.limb[i] != ~std::uint64_t{0}) return false;
-    return a.limb[kLimbs - 1] == kTopMask;
-}
 
 // Input: a value < 2^522 (at most 2p). Output: the value mod p.
 void fold(Fe& a) {
-    std::uint64_t carry = a.limb[kLimbs - 1] >> (kBits - 512);
+    std::uint64_t carry = a.limb[kLimbs - 1] >> kTopBits;
     a.limb[kLimbs - 1] &= kTopMask;
     if (carry) mpn_add_1(L(a), L(a), kLimbs, carry);
     if (is_p(a)) a = Fe{};
@@ -66,7 +59,7 @@ Fe reduce_wide(const mp_limb_t* t) {
     Fe lo, hi;
     for (std::size_t i = 0; i < kLimbs; ++i) lo.limb[i] = t[i];
     lo.limb[kLimbs - 1] &= kTopMask;
-    constexpr unsigned s = kBits - 512;  // 9
+    constexpr unsigned s = kTopBits;
     for (std::size_t i = 0; i < kLimbs; ++i) {
         std::uint64_t a = t[kLimbs - 1 + i] >> s;
         std::uint64_t b = (kLimbs + i < 2 * kLimbs) ? t[kLimbs + i] << (64 - s) : 0;
@@ -96,6 +89,12 @@ Fe max_element() {
 
 bool is_zero(const Fe& a) {
     return std::all_of(a.limb.begin(), a.limb.end(), [](std::uint64_t x) { return x == 0; });
+}
+
+bool is_p(const Fe& a) {
+    for (std::size_t i = 0; i < kLimbs - 1; ++i)
+        if (a.limb[i] != ~std::uint64_t{0}) return false;
+    return a.limb[kLimbs - 1] == kTopMask;
 }
 
 Fe add(const Fe& a, const Fe& b) {
@@ -129,8 +128,8 @@ Fe mul_u64(const Fe& a, std::uint64_t k) {
     mp_limb_t hi = mpn_mul_1(L(r), L(a), kLimbs, k);  // a * k < 2^(521 + 64): r holds its low 576 bits
     // a * k mod p = (a * k & p) + (a * k >> 521); the high part is < 2^64.
     Fe h;
-    h.limb[0] = (r.limb[kLimbs - 1] >> (kBits - 512)) | (hi << (64 - (kBits - 512)));
-    h.limb[1] = hi >> (kBits - 512);
+    h.limb[0] = (r.limb[kLimbs - 1] >> kTopBits) | (hi << (64 - kTopBits));
+    h.limb[1] = hi >> kTopBits;
     r.limb[kLimbs - 1] &= kTopMask;
     mpn_add_n(L(r), L(r), L(h), kLimbs);  // < 2^521 + 2^64: fold handles it
     fold(r);
@@ -168,7 +167,7 @@ bool from_bytes(std::span<const std::uint8_t, kBytes> in, Fe& out) {
         std::memcpy(&be, in.data() + 2 + 8 * i, 8);
         r.limb[kLimbs - 2 - i] = __builtin_bswap64(be);
     }
-    if ((r.limb[kLimbs - 1] >> (kBits - 512)) != 0 || is_p(r)) return false;
+    if ((r.limb[kLimbs - 1] >> kTopBits) != 0 || is_p(r)) return false;
     out = r;
     return true;
 }

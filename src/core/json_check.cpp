@@ -99,11 +99,12 @@ void wipe(simdjson::dom::parser& parser, bool parsed) {
     if (doc.string_buf) sodium_memzero(doc.string_buf.get(), std::min(strings_end, string_bytes));
 }
 
-// The padded copy simdjson needs (in locked memory too) and the parser are
-// kept for the next document, whichever thread checks it (a mount commits
-// again and again, each time on a new thread): fresh ones would cost more in
-// page faults than the parse. Both are wiped after every use. One pair is
-// kept; a check while it is in use makes its own.
+// The padded copy simdjson needs (in locked memory too; none when the text
+// can be read past its end) and the parser are kept for the next document,
+// whichever thread checks it (a mount commits again and again, each time on a
+// new thread): fresh ones would cost more in page faults than the parse. Both
+// are wiped after every use. One pair is kept; a check while it is in use
+// makes its own.
 struct Checker {
     SecureBuffer padded;
     simdjson::dom::parser parser;
@@ -113,7 +114,7 @@ std::unique_ptr<Checker> g_kept;
 
 }  // namespace
 
-JsonVerdict check_json(std::string_view text) {
+JsonVerdict check_json(std::string_view text, std::size_t readable_after) {
     {
         std::unique_ptr<Checker> c;
         {
@@ -121,12 +122,14 @@ JsonVerdict check_json(std::string_view text) {
             c = std::move(g_kept);
         }
         if (!c) c = std::make_unique<Checker>();
-        if (c->padded.size() < text.size() + simdjson::SIMDJSON_PADDING)
+        const bool in_place = readable_after >= simdjson::SIMDJSON_PADDING;
+        if (!in_place && c->padded.size() < text.size() + simdjson::SIMDJSON_PADDING)
             c->padded = SecureBuffer(text.size() + simdjson::SIMDJSON_PADDING);
-        if (!text.empty()) std::memcpy(c->padded.data(), text.data(), text.size());
-        bool ok = c->parser.parse(c->padded.data(), text.size(), false).error() == simdjson::SUCCESS;
+        if (!in_place && !text.empty()) std::memcpy(c->padded.data(), text.data(), text.size());
+        const auto* input = in_place ? reinterpret_cast<const std::uint8_t*>(text.data()) : c->padded.data();
+        bool ok = c->parser.parse(input, text.size(), false).error() == simdjson::SUCCESS;
         wipe(c->parser, ok);
-        sodium_memzero(c->padded.data(), text.size());
+        if (!in_place) sodium_memzero(c->padded.data(), text.size());
         {
             std::lock_guard lock(g_kept_mutex);
             if (!g_kept) g_kept = std::move(c);

@@ -157,9 +157,6 @@ std::vector<TextRange> Matrix::ranges_outside(std::span<const unsigned> slots) c
 
 namespace {
 
-bool is_p(const gf::Fe& v) {
-    return v.limb[8] == 511 && std::all_of(v.limb.begin(), v.limb.begin() + 8, [](std::uint64_t l) { return l == ~0ull; });
-}
 
 // The coefficients that carry row `row`'s `pack` chunks of a blob (random
 // past its end). Format 1: the chunk itself (< 2^512). Format 2: the chunk in
@@ -179,7 +176,7 @@ void row_chunks(std::span<const std::uint8_t> blob, std::size_t row, const Stora
             std::uint8_t high[2];
             rng.fill(high);
             low[j].limb[8] = (high[0] | std::uint64_t{high[1]} << 8) & 511;
-        } while (is_p(low[j]));
+        } while (gf::is_p(low[j]));
     }
 }
 

@@ -45,13 +45,11 @@ void Rng::fill(std::span<std::uint8_t> out) {
 }
 
 gf::Fe Rng::field_element() {
-    std::uint8_t b[gf::kBytes];
     gf::Fe r;
-    do {
-        fill(b);
-        b[0] &= 0x01;  // keep 521 bits: 66 bytes = 528 bits, the top byte holds bit 520
-    } while (!gf::from_bytes(std::span<const std::uint8_t, gf::kBytes>(b, gf::kBytes), r));
-    sodium_memzero(b, sizeof(b));
+    do {  // 521 random bits (the top limb keeps 9); p itself, all ones, is drawn again
+        fill({reinterpret_cast<std::uint8_t*>(r.limb.data()), sizeof(r.limb)});
+        r.limb[gf::kLimbs - 1] &= gf::kTopMask;
+    } while (gf::is_p(r));
     return r;
 }
 

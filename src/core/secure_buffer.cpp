@@ -1,10 +1,13 @@
 #include "shamirfs/secure_buffer.hpp"
 
 #include <sodium.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstring>
 #include <new>
+#include <utility>
 
 #include "shamirfs/error.hpp"
 #include "shamirfs/log.hpp"
@@ -17,6 +20,13 @@ void ensure_sodium() {
     static const bool ok = sodium_init() >= 0;
     if (!ok) throw Error(Errc::internal, "libsodium failed to initialise");
 }
+
+void lock_failed() {
+    if (!g_lock_failed.exchange(true))
+        log::warn("memory is not locked (RLIMIT_MEMLOCK too small): secrets may be swapped out");
+}
+
+constexpr std::size_t kLargeFrom = std::size_t{1} << 20;
 }  // namespace
 
 bool memory_lock_failed() { return g_lock_failed; }
@@ -24,16 +34,37 @@ bool memory_lock_failed() { return g_lock_failed; }
 SecureBuffer::SecureBuffer(std::size_t size) {
     if (size == 0) return;
     ensure_sodium();
+    if (size >= kLargeFrom) {
+        // [guard page][data, then at least kReadPadding bytes, to a page boundary][guard page]
+        const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+        const std::size_t rounded = (size + kReadPadding + page - 1) / page * page;
+        mapped_ = page + rounded + page;
+        mapping_ = ::mmap(nullptr, mapped_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (mapping_ == MAP_FAILED) {
+            mapping_ = nullptr;
+            throw std::bad_alloc();
+        }
+        auto* p = static_cast<std::uint8_t*>(mapping_) + page;
+        if (::mprotect(p, rounded, PROT_READ | PROT_WRITE) != 0) {
+            ::munmap(mapping_, mapped_);
+            mapping_ = nullptr;
+            throw std::bad_alloc();
+        }
+        ::madvise(mapping_, mapped_, MADV_DONTDUMP);
+        if (::mlock(p, rounded) != 0) lock_failed();  // (a fresh mapping is already zero)
+        data_ = p;
+        size_ = size;
+        capacity_ = rounded;
+        return;
+    }
     void* p = sodium_malloc(size);
     if (p == nullptr) throw std::bad_alloc();
     // sodium_malloc locks on a best-effort basis; ask again to learn whether it
     // worked, and keep working (with one warning) when RLIMIT_MEMLOCK is small.
-    if (sodium_mlock(p, size) != 0 && !g_lock_failed.exchange(true)) {
-        log::warn("memory is not locked (RLIMIT_MEMLOCK too small): secrets may be swapped out");
-    }
+    if (sodium_mlock(p, size) != 0) lock_failed();
     std::memset(p, 0, size);
     data_ = static_cast<std::uint8_t*>(p);
-    size_ = size;
+    size_ = capacity_ = size;
 }
 
 SecureBuffer::SecureBuffer(const void* data, std::size_t size) : SecureBuffer(size) {
@@ -42,18 +73,21 @@ SecureBuffer::SecureBuffer(const void* data, std::size_t size) : SecureBuffer(si
 
 SecureBuffer::~SecureBuffer() { release(); }
 
-SecureBuffer::SecureBuffer(SecureBuffer&& other) noexcept : data_(other.data_), size_(other.size_) {
-    other.data_ = nullptr;
-    other.size_ = 0;
-}
+SecureBuffer::SecureBuffer(SecureBuffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      capacity_(std::exchange(other.capacity_, 0)),
+      mapping_(std::exchange(other.mapping_, nullptr)),
+      mapped_(std::exchange(other.mapped_, 0)) {}
 
 SecureBuffer& SecureBuffer::operator=(SecureBuffer&& other) noexcept {
     if (this != &other) {
         release();
-        data_ = other.data_;
-        size_ = other.size_;
-        other.data_ = nullptr;
-        other.size_ = 0;
+        data_ = std::exchange(other.data_, nullptr);
+        size_ = std::exchange(other.size_, 0);
+        capacity_ = std::exchange(other.capacity_, 0);
+        mapping_ = std::exchange(other.mapping_, nullptr);
+        mapped_ = std::exchange(other.mapped_, 0);
     }
     return *this;
 }
@@ -65,14 +99,20 @@ void SecureBuffer::shrink(std::size_t new_size) {
 }
 
 void SecureBuffer::relock() noexcept {
-    if (data_ != nullptr && sodium_mlock(data_, size_) != 0 && !g_lock_failed.exchange(true))
-        log::warn("memory is not locked (RLIMIT_MEMLOCK too small): secrets may be swapped out");
+    if (data_ != nullptr && sodium_mlock(data_, size_) != 0) lock_failed();
 }
 
 void SecureBuffer::release() noexcept {
-    if (data_ != nullptr) sodium_free(data_);  // wipes and unlocks
+    if (mapping_ != nullptr) {
+        sodium_memzero(data_, size_);  // shrink() wiped the rest
+        ::munmap(mapping_, mapped_);   // and unlocks
+    } else if (data_ != nullptr) {
+        sodium_free(data_);  // wipes and unlocks
+    }
     data_ = nullptr;
-    size_ = 0;
+    size_ = capacity_ = 0;
+    mapping_ = nullptr;
+    mapped_ = 0;
 }
 
 }  // namespace shamirfs

@@ -35,6 +35,50 @@ Splitter::Splitter(unsigned threshold, std::span<const Fe> xs) : t_(threshold), 
     }
 }
 
+namespace {
+
+using u128 = unsigned __int128;
+using gf::kTopBits;
+using gf::kTopMask;
+
+// y = y * x + c, for a word x, with y kept below 2^522 (not reduced): the
+// product is folded once, (y & p) + (y >> 521). Inline, without GMP's calls,
+// because a commit evaluates one of these for every cell it writes.
+inline void mul_word_add(std::uint64_t* y, std::uint64_t x, const std::uint64_t* c) {
+    u128 acc = 0;
+    for (std::size_t i = 0; i < gf::kLimbs; ++i) {
+        acc += static_cast<u128>(y[i]) * x + c[i];  // < 2^128: (2^64 - 1)^2 + 2 (2^64 - 1)
+        y[i] = static_cast<std::uint64_t>(acc);
+        acc >>= 64;
+    }
+    const auto over = static_cast<std::uint64_t>(acc);  // bits 576.. of the sum
+    const std::uint64_t h0 = (y[gf::kLimbs - 1] >> kTopBits) | (over << (64 - kTopBits)), h1 = over >> kTopBits;
+    y[gf::kLimbs - 1] &= kTopMask;
+    acc = static_cast<u128>(y[0]) + h0;
+    y[0] = static_cast<std::uint64_t>(acc);
+    acc = (acc >> 64) + y[1] + h1;
+    y[1] = static_cast<std::uint64_t>(acc);
+    acc >>= 64;
+    for (std::size_t i = 2; i < gf::kLimbs && acc != 0; ++i) {
+        acc += y[i];
+        y[i] = static_cast<std::uint64_t>(acc);
+        acc >>= 64;
+    }
+}
+
+// y < 2^522 reduced to [0, p).
+inline void reduce(Fe& y) {
+    for (int round = 0; round < 2; ++round) {  // the first leaves y <= 2^521; the second folds 2^521 to 1
+        const std::uint64_t carry = y.limb[gf::kLimbs - 1] >> kTopBits;
+        y.limb[gf::kLimbs - 1] &= kTopMask;
+        for (std::size_t i = 0; carry != 0 && i < gf::kLimbs; ++i)
+            if (++y.limb[i] != 0) break;
+    }
+    if (gf::is_p(y)) y = Fe{};
+}
+
+}  // namespace
+
 void Splitter::split(const Fe& secret, std::span<Fe> ys, Rng& rng) const {
     split_packed(std::span<const Fe>(&secret, 1), ys, rng);
 }
@@ -42,17 +86,26 @@ void Splitter::split(const Fe& secret, std::span<Fe> ys, Rng& rng) const {
 void Splitter::split_packed(std::span<const Fe> low, std::span<Fe> ys, Rng& rng) const {
     if (ys.size() != xs_.size()) throw Error(Errc::usage, "shamir: output size differs from share count");
     if (low.empty() || low.size() > t_) throw Error(Errc::usage, "shamir: 1 to t given coefficients");
-    Fe coeff[kMaxShares];
-    std::copy(low.begin(), low.end(), coeff);
+    if (low.size() == t_) return evaluate_all(low.data(), ys);  // packed rows: every coefficient given
+    std::vector<Fe> coeff(low.begin(), low.end());
+    coeff.resize(t_);
     for (std::size_t k = low.size(); k < t_; ++k) coeff[k] = rng.field_element();
+    evaluate_all(coeff.data(), ys);
+    sodium_memzero(coeff.data(), coeff.size() * sizeof(Fe));
+}
+
+void Splitter::evaluate_all(const Fe* coeff, std::span<Fe> ys) const {
     // Horner: y = ((c_{t-1} x + c_{t-2}) x + ...) x + c_0.
-    auto times = [&](const Fe& y, std::size_t i) { return small_.empty() ? gf::mul(y, xs_[i]) : gf::mul_u64(y, small_[i]); };
     for (std::size_t i = 0; i < xs_.size(); ++i) {
-        Fe y = coeff[t_ - 1];
-        for (unsigned k = t_ - 1; k-- > 0;) y = gf::add(times(y, i), coeff[k]);
-        ys[i] = y;
+        Fe& y = ys[i];
+        y = coeff[t_ - 1];
+        if (small_.empty()) {
+            for (unsigned k = t_ - 1; k-- > 0;) y = gf::add(gf::mul(y, xs_[i]), coeff[k]);
+        } else {
+            for (unsigned k = t_ - 1; k-- > 0;) mul_word_add(y.limb.data(), small_[i], coeff[k].limb.data());
+            reduce(y);
+        }
     }
-    sodium_memzero(coeff, t_ * sizeof(Fe));  // (the rest was never written)
 }
 
 void split(const Fe& secret, unsigned threshold, std::span<const Fe> xs, std::span<Fe> ys, Rng& rng) {

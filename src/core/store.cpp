@@ -126,8 +126,8 @@ private:
 // laid out again (write_slots_locked without a late write).
 struct Relayout {};
 
-void require_valid_json(std::span<const std::uint8_t> doc) {
-    auto v = check_json(std::string_view(reinterpret_cast<const char*>(doc.data()), doc.size()));
+void require_valid_json(std::span<const std::uint8_t> doc, std::size_t readable_after = 0) {
+    auto v = check_json(std::string_view(reinterpret_cast<const char*>(doc.data()), doc.size()), readable_after);
     if (!v.ok) throw Error(Errc::invalid_json, "invalid JSON at " + v.message);
 }
 
@@ -370,32 +370,37 @@ codec::Meta next_meta(codec::Meta m) {
 
 }  // namespace
 
-CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> document,
-                           std::span<const Partition* const> keep) {
+PreparedDocument Store::prepare(std::span<const std::uint8_t> document, std::size_t readable_after) const {
+    PreparedDocument d;
+    d.document_ = document;
+    d.compressed_ = std::async(std::launch::async, [document, level = options_.compression_level] {
+        return codec::compress(document, std::nullopt, level);
+    });
+    d.checked_ = std::async(std::launch::async, [=] { require_valid_json(document, readable_after); });
+    return d;
+}
+
+CommitResult Store::commit(const Partition& p, PreparedDocument document, std::span<const Partition* const> keep) {
     auto t0 = Clock::now();
     CommitResult r;
     FileLock lock = lock_for_commit(p, r);
     const auto header = header_of(*matrix_, p);
     if (!header) auth_failed();
     auto t_locked = Clock::now();
-    // The pipeline: compression and encryption on their own thread; the
-    // bytes of the new file that do not depend on the document (the other
-    // slots' cells, or in a deniable storage their new codewords) go to the
-    // disk meanwhile, and the JSON is checked; the document's own cells come
-    // last. (Invalid JSON stops the commit; the new file is removed.)
+    // The pipeline: the document is compressed and checked on threads of its
+    // own (prepare); meanwhile the bytes of the new file that do not depend on
+    // it (the other slots' cells, or in a deniable storage their new
+    // codewords) go to the disk; the document's own cells come last, sealed
+    // once compressed. (Invalid JSON stops the commit; the new file is removed.)
     std::vector<std::uint8_t> blob;
-    Rng seal_rng;
-    const unsigned version = matrix_->params().version;
-    auto sealing = std::async(std::launch::async, [&] {
-        blob = codec::seal(version, document, std::nullopt, next_meta(header->meta), p.keys, seal_rng,
-                           options_.compression_level);
-    });
     Rng rng;
     std::vector<std::vector<std::uint8_t>> kept;
     auto writes = writes_for(std::nullopt, keep, rng, kept);
-    const LateWrite own{p.slot, [&] { require_valid_json(document); },
+    Rng seal_rng;  // make runs on a worker thread
+    const LateWrite own{p.slot, [&] { document.checked_.get(); },
                         [&] {
-                            sealing.get();
+                            blob = codec::seal(matrix_->params().version, document.compressed_.get(),
+                                               next_meta(header->meta), p.keys, seal_rng);
                             return SlotWrite{p.slot, blob};
                         }};
     Clock::time_point t_shared;
@@ -405,7 +410,7 @@ CommitResult Store::commit(const Partition& p, std::span<const std::uint8_t> doc
         writes.push_back({p.slot, blob});  // the document needs more rows: the file is laid out again
         t_shared = write_slots_locked(writes, rng, r);
     }
-    r.document_bytes = document.size();
+    r.document_bytes = document.bytes().size();
     r.document_rows = rows_for_chunks(matrix_->params(), blob.size() / kChunkBytes);
     r.seconds = since(t0);
     log::info("committed to " + path_);

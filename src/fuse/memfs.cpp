@@ -732,7 +732,10 @@ int MemFs::commit(Lock& tree, const std::shared_ptr<Node>& n, int part, const ch
     std::string failure;
     Errc code = Errc::internal;
     try {
-        result = store_.commit(parts_[i].partition, std::span<const std::uint8_t>(job->text->data(), job->size), others(i));
+        const SecureBuffer& text = *job->text;  // (its bytes past job->size can be read: the JSON is checked in place)
+        result = store_.commit(parts_[i].partition,
+                               store_.prepare(std::span(text.data(), job->size), text.size() - job->size + text.readable_after()),
+                               others(i));
     } catch (const Error& e) {
         failure = e.what();
         code = e.code();

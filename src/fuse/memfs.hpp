@@ -159,6 +159,8 @@ public:
     double idle_seconds() const;
     bool has_open_files() const;
     bool finished() const { return finished_; }
+    // A commit is being written (its text taken: a write now goes to a copy).
+    bool commit_running() const { return commit_running_; }
 
     struct Node;
     struct Handle;

@@ -318,6 +318,7 @@ TEST_CASE("reads go on while a commit runs", "[memfs]") {
         done = true;
     });
     while (!started) std::this_thread::yield();
+    while (!m.fs->commit_running() && !done) std::this_thread::yield();  // the rename has taken the text
     bool wrote_during = false;
     while (!done) {
         if (m.read_all(reader) == "{}") ++reads_during;

@@ -76,6 +76,43 @@ TEST_CASE("the splitter's word-sized and full-size share IDs give consistent cod
     CHECK_THROWS_AS(shamir::Splitter(3, ids(2)), Error);
 }
 
+TEST_CASE("the splitter's inline arithmetic for word-sized IDs agrees with the field's, at the edges", "[shamir]") {
+    // Every coefficient given (k = t), so each share is the polynomial's value:
+    // compared with evaluate (GMP) for word IDs up to 2^64 - 1 and coefficients
+    // at the edges (sums that are exactly p or 2p reduce to 0).
+    Rng rng;
+    const Fe top = gf::max_element();  // p - 1
+    const std::vector<Fe> edges{gf::zero(), gf::one(), gf::from_u64(2), top, gf::sub(top, gf::one()),
+                                gf::sub(top, gf::from_u64(2))};
+    const std::vector<Fe> xs{gf::from_u64(1), gf::from_u64(2), gf::from_u64(36), gf::from_u64(4096),
+                             gf::from_u64(std::uint64_t{1} << 63), gf::from_u64(~std::uint64_t{0}),
+                             gf::from_u64(0xfffffffffffffffeull)};
+    auto check = [&](const shamir::Splitter& splitter, const std::vector<Fe>& coeff) {
+        std::vector<Fe> ys(xs.size());
+        splitter.split_packed(coeff, ys, rng);
+        for (std::size_t i = 0; i < xs.size(); ++i) {
+            INFO("t = " << coeff.size() << ", share " << i);
+            REQUIRE(ys[i] == shamir::evaluate(coeff, xs[i]));
+        }
+    };
+    const shamir::Splitter two(2, xs);
+    int zeros = 0;
+    for (const Fe& c1 : edges)
+        for (const Fe& c0 : edges) {
+            check(two, {c0, c1});
+            zeros += gf::is_zero(shamir::evaluate(std::vector<Fe>{c0, c1}, xs[0]));
+        }
+    CHECK(zeros >= 3);  // (0, 0), (1, p - 1), (2, p - 2): the sum p itself was met
+    for (unsigned t : {2u, 3u, 6u}) {
+        const shamir::Splitter splitter(t, xs);
+        for (int round = 0; round < 200; ++round) {
+            std::vector<Fe> coeff(t);
+            for (auto& c : coeff) c = round % 2 ? rng.field_element() : edges[rng.field_element().limb[0] % edges.size()];
+            check(splitter, coeff);
+        }
+    }
+}
+
 TEST_CASE("t-1 shares do not determine the secret", "[shamir]") {
     Rng rng;
     const unsigned t = 3, n = 9;
