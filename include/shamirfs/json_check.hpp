@@ -19,4 +19,9 @@ struct JsonVerdict {
 // more (a large SecureBuffer's) the text is parsed where it is, not copied.
 JsonVerdict check_json(std::string_view text, std::size_t readable_after = 0);
 
+// Whether the parser's buffers are kept for the next check (the default: a
+// mount checks again and again). A command that checks once frees them as
+// soon as it is done, on the checking thread, instead of at its exit.
+void keep_json_parser(bool keep);
+
 }  // namespace shamirfs

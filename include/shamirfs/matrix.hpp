@@ -71,8 +71,9 @@ class Matrix {
 public:
     Matrix() = default;
     // A storage of `capacity` rows in the canonical layout (man/shamirfs.5);
-    // every cell is "AAA...A" (0): fill before use.
-    Matrix(StorageParams params, std::size_t capacity);
+    // every cell is "AAA...A" (0), or with !fill_cells not written at all:
+    // fill before use.
+    Matrix(StorageParams params, std::size_t capacity, bool fill_cells = true);
     // Adopts the text of a checked storage file whose cell (r, c) starts at
     // first + r * row_step + position(c) * column_step (storage_format.cpp
     // checks all of that).

@@ -238,21 +238,22 @@ private:
     CommitResult reseal_under(const Partition& p, const PartitionKeys& keys, std::span<const Partition* const> keep,
                               const std::optional<std::span<const std::uint8_t>>* new_draft = nullptr);
     // A slot write that is still being made (a commit's own document, sealed
-    // on another thread) when the file begins to be written: `check` (which
-    // may refuse it), then `make`, run while the bytes already final go to
-    // the disk.
+    // on another thread) when the file begins to be written: `make` runs
+    // while the bytes already final go to the disk.
     struct LateWrite {
         unsigned slot;
-        std::function<void()> check;       // the JSON
         std::function<SlotWrite()> make;  // the sealed blob
     };
     // Lock held: writes the blobs into their slots (a deniable storage: random
     // codewords into every other slot), growing the capacity as they need,
     // and the file through the WAL; returns when the shares were made. With
-    // `late`, the capacity cannot grow: Relayout is thrown (nothing written)
-    // when its blob needs more rows, and the caller calls again without it.
+    // `late`, the capacity cannot grow: Relayout is thrown (nothing written to
+    // its slot) when its blob needs more rows, and the caller calls again
+    // without it. `check` (which may refuse the commit: the new file is then
+    // removed) runs on the worker before the late slot's shares, or without
+    // one after the others'.
     Clock::time_point write_slots_locked(std::vector<SlotWrite> writes, Rng& rng, CommitResult& r,
-                                         const LateWrite* late = nullptr);
+                                         const LateWrite* late = nullptr, const std::function<void()>& check = {});
     // Lock held: a sealed blob (of a document of `document_bytes`) into
     // `slot`, the partitions in `keep` beside it (a deniable storage).
     void write_blob_locked(unsigned slot, std::span<const std::uint8_t> blob, std::size_t document_bytes,

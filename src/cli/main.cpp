@@ -27,6 +27,7 @@
 #include "common/exit_codes.hpp"
 #include "common/labels.hpp"
 #include "shamirfs/error.hpp"
+#include "shamirfs/json_check.hpp"
 #include "shamirfs/keys.hpp"
 #include "shamirfs/log.hpp"
 #include "shamirfs/merge.hpp"
@@ -770,6 +771,7 @@ int main(int argc, char** argv) {
     }
     std::string cmd = argv[i];
     if (log::level() == log::Level::info) log::set_level(log::Level::warn);  // CLI: quiet unless -v
+    keep_json_parser(false);  // one check per command (edit's are minutes apart)
     try {
         if (cmd == "--help" || cmd == "help" || cmd == "-h") {
             std::cout << kUsage;

@@ -111,8 +111,15 @@ struct Checker {
 };
 std::mutex g_kept_mutex;
 std::unique_ptr<Checker> g_kept;
+bool g_keep = true;
 
 }  // namespace
+
+void keep_json_parser(bool keep) {
+    std::lock_guard lock(g_kept_mutex);
+    g_keep = keep;
+    if (!keep) g_kept.reset();
+}
 
 JsonVerdict check_json(std::string_view text, std::size_t readable_after) {
     {
@@ -132,8 +139,9 @@ JsonVerdict check_json(std::string_view text, std::size_t readable_after) {
         if (!in_place) sodium_memzero(c->padded.data(), text.size());
         {
             std::lock_guard lock(g_kept_mutex);
-            if (!g_kept) g_kept = std::move(c);
+            if (!g_kept && g_keep) g_kept = std::move(c);
         }
+        c.reset();
         if (ok) return {};
     }
     // simdjson refuses some valid JSON (integers beyond 64 bits, deep nesting):

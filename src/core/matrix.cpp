@@ -37,7 +37,7 @@ void check_params(const StorageParams& p, bool from_file) {
     if (p.growth != 1 && p.growth != 2 && p.growth != 4) throw Error(code, "growth must be 1, 2 or 4 classes per doubling");
 }
 
-Matrix::Matrix(StorageParams params, std::size_t capacity) : params_(params), capacity_(capacity) {
+Matrix::Matrix(StorageParams params, std::size_t capacity, bool fill_cells) : params_(params), capacity_(capacity) {
     check_params(params_, false);
     if (capacity > kMaxCapacity) throw Error(Errc::too_large, "capacity exceeds " + std::to_string(kMaxCapacity) + " rows");
     // The canonical layout: the header, then '"' cells '",\n' per row
@@ -55,7 +55,7 @@ Matrix::Matrix(StorageParams params, std::size_t capacity) : params_(params), ca
     for (std::size_t i = 0; i < strings; ++i) {
         const bool last = i + 1 == strings;
         *out++ = '"';
-        std::memset(out, 'A', chars);
+        if (fill_cells) std::memset(out, 'A', chars);  // (else left zero, the mapping's own, for the caller)
         out += chars;
         std::memcpy(out, last ? "\"\n" : "\",\n", last ? 2 : 3);
         out += last ? 2 : 3;
@@ -262,8 +262,10 @@ void Matrix::grow(std::size_t new_capacity, Rng& rng) {
 
 void Matrix::resize_rows(std::size_t new_capacity) {
     // The canonical layout of the new capacity with the rows both have copied:
-    // whole rows (format 1) or the top of each column (format 2).
-    Matrix other(params_, new_capacity);
+    // whole rows (format 1) or the top of each column (format 2). New rows
+    // are left unfilled (write_slots fills them; filling them here first would
+    // fault in a fresh mapping on one thread before the shares do on all).
+    Matrix other(params_, new_capacity, false);
     other.load_notes = load_notes;
     const std::size_t rows = std::min(capacity_, new_capacity);
     if (params_.version == 1) {

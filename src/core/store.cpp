@@ -397,18 +397,18 @@ CommitResult Store::commit(const Partition& p, PreparedDocument document, std::s
     std::vector<std::vector<std::uint8_t>> kept;
     auto writes = writes_for(std::nullopt, keep, rng, kept);
     Rng seal_rng;  // make runs on a worker thread
-    const LateWrite own{p.slot, [&] { document.checked_.get(); },
-                        [&] {
+    const LateWrite own{p.slot, [&] {
                             blob = codec::seal(matrix_->params().version, document.compressed_.get(),
                                                next_meta(header->meta), p.keys, seal_rng);
                             return SlotWrite{p.slot, blob};
                         }};
+    const auto check = [&] { document.checked_.get(); };
     Clock::time_point t_shared;
     try {
-        t_shared = write_slots_locked(writes, rng, r, &own);
+        t_shared = write_slots_locked(writes, rng, r, &own, check);
     } catch (const Relayout&) {
         writes.push_back({p.slot, blob});  // the document needs more rows: the file is laid out again
-        t_shared = write_slots_locked(writes, rng, r);
+        t_shared = write_slots_locked(writes, rng, r, nullptr, check);
     }
     r.document_bytes = document.bytes().size();
     r.document_rows = rows_for_chunks(matrix_->params(), blob.size() / kChunkBytes);
@@ -517,7 +517,7 @@ std::vector<unsigned> slots_of(std::span<const SlotWrite> writes) {
 }  // namespace
 
 Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes, Rng& rng, CommitResult& r,
-                                                   const LateWrite* late) {
+                                                   const LateWrite* late, const std::function<void()>& check) {
     Matrix& m = *matrix_;
     auto t_shared = Clock::now();
     r.capacity_before = m.capacity();
@@ -534,14 +534,15 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
         auto making = std::async(std::launch::async, [&] {
             try {
                 final_ranges.push(m.ranges_outside(slots));
-                if (late) late->check();
                 if (!writes.empty())
                     write_slots(m, writes, rng, [&](std::size_t b) { final_ranges.push(m.block_ranges(early, b)); });
+                if (!late && check) check();
                 if (late) {
                     SlotWrite w = late->make();
                     if (capacity_for(m.params(), m.capacity(), rows_for_chunks(m.params(), w.blob.size() / kChunkBytes)) !=
                         m.capacity())
                         throw Relayout{};
+                    if (check) check();
                     given.push_back(w);
                     write_slots(m, std::span(&w, 1), rng,
                                 [&](std::size_t b) { final_ranges.push(m.block_ranges(std::span(&w.slot, 1), b)); });
