@@ -91,7 +91,9 @@ std::vector<std::string> conflict_copies(const std::string& storage) {
     std::vector<std::string> out;
     DIR* d = ::opendir(dir.c_str());
     if (d == nullptr) return out;
-    auto ends = [&](const std::string& n) { return n.size() >= ext.size() && n.compare(n.size() - ext.size(), ext.size(), ext) == 0; };
+    auto ends = [&ext = ext](const std::string& n) {  // (clang before 16 cannot capture a structured binding by [&])
+        return n.size() >= ext.size() && n.compare(n.size() - ext.size(), ext.size(), ext) == 0;
+    };
     while (dirent* e = ::readdir(d)) {
         const std::string n = e->d_name;
         if (n.rfind(stem, 0) != 0 || !ends(n)) continue;
