@@ -15,6 +15,7 @@
 #include <chrono>
 #include <mutex>
 #include <condition_variable>
+#include <future>
 #include <thread>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -355,12 +356,21 @@ int cmd_update(int argc, char** argv, int first) {
     Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile"}, {"dry-run"});
     if (a.all("keyfile").empty() && a.all("passfile").size() > 1) throw Error(Errc::usage, "--passfile given more than once");
     if (a.positional.size() != 2) throw Error(Errc::usage, "update needs STORAGE and NEW.json (or -)");
-    SecureBuffer doc = cli::read_document(a.positional[1]);
+    cli::DocumentFile source(a.positional[1]);
     Store store(a.positional[0]);
-    // Compressed and checked while the KDF runs (neither needs the key).
+    // The document is read, compressed and checked while the KDF runs (none
+    // of it needs the key); standard input is read first (a prompt may need it).
+    SecureBuffer doc;
     std::optional<PreparedDocument> prepared;
-    if (!a.flag("dry-run")) prepared = store.prepare(doc.bytes(), doc.readable_after());
+    auto read_and_prepare = [&] {
+        doc = source.read();
+        if (!a.flag("dry-run")) prepared = store.prepare(doc.bytes(), doc.readable_after());
+    };
+    std::future<void> reading;
+    if (source.is_stdin()) read_and_prepare();
+    else reading = std::async(std::launch::async, read_and_prepare);
     std::vector<Partition> parts = open_partitions(store, a);
+    if (reading.valid()) reading.get();
     const Partition& p = parts[0];
     if (a.flag("dry-run")) {
         DryRunResult d = store.dry_run(p, doc.bytes());

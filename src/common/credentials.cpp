@@ -91,10 +91,6 @@ FileHandle open_to_read(const std::string& path, const std::string& what) {
     return f;
 }
 
-SecureBuffer read_path(const std::string& path, const std::string& what, std::size_t limit) {
-    return read_fd(open_to_read(path, what).get(), what + " " + path, limit);
-}
-
 }  // namespace
 
 SecureBuffer prompt_secret(const std::string& prompt, const std::string& hint_if_no_tty, bool echo) {
@@ -192,10 +188,17 @@ SecureBuffer run_extpass(const std::string& command, const std::string& label, c
     return out;
 }
 
-SecureBuffer read_document(const std::string& path) {
-    if (path == "-") return read_fd(0, "standard input", std::size_t{1} << 30);
-    return read_path(path, "document", std::size_t{1} << 30);
+constexpr std::size_t kMaxDocumentFile = std::size_t{1} << 30;
+
+DocumentFile::DocumentFile(std::string path) : path_(std::move(path)) {
+    if (!is_stdin()) file_ = open_to_read(path_, "document");
 }
+
+SecureBuffer DocumentFile::read() {
+    return is_stdin() ? read_fd(0, "standard input", kMaxDocumentFile) : read_fd(file_.get(), "document " + path_, kMaxDocumentFile);
+}
+
+SecureBuffer read_document(const std::string& path) { return DocumentFile(path).read(); }
 
 void write_stdout(const SecureBuffer& data) { write_all(1, data.view(), "standard output"); }
 

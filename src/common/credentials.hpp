@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "shamirfs/fileio.hpp"
 #include "shamirfs/secure_buffer.hpp"
 
 namespace shamirfs::cli {
@@ -36,6 +37,18 @@ SecureBuffer read_secret_fd(int fd, const std::string& what);
 SecureBuffer run_extpass(const std::string& command, const std::string& label, const std::string& storage);
 // A whole file ("-": standard input).
 SecureBuffer read_document(const std::string& path);
+// The same in two steps: opened now (a file that is missing or unreadable is
+// said at once, before any prompt), read later, possibly on another thread.
+class DocumentFile {
+public:
+    explicit DocumentFile(std::string path);
+    bool is_stdin() const { return path_ == "-"; }
+    SecureBuffer read();
+
+private:
+    std::string path_;
+    FileHandle file_;
+};
 // Writes all bytes to fd 1.
 void write_stdout(const SecureBuffer& data);
 
