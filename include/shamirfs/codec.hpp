@@ -71,10 +71,6 @@ struct Compressed {
     std::uint64_t document_len = 0, compressed_len = 0;
     bool has_draft = false;
     std::uint64_t draft_len = 0, draft_compressed_len = 0;
-    // Chunks of its sealed blob.
-    std::size_t chunks(unsigned version) const {
-        return (prefix_bytes(version) + compressed_len + draft_compressed_len + kTag + kChunkBytes - 1) / kChunkBytes;
-    }
 };
 Compressed compress(std::span<const std::uint8_t> document, const std::optional<std::span<const std::uint8_t>>& draft,
                     int level = 1);

@@ -157,7 +157,6 @@ std::vector<TextRange> Matrix::ranges_outside(std::span<const unsigned> slots) c
 
 namespace {
 
-
 // The coefficients that carry row `row`'s `pack` chunks of a blob (random
 // past its end). Format 1: the chunk itself (< 2^512). Format 2: the chunk in
 // the low 512 bits under 9 random high bits, so that every coefficient, hence
