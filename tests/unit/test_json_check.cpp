@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "shamirfs/json_check.hpp"
+#include "shamirfs/secure_buffer.hpp"
 
 using namespace shamirfs;
 
@@ -43,5 +44,26 @@ TEST_CASE("invalid JSON is refused with line and column, without quoting it", "[
         CHECK(v.message.find("secretword") == std::string::npos);
         CHECK(v.message.find("tru") == std::string::npos);
         CHECK(v.message.find("last read") == std::string::npos);
+    }
+}
+
+TEST_CASE("a text checked where it lies, in a large buffer, gets the verdict of a copied one", "[json]") {
+    // A large SecureBuffer can be read 64 bytes past its end (zeros), so the
+    // check parses it without copying; the text ends at the buffer's end, at
+    // every distance from a page boundary around 64.
+    for (const std::string text : {std::string("{\"a\": [1, 2, {\"b\": null}]}\n"), std::string("{\"a\": [1, 2,]}"),
+                                   std::string("{\"a\": \"x"), std::string("[\"\\u00e9\", 1e5, true]")}) {
+        for (std::size_t pad : {0, 1, 63, 64, 65, 4000, 4031, 4032, 4033, 4095}) {
+            const std::string whole = std::string((std::size_t{1} << 20) + pad, ' ') + text;
+            SecureBuffer buf(whole.data(), whole.size());
+            INFO(text << " after " << whole.size() - text.size() << " spaces");
+            REQUIRE(buf.readable_after() >= SecureBuffer::kReadPadding);
+            for (std::size_t i = 0; i < SecureBuffer::kReadPadding; ++i) REQUIRE(buf.data()[buf.size() + i] == 0);
+            const JsonVerdict in_place = check_json(buf.view(), buf.readable_after()), copied = check_json(whole);
+            CHECK(in_place.ok == copied.ok);
+            CHECK(in_place.line == copied.line);
+            CHECK(in_place.column == copied.column);
+            CHECK(in_place.ok == (text.find(",]") == std::string::npos && text.find("\"x") == std::string::npos));
+        }
     }
 }
