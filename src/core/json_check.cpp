@@ -141,7 +141,7 @@ JsonVerdict check_json(std::string_view text, std::size_t readable_after) {
             std::lock_guard lock(g_kept_mutex);
             if (!g_kept && g_keep) g_kept = std::move(c);
         }
-        c.reset();
+        c.reset();  // not kept: freed here, on the checking thread
         if (ok) return {};
     }
     // simdjson refuses some valid JSON (integers beyond 64 bits, deep nesting):

@@ -536,16 +536,18 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
                 final_ranges.push(m.ranges_outside(slots));
                 if (!writes.empty())
                     write_slots(m, writes, rng, [&](std::size_t b) { final_ranges.push(m.block_ranges(early, b)); });
-                if (!late && check) check();
+                std::optional<SlotWrite> own;
                 if (late) {
-                    SlotWrite w = late->make();
-                    if (capacity_for(m.params(), m.capacity(), rows_for_chunks(m.params(), w.blob.size() / kChunkBytes)) !=
+                    own = late->make();
+                    if (capacity_for(m.params(), m.capacity(), rows_for_chunks(m.params(), own->blob.size() / kChunkBytes)) !=
                         m.capacity())
                         throw Relayout{};
-                    if (check) check();
-                    given.push_back(w);
-                    write_slots(m, std::span(&w, 1), rng,
-                                [&](std::size_t b) { final_ranges.push(m.block_ranges(std::span(&w.slot, 1), b)); });
+                }
+                if (check) check();
+                if (own) {
+                    given.push_back(*own);
+                    write_slots(m, std::span(&*own, 1), rng,
+                                [&](std::size_t b) { final_ranges.push(m.block_ranges(std::span(&own->slot, 1), b)); });
                 }
                 t_shared = Clock::now();
                 final_ranges.finish();
