@@ -3,8 +3,7 @@
 // libsodium's sodium_malloc (canary, guard pages); large ones (documents,
 // from 1 MiB) from a mapping of their own between guard pages, kept out of
 // core dumps: sodium_malloc fills a buffer twice before it is used, which for
-// 100 MB costs as much as checking its JSON. A large buffer can be read at
-// least kReadPadding bytes past its end (simdjson parses it in place).
+// 100 MB costs as much as checking its JSON.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -15,7 +14,6 @@ namespace shamirfs {
 
 class SecureBuffer {
 public:
-    static constexpr std::size_t kReadPadding = 64;
     SecureBuffer() = default;
     explicit SecureBuffer(std::size_t size);
     SecureBuffer(const void* data, std::size_t size);
@@ -28,9 +26,6 @@ public:
     std::uint8_t* data() noexcept { return data_; }
     const std::uint8_t* data() const noexcept { return data_; }
     std::size_t size() const noexcept { return size_; }
-    // Bytes that can be read past size() (at least kReadPadding in a large
-    // buffer; zeros).
-    std::size_t readable_after() const noexcept { return capacity_ - size_; }
     bool empty() const noexcept { return size_ == 0; }
     // Shrinks the visible size (the tail is wiped); never grows.
     void shrink(std::size_t new_size);
@@ -45,7 +40,7 @@ public:
 private:
     void release() noexcept;
     std::uint8_t* data_ = nullptr;
-    std::size_t size_ = 0, capacity_ = 0;
+    std::size_t size_ = 0;
     void* mapping_ = nullptr;  // a large buffer's own mapping (nullptr: sodium_malloc)
     std::size_t mapped_ = 0;
 };

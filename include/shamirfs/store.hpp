@@ -164,8 +164,7 @@ public:
                         std::span<const Partition* const> keep = {}) {
         return commit(p, prepare(document), keep);
     }
-    // (`readable_after`: as for check_json.)
-    PreparedDocument prepare(std::span<const std::uint8_t> document, std::size_t readable_after = 0) const;
+    PreparedDocument prepare(std::span<const std::uint8_t> document) const;
     DryRunResult dry_run(const Partition& p, std::span<const std::uint8_t> document);
     // Keeps `draft` (any text: invalid JSON, empty, or a commit that failed)
     // sealed beside the partition's committed document, or drops the draft

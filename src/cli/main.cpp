@@ -364,7 +364,7 @@ int cmd_update(int argc, char** argv, int first) {
     std::optional<PreparedDocument> prepared;
     auto read_and_prepare = [&] {
         doc = source.read();
-        if (!a.flag("dry-run")) prepared = store.prepare(doc.bytes(), doc.readable_after());
+        if (!a.flag("dry-run")) prepared = store.prepare(doc.bytes());
     };
     std::future<void> reading;
     if (source.is_stdin()) read_and_prepare();
@@ -781,7 +781,6 @@ int main(int argc, char** argv) {
     }
     std::string cmd = argv[i];
     if (log::level() == log::Level::info) log::set_level(log::Level::warn);  // CLI: quiet unless -v
-    keep_json_parser(false);  // one check per command (edit's are minutes apart)
     try {
         if (cmd == "--help" || cmd == "help" || cmd == "-h") {
             std::cout << kUsage;

@@ -2,17 +2,214 @@
 
 #include <nlohmann/json.hpp>
 #include <simdjson.h>
-#include <sodium.h>
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
 #include <cstring>
-#include <memory>
-#include <mutex>
+#include <vector>
 
-#include "shamirfs/secure_buffer.hpp"
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace shamirfs {
 namespace {
+
+// The fast path: a validator that builds nothing and copies nothing (no
+// document text lands in any buffer of its own, so there is nothing to wipe),
+// one pass over the text with a stack of one byte per open container. UTF-8
+// is checked over the whole text first (simdjson's, at many GB/s); outside
+// strings every byte >= 0x80 is then a grammar error anyway.
+//
+// It must never accept what the slow path refuses. Where the two could differ
+// it says "no" and lets the slow path decide: a byte order mark, and numbers
+// whose magnitude could be outside a double's range (nlohmann refuses those
+// as overflow). A "no" costs only time.
+enum : std::uint8_t { kOther = 0, kWs = 1, kDigit = 2 };
+constexpr std::array<std::uint8_t, 256> kClass = [] {
+    std::array<std::uint8_t, 256> c{};
+    for (unsigned char ch : {' ', '\t', '\n', '\r'}) c[ch] = kWs;
+    for (int ch = '0'; ch <= '9'; ++ch) c[ch] = kDigit;
+    return c;
+}();
+
+class Validator {
+public:
+    explicit Validator(std::string_view text)
+        : p_(reinterpret_cast<const unsigned char*>(text.data())), end_(p_ + text.size()) {}
+
+    bool run() {
+        std::vector<std::uint8_t> open;  // 1: an object, 0: an array
+        skip_ws();
+    value:
+        if (p_ == end_) return false;
+        switch (*p_) {
+        case '{':
+            ++p_;
+            skip_ws();
+            if (p_ != end_ && *p_ == '}') {
+                ++p_;
+                goto after_value;
+            }
+            open.push_back(1);
+            goto key;
+        case '[':
+            ++p_;
+            skip_ws();
+            if (p_ != end_ && *p_ == ']') {
+                ++p_;
+                goto after_value;
+            }
+            open.push_back(0);
+            goto value;
+        case '"':
+            if (!string()) return false;
+            goto after_value;
+        case 't':
+            if (!literal("true")) return false;
+            goto after_value;
+        case 'f':
+            if (!literal("false")) return false;
+            goto after_value;
+        case 'n':
+            if (!literal("null")) return false;
+            goto after_value;
+        default:
+            if (!number()) return false;
+            goto after_value;
+        }
+    key:
+        if (p_ == end_ || *p_ != '"' || !string()) return false;
+        skip_ws();
+        if (p_ == end_ || *p_ != ':') return false;
+        ++p_;
+        skip_ws();
+        goto value;
+    after_value:
+        skip_ws();
+        if (open.empty()) return p_ == end_;
+        if (p_ == end_) return false;
+        if (*p_ == ',') {
+            ++p_;
+            skip_ws();
+            if (open.back()) goto key;
+            goto value;
+        }
+        if (*p_ != (open.back() ? '}' : ']')) return false;
+        ++p_;
+        open.pop_back();
+        goto after_value;
+    }
+
+private:
+    const unsigned char* p_;
+    const unsigned char* const end_;
+
+    void skip_ws() {
+        while (p_ != end_ && kClass[*p_] == kWs) ++p_;
+    }
+
+    bool literal(std::string_view word) {
+        if (static_cast<std::size_t>(end_ - p_) < word.size() || std::memcmp(p_, word.data(), word.size()) != 0)
+            return false;
+        p_ += word.size();
+        return true;
+    }
+
+    std::size_t digits() {
+        const unsigned char* start = p_;
+        while (p_ != end_ && kClass[*p_] == kDigit) ++p_;
+        return static_cast<std::size_t>(p_ - start);
+    }
+
+    bool number() {
+        if (*p_ == '-') ++p_;
+        if (p_ == end_ || kClass[*p_] != kDigit) return false;
+        // A leading zero stands alone: a digit after it is a grammar error
+        // where the value ends.
+        const std::size_t int_digits = *p_ == '0' ? (++p_, 1) : digits();
+        if (p_ != end_ && *p_ == '.') {
+            ++p_;
+            if (digits() == 0) return false;
+        }
+        long exponent = 0;
+        if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) {
+            ++p_;
+            bool negative = false;
+            if (p_ != end_ && (*p_ == '+' || *p_ == '-')) negative = *p_++ == '-';
+            if (p_ == end_ || kClass[*p_] != kDigit) return false;
+            for (; p_ != end_ && kClass[*p_] == kDigit; ++p_)
+                if (exponent < 100000) exponent = exponent * 10 + (*p_ - '0');
+            if (negative) exponent = -exponent;
+        }
+        // Under 10^300 and over 10^-300 a double holds it (nlohmann refuses an
+        // overflow); beyond, the slow path decides.
+        return static_cast<long>(int_digits) + exponent <= 300 && exponent >= -300;
+    }
+
+    static int hex(unsigned char c) {
+        if (c >= '0' && c <= '9') return c - '0';
+        c |= 0x20;
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        return -1;
+    }
+
+    // The four hex digits of a \u escape at p_; -1 when they are not.
+    long hex4() {
+        if (end_ - p_ < 4) return -1;
+        long v = 0;
+        for (int i = 0; i < 4; ++i) {
+            int h = hex(p_[i]);
+            if (h < 0) return -1;
+            v = v * 16 + h;
+        }
+        p_ += 4;
+        return v;
+    }
+
+    // The first '"', '\\' or control character at or after p_, or end_.
+    const unsigned char* special(const unsigned char* q) const {
+#if defined(__SSE2__)
+        const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1f);
+        for (; end_ - q >= 16; q += 16) {
+            const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+            const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                                             _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl));
+            if (const int mask = _mm_movemask_epi8(hit)) return q + __builtin_ctz(static_cast<unsigned>(mask));
+        }
+#endif
+        while (q != end_ && *q != '"' && *q != '\\' && *q >= 0x20) ++q;
+        return q;
+    }
+
+    bool string() {
+        ++p_;  // the opening quote
+        for (;;) {
+            p_ = special(p_);
+            if (p_ == end_ || *p_ < 0x20) return false;
+            if (*p_++ == '"') return true;
+            if (p_ == end_) return false;
+            switch (*p_++) {
+            case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+                break;
+            case 'u': {
+                const long cp = hex4();
+                if (cp < 0 || (cp >= 0xdc00 && cp <= 0xdfff)) return false;  // a low surrogate alone
+                if (cp >= 0xd800 && cp <= 0xdbff) {  // a high surrogate: its low one must follow
+                    if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') return false;
+                    p_ += 2;
+                    const long low = hex4();
+                    if (low < 0xdc00 || low > 0xdfff) return false;
+                }
+                break;
+            }
+            default:
+                return false;
+            }
+        }
+    }
+};
 
 // A SAX consumer that builds nothing: nlohmann's parser is iterative, so any
 // nesting depth is fine, and it only needs to tell where the first error is.
@@ -52,102 +249,25 @@ std::string redact(std::string msg) {
     return msg;
 }
 
-// simdjson keeps copies of the document's strings and numbers in its tape and
-// string buffer; wipe them. Only the parts this parse wrote: the buffers are
-// sized for the capacity (9 bytes per input byte), and clearing all of that
-// would cost more than the parse. The tape (simdjson's doc/tape.md): word 0 is
-// the root, whose payload is the number of words written; a string word's
-// payload is its offset in the string buffer, where a 4-byte length, the bytes
-// and a NUL follow; numbers take a second word. Strings are appended in order.
-// A parse that failed may not have written the root: then everything is wiped.
-//
-// The buffer sizes below are simdjson 3.0's own formulas (document::allocate in
-// simdjson/dom/document-inl.h: tape words = ROUNDUP_N(capacity + 3, 64),
-// string bytes = ROUNDUP_N(5 * capacity / 3 + SIMDJSON_PADDING, 64)). They are
-// private: a different size would make this wipe write out of bounds, so the
-// build stops on any other simdjson until someone has checked them.
-static_assert(simdjson::SIMDJSON_VERSION_MAJOR == 3 && simdjson::SIMDJSON_VERSION_MINOR == 0,
-              "simdjson is not 3.0.x: check that document::allocate still sizes the tape as "
-              "ROUNDUP_N(capacity + 3, 64) words and the string buffer as "
-              "ROUNDUP_N(5 * capacity / 3 + SIMDJSON_PADDING, 64) bytes (src/core/json_check.cpp, wipe), "
-              "then widen this check");
-void wipe(simdjson::dom::parser& parser, bool parsed) {
-    auto& doc = parser.doc;
-    if (doc.capacity() == 0 || !doc.tape) return;
-    constexpr std::uint64_t kPayload = (std::uint64_t{1} << 56) - 1;
-    const std::size_t tape_words = SIMDJSON_ROUNDUP_N(doc.capacity() + 3, 64);
-    const std::size_t string_bytes = SIMDJSON_ROUNDUP_N(5 * doc.capacity() / 3 + simdjson::SIMDJSON_PADDING, 64);
-    if (!parsed) {
-        sodium_memzero(doc.tape.get(), tape_words * sizeof(std::uint64_t));
-        if (doc.string_buf) sodium_memzero(doc.string_buf.get(), string_bytes);
-        return;
-    }
-    const std::size_t words = std::min<std::size_t>(doc.tape[0] & kPayload, tape_words);
-    std::size_t strings_end = 0;
-    for (std::size_t i = 1; i < words; ++i) {
-        const auto type = static_cast<char>(doc.tape[i] >> 56);
-        if (type == 'l' || type == 'u' || type == 'd') {
-            ++i;
-        } else if (type == '"' && doc.string_buf) {
-            const std::size_t off = doc.tape[i] & kPayload;
-            std::uint32_t len;
-            std::memcpy(&len, doc.string_buf.get() + off, sizeof(len));
-            strings_end = off + sizeof(len) + len + 1;
-        }
-    }
-    sodium_memzero(doc.tape.get(), words * sizeof(std::uint64_t));
-    if (doc.string_buf) sodium_memzero(doc.string_buf.get(), std::min(strings_end, string_bytes));
-}
-
-// The padded copy simdjson needs (in locked memory too; none when the text
-// can be read past its end) and the parser are kept for the next document,
-// whichever thread checks it (a mount commits again and again, each time on a
-// new thread): fresh ones would cost more in page faults than the parse. Both
-// are wiped after every use. One pair is kept; a check while it is in use
-// makes its own.
-struct Checker {
-    SecureBuffer padded;
-    simdjson::dom::parser parser;
-};
-std::mutex g_kept_mutex;
-std::unique_ptr<Checker> g_kept;
-bool g_keep = true;
-
 }  // namespace
 
-void keep_json_parser(bool keep) {
-    std::lock_guard lock(g_kept_mutex);
-    g_keep = keep;
-    if (!keep) g_kept.reset();
+bool json_fast_accepts(std::string_view text) {
+    return simdjson::validate_utf8(text.data(), text.size()) && Validator(text).run();
 }
 
-JsonVerdict check_json(std::string_view text, std::size_t readable_after) {
-    {
-        std::unique_ptr<Checker> c;
-        {
-            std::lock_guard lock(g_kept_mutex);
-            c = std::move(g_kept);
-        }
-        if (!c) c = std::make_unique<Checker>();
-        const bool in_place = readable_after >= simdjson::SIMDJSON_PADDING;
-        if (!in_place && c->padded.size() < text.size() + simdjson::SIMDJSON_PADDING)
-            c->padded = SecureBuffer(text.size() + simdjson::SIMDJSON_PADDING);
-        if (!in_place && !text.empty()) std::memcpy(c->padded.data(), text.data(), text.size());
-        const auto* input = in_place ? reinterpret_cast<const std::uint8_t*>(text.data()) : c->padded.data();
-        bool ok = c->parser.parse(input, text.size(), false).error() == simdjson::SUCCESS;
-        wipe(c->parser, ok);
-        if (!in_place) sodium_memzero(c->padded.data(), text.size());
-        {
-            std::lock_guard lock(g_kept_mutex);
-            if (!g_kept && g_keep) g_kept = std::move(c);
-        }
-        c.reset();  // not kept: freed here, on the checking thread
-        if (ok) return {};
-    }
-    // simdjson refuses some valid JSON (integers beyond 64 bits, deep nesting):
-    // nlohmann decides, and says where the first error is.
+JsonVerdict check_json(std::string_view text) {
+    if (json_fast_accepts(text)) return {};
+    // nlohmann decides what the fast path did not accept, and says where the
+    // first error is.
     NullSax sax;
-    if (nlohmann::json::sax_parse(text.begin(), text.end(), &sax)) return {};
+    if (nlohmann::json::sax_parse(text.begin(), text.end(), &sax)) {
+        // nlohmann takes a NUL byte for the end of its input (inside a string
+        // it refuses one): what it accepted ended before a NUL that is not JSON.
+        const auto nul = text.find('\0');
+        if (nul == std::string_view::npos) return {};
+        sax.error_position = nul + 1;
+        sax.error_reason = "syntax error - unexpected NUL byte; expected end of input";
+    }
     JsonVerdict v;
     v.ok = false;
     // Point at the character where parsing failed (the end of input counts as one).

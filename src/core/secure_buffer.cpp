@@ -35,9 +35,9 @@ SecureBuffer::SecureBuffer(std::size_t size) {
     if (size == 0) return;
     ensure_sodium();
     if (size >= kLargeFrom) {
-        // [guard page][data, then at least kReadPadding bytes, to a page boundary][guard page]
+        // [guard page][data, to a page boundary][guard page]
         const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-        const std::size_t rounded = (size + kReadPadding + page - 1) / page * page;
+        const std::size_t rounded = (size + page - 1) / page * page;
         mapped_ = page + rounded + page;
         mapping_ = ::mmap(nullptr, mapped_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (mapping_ == MAP_FAILED) {
@@ -54,7 +54,6 @@ SecureBuffer::SecureBuffer(std::size_t size) {
         if (::mlock(p, rounded) != 0) lock_failed();  // (a fresh mapping is already zero)
         data_ = p;
         size_ = size;
-        capacity_ = rounded;
         return;
     }
     void* p = sodium_malloc(size);
@@ -64,7 +63,7 @@ SecureBuffer::SecureBuffer(std::size_t size) {
     if (sodium_mlock(p, size) != 0) lock_failed();
     std::memset(p, 0, size);
     data_ = static_cast<std::uint8_t*>(p);
-    size_ = capacity_ = size;
+    size_ = size;
 }
 
 SecureBuffer::SecureBuffer(const void* data, std::size_t size) : SecureBuffer(size) {
@@ -76,7 +75,6 @@ SecureBuffer::~SecureBuffer() { release(); }
 SecureBuffer::SecureBuffer(SecureBuffer&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
       size_(std::exchange(other.size_, 0)),
-      capacity_(std::exchange(other.capacity_, 0)),
       mapping_(std::exchange(other.mapping_, nullptr)),
       mapped_(std::exchange(other.mapped_, 0)) {}
 
@@ -85,7 +83,6 @@ SecureBuffer& SecureBuffer::operator=(SecureBuffer&& other) noexcept {
         release();
         data_ = std::exchange(other.data_, nullptr);
         size_ = std::exchange(other.size_, 0);
-        capacity_ = std::exchange(other.capacity_, 0);
         mapping_ = std::exchange(other.mapping_, nullptr);
         mapped_ = std::exchange(other.mapped_, 0);
     }
@@ -110,7 +107,7 @@ void SecureBuffer::release() noexcept {
         sodium_free(data_);  // wipes and unlocks
     }
     data_ = nullptr;
-    size_ = capacity_ = 0;
+    size_ = 0;
     mapping_ = nullptr;
     mapped_ = 0;
 }

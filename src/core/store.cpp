@@ -126,8 +126,8 @@ private:
 // laid out again (write_slots_locked without a late write).
 struct Relayout {};
 
-void require_valid_json(std::span<const std::uint8_t> doc, std::size_t readable_after = 0) {
-    auto v = check_json(std::string_view(reinterpret_cast<const char*>(doc.data()), doc.size()), readable_after);
+void require_valid_json(std::span<const std::uint8_t> doc) {
+    auto v = check_json(std::string_view(reinterpret_cast<const char*>(doc.data()), doc.size()));
     if (!v.ok) throw Error(Errc::invalid_json, "invalid JSON at " + v.message);
 }
 
@@ -370,13 +370,13 @@ codec::Meta next_meta(codec::Meta m) {
 
 }  // namespace
 
-PreparedDocument Store::prepare(std::span<const std::uint8_t> document, std::size_t readable_after) const {
+PreparedDocument Store::prepare(std::span<const std::uint8_t> document) const {
     PreparedDocument d;
     d.document_ = document;
     d.compressed_ = std::async(std::launch::async, [document, level = options_.compression_level] {
-        return codec::compress(document, std::nullopt, level);
+                return codec::compress(document, std::nullopt, level);
     });
-    d.checked_ = std::async(std::launch::async, [=] { require_valid_json(document, readable_after); });
+    d.checked_ = std::async(std::launch::async, [document] { require_valid_json(document); });
     return d;
 }
 

@@ -732,10 +732,7 @@ int MemFs::commit(Lock& tree, const std::shared_ptr<Node>& n, int part, const ch
     std::string failure;
     Errc code = Errc::internal;
     try {
-        const SecureBuffer& text = *job->text;  // (its bytes past job->size can be read: the JSON is checked in place)
-        result = store_.commit(parts_[i].partition,
-                               store_.prepare(std::span(text.data(), job->size), text.size() - job->size + text.readable_after()),
-                               others(i));
+        result = store_.commit(parts_[i].partition, std::span(job->text->data(), job->size), others(i));
     } catch (const Error& e) {
         failure = e.what();
         code = e.code();
