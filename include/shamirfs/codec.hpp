@@ -74,6 +74,12 @@ struct Compressed {
 };
 Compressed compress(std::span<const std::uint8_t> document, const std::optional<std::span<const std::uint8_t>>& draft,
                     int level = 1);
+// What compress(document) is expected to make of it (compressed_len), from a
+// few MiB sampled evenly across it and compressed together: within about 1 %
+// on documents that are alike throughout, wrong on others. Documents of
+// kEstimateFrom bytes or more (smaller ones are compressed whole).
+inline constexpr std::size_t kEstimateFrom = std::size_t{8} << 20;
+std::size_t estimate_compressed(std::span<const std::uint8_t> document, int level = 1);
 
 // Seals; the result is a whole number of chunks. Version 1 takes no draft and
 // no meta.

@@ -75,6 +75,10 @@ struct CommitResult {
     std::size_t rows_rewritten = 0;    // rows of this partition's columns rewritten (all rows)
     std::size_t shares_regenerated = 0;
     std::size_t capacity_before = 0, capacity_after = 0;
+    // A large document that needed more rows was expected to need these before
+    // it was compressed (0: no estimate), and the file was laid out for them
+    // meanwhile; when they fall in another capacity class it is laid out again.
+    std::size_t estimated_rows = 0;
     std::uint64_t bytes_written = 0;   // size of the new storage file
     double seconds = 0;
 };
@@ -236,19 +240,23 @@ private:
     // with its draft, or with `*new_draft` instead when given.
     CommitResult reseal_under(const Partition& p, const PartitionKeys& keys, std::span<const Partition* const> keep,
                               const std::optional<std::span<const std::uint8_t>>* new_draft = nullptr);
+    // The rows a large document is expected to need once compressed, when
+    // that is more than the file has and it is not compressed yet; else 0.
+    std::size_t expected_rows(PreparedDocument& document) const;
     // A slot write that is still being made (a commit's own document, sealed
     // on another thread) when the file begins to be written: `make` runs
     // while the bytes already final go to the disk.
     struct LateWrite {
         unsigned slot;
         std::function<SlotWrite()> make;  // the sealed blob
+        std::size_t expected_rows = 0;    // the rows its blob is expected to need (0: not known)
     };
     // Lock held: writes the blobs into their slots (a deniable storage: random
     // codewords into every other slot), growing the capacity as they need,
     // and the file through the WAL; returns when the shares were made. With
-    // `late`, the capacity cannot grow: Relayout is thrown (nothing written to
-    // its slot) when its blob needs more rows, and the caller calls again
-    // without it. `check` (which may refuse the commit: the new file is then
+    // `late`, the file is laid out for its expected rows (or as it is) before
+    // its blob is there: Relayout is thrown (nothing written to its slot) when
+    // the blob needs another capacity, and the caller calls again without it. `check` (which may refuse the commit: the new file is then
     // removed) runs on the worker before the late slot's shares, or without
     // one after the others'.
     Clock::time_point write_slots_locked(std::vector<SlotWrite> writes, Rng& rng, CommitResult& r,

@@ -183,6 +183,19 @@ Compressed compress(std::span<const std::uint8_t> document, const std::optional<
     throw Error(Errc::internal, "zstd: the output does not fit its bound");
 }
 
+std::size_t estimate_compressed(std::span<const std::uint8_t> document, int level) {
+    if (document.size() < kEstimateFrom) throw Error(Errc::internal, "a small document is compressed, not estimated");
+    constexpr std::size_t kSamples = 4, kSample = std::size_t{1} << 20;
+    SecureBuffer sample(kSamples * kSample);
+    for (std::size_t i = 0; i < kSamples; ++i)
+        std::memcpy(sample.data() + i * kSample, document.data() + i * (document.size() - kSample) / (kSamples - 1), kSample);
+    SecureBuffer out(ZSTD_compressBound(sample.size()));
+    const auto n = compress_into(sample.bytes(), out, 0, level);
+    if (!n) throw Error(Errc::internal, "zstd: the output does not fit its bound");
+    return static_cast<std::size_t>(static_cast<double>(*n) / static_cast<double>(sample.size()) *
+                                    static_cast<double>(document.size()));
+}
+
 std::vector<std::uint8_t> seal(unsigned version, const Compressed& texts, const Meta& meta, const PartitionKeys& keys,
                                Rng& rng) {
     if (version == 1 && (texts.has_draft || !meta.label.empty()))

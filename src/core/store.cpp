@@ -17,6 +17,8 @@
 #include <utility>
 
 #include "shamirfs/codec.hpp"
+#include <zstd.h>
+
 #include "shamirfs/commit_protocol.hpp"
 #include "shamirfs/error.hpp"
 #include "shamirfs/fault.hpp"
@@ -380,6 +382,22 @@ PreparedDocument Store::prepare(std::span<const std::uint8_t> document) const {
     return d;
 }
 
+std::size_t Store::expected_rows(PreparedDocument& document) const {
+    const auto& params = matrix_->params();
+    const std::size_t size = document.bytes().size();
+    // Only where it matters: a large document, not compressed yet, that
+    // could need more rows than the file has (even stored as it is).
+    codec::Header h;
+    h.version = params.version;
+    h.compressed_len = ZSTD_COMPRESSBOUND(size);
+    if (size < codec::kEstimateFrom || document.compressed_.wait_for(std::chrono::seconds(0)) == std::future_status::ready ||
+        rows_for_chunks(params, h.chunks()) <= matrix_->capacity())
+        return 0;
+    h.compressed_len = codec::estimate_compressed(document.bytes(), options_.compression_level);
+    const std::size_t rows = rows_for_chunks(params, h.chunks());
+    return rows > matrix_->capacity() && rows <= kMaxCapacity ? rows : 0;
+}
+
 CommitResult Store::commit(const Partition& p, PreparedDocument document, std::span<const Partition* const> keep) {
     auto t0 = Clock::now();
     CommitResult r;
@@ -392,22 +410,32 @@ CommitResult Store::commit(const Partition& p, PreparedDocument document, std::s
     // it (the other slots' cells, or in a deniable storage their new
     // codewords) go to the disk; the document's own cells come last, sealed
     // once compressed. (Invalid JSON stops the commit; the new file is removed.)
+    // A large document that will need more rows has the file laid out for the
+    // rows its estimated compressed size needs, so that the other slots' new
+    // cells are made and written while it is compressed.
     std::vector<std::uint8_t> blob;
     Rng rng;
     std::vector<std::vector<std::uint8_t>> kept;
     auto writes = writes_for(std::nullopt, keep, rng, kept);
     Rng seal_rng;  // make runs on a worker thread
-    const LateWrite own{p.slot, [&] {
+    const std::size_t capacity_before = matrix_->capacity();
+    r.estimated_rows = expected_rows(document);
+    const LateWrite own{p.slot,
+                        [&] {
                             blob = codec::seal(matrix_->params().version, document.compressed_.get(),
                                                next_meta(header->meta), p.keys, seal_rng);
                             return SlotWrite{p.slot, blob};
-                        }};
+                        },
+                        r.estimated_rows};
     const auto check = [&] { document.checked_.get(); };
     Clock::time_point t_shared;
     try {
         t_shared = write_slots_locked(writes, rng, r, &own, check);
     } catch (const Relayout&) {
-        writes.push_back({p.slot, blob});  // the document needs more rows: the file is laid out again
+        // The blob needs another capacity than the file was laid out for: it
+        // is laid out again, from the rows it had.
+        if (matrix_->capacity() > capacity_before) matrix_->shrink(capacity_before);
+        writes.push_back({p.slot, blob});
         t_shared = write_slots_locked(writes, rng, r, nullptr, check);
     }
     r.document_bytes = document.bytes().size();
@@ -488,12 +516,18 @@ std::vector<SlotWrite> Store::writes_for(std::optional<SlotWrite> own, std::span
 }
 
 namespace {
-// The writes with the capacity of `m` grown as they need, plus the random fill
-// of the other slots (new rows; every slot in a deniable storage) but `late`
-// (a slot written afterwards).
-std::vector<SlotWrite> plan_writes(Matrix& m, std::vector<SlotWrite> writes, std::optional<unsigned> late = {}) {
+std::size_t rows_of(const StorageParams& p, std::span<const SlotWrite> writes) {
     std::size_t rows = 0;
-    for (const auto& w : writes) rows = std::max(rows, rows_for_chunks(m.params(), w.blob.size() / kChunkBytes));
+    for (const auto& w : writes) rows = std::max(rows, rows_for_chunks(p, w.blob.size() / kChunkBytes));
+    return rows;
+}
+
+// The writes with the capacity of `m` grown as they need (and to at least
+// `rows`), plus the random fill of the other slots (new rows; every slot in a
+// deniable storage) but `late` (a slot written afterwards).
+std::vector<SlotWrite> plan_writes(Matrix& m, std::vector<SlotWrite> writes, std::optional<unsigned> late = {},
+                                   std::size_t rows = 0) {
+    rows = std::max(rows, rows_of(m.params(), writes));
     const std::size_t old = m.grow_unfilled(capacity_for(m.params(), m.capacity(), rows));
     // The slots not written here get random codewords: in their new rows
     // (if the capacity grew), or everywhere in a deniable storage (a
@@ -521,9 +555,11 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
     Matrix& m = *matrix_;
     auto t_shared = Clock::now();
     r.capacity_before = m.capacity();
+    const std::size_t early_rows = rows_of(m.params(), writes);
     std::vector<SlotWrite> given = writes;  // what a displaced version gets applied again
     try {
-        writes = plan_writes(m, std::move(writes), late ? std::optional(late->slot) : std::nullopt);
+        writes = plan_writes(m, std::move(writes), late ? std::optional(late->slot) : std::nullopt,
+                             late ? late->expected_rows : 0);
         r.capacity_after = m.capacity();
         const std::vector<unsigned> early = slots_of(writes);
         std::vector<unsigned> slots = early;
@@ -539,8 +575,8 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
                 std::optional<SlotWrite> own;
                 if (late) {
                     own = late->make();
-                    if (capacity_for(m.params(), m.capacity(), rows_for_chunks(m.params(), own->blob.size() / kChunkBytes)) !=
-                        m.capacity())
+                    const std::size_t own_rows = rows_for_chunks(m.params(), own->blob.size() / kChunkBytes);
+                    if (capacity_for(m.params(), r.capacity_before, std::max(early_rows, own_rows)) != m.capacity())
                         throw Relayout{};
                 }
                 if (check) check();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <random>
 
 #include "helpers.hpp"
 #include "shamirfs/codec.hpp"
@@ -241,6 +242,64 @@ TEST_CASE("a commit that needs more rows lays the file out again, keeping the ot
         CHECK(fresh.read(fresh.unlock(f.created.keys[1], "password-1")).view() == "{\"b\": \"kept\"}");
         CHECK(fresh.fsck(nullptr, false).clean());
     });
+}
+
+namespace {
+// A JSON string of n bytes: random hex (which compresses about 2:1) in the
+// share `at_samples` of each region that codec::estimate_compressed samples
+// (four MiB evenly spaced) and in the share `elsewhere` of every other MiB,
+// the rest one repeated letter (which compresses to almost nothing).
+std::string patchy_document(std::size_t n, double at_samples, double elsewhere) {
+    constexpr std::size_t kMiB = std::size_t{1} << 20;
+    std::string text(n, 'a');
+    text.front() = text[n - 1] = '"';
+    std::vector<bool> sampled(n / kMiB + 1, false);
+    for (std::size_t i = 0; i < 4; ++i) {
+        const std::size_t at = i * (n - kMiB) / 3;
+        for (std::size_t j = 0; j < kMiB; j += 4096) sampled[(at + j) / kMiB] = true;
+    }
+    static const char kHex[] = "0123456789abcdef";
+    std::mt19937_64 rng(7);
+    for (std::size_t at = 1; at + 1 < n; at += 4096) {
+        const double share = sampled[at / kMiB] ? at_samples : elsewhere;
+        for (std::size_t j = 0; j < static_cast<std::size_t>(share * 4096) && at + j + 1 < n; ++j) text[at + j] = kHex[rng() & 15];
+    }
+    return text;
+}
+}  // namespace
+
+// A large document that needs more rows has the file laid out for an estimate
+// while it is compressed; whichever way the estimate misses, the file is laid
+// out again and ends as a commit without an estimate would leave it.
+TEST_CASE("a layout from an estimate that misses is made again, in the class the document needs", "[store][pipeline]") {
+    bool under = false, over = false, right = false;
+    for (StorageMode mode : {StorageMode::shared, StorageMode::deniable})
+        for (auto [at_samples, elsewhere] : {std::pair{0.5, 0.5}, std::pair{1.0, 0.0}, std::pair{0.1, 1.0}}) {
+            INFO((mode == StorageMode::deniable ? "deniable: " : "shared: ") << at_samples << " random at the samples, "
+                                                                              << elsewhere << " elsewhere");
+            CreateSpec spec = testutil::cheap_spec();
+            spec.mode = mode;
+            Fixture f(2, spec);
+            Partition a = f.open(0), b = f.open(1);
+            f.store.commit(b, bytes("{\"b\": \"kept\"}"), std::vector<const Partition*>{&a});
+            const StorageParams params = f.store.matrix().params();
+            const std::string doc = patchy_document(12u << 20, at_samples, elsewhere);
+            const std::size_t before = f.store.matrix().capacity();
+            CommitResult r = f.store.commit(a, bytes(doc), std::vector<const Partition*>{&b});
+            REQUIRE(r.estimated_rows > 0);
+            CHECK(r.capacity_before == before);
+            CHECK(r.capacity_after == capacity_for(params, before, r.document_rows));
+            const std::size_t guessed = capacity_for(params, before, r.estimated_rows);
+            (guessed < r.capacity_after ? under : guessed > r.capacity_after ? over : right) = true;
+            Store fresh(f.path, testutil::test_options());
+            CHECK(fresh.matrix().capacity() == r.capacity_after);
+            CHECK(fresh.read(fresh.unlock(f.created.keys[0], "password-0")).view() == doc);
+            CHECK(fresh.read(fresh.unlock(f.created.keys[1], "password-1")).view() == "{\"b\": \"kept\"}");
+            CHECK(fresh.fsck(nullptr, false).clean());
+        }
+    CHECK(right);
+    CHECK(under);
+    CHECK(over);
 }
 
 TEST_CASE("dry run reports the change without writing", "[store]") {
