@@ -417,16 +417,15 @@ CommitResult Store::commit(const Partition& p, PreparedDocument document, std::s
     Rng rng;
     std::vector<std::vector<std::uint8_t>> kept;
     auto writes = writes_for(std::nullopt, keep, rng, kept);
-    Rng seal_rng;  // make runs on a worker thread
     const std::size_t capacity_before = matrix_->capacity();
     r.estimated_rows = expected_rows(document);
-    const LateWrite own{p.slot,
-                        [&] {
-                            blob = codec::seal(matrix_->params().version, document.compressed_.get(),
-                                               next_meta(header->meta), p.keys, seal_rng);
-                            return SlotWrite{p.slot, blob};
-                        },
-                        r.estimated_rows};
+    // Sealed on a thread of its own as soon as it is compressed, while the
+    // other slots' cells are made.
+    auto sealing = std::async(std::launch::async, [&, version = matrix_->params().version, meta = next_meta(header->meta)] {
+        Rng seal_rng;
+        return codec::seal(version, document.compressed_.get(), meta, p.keys, seal_rng);
+    });
+    const LateWrite own{p.slot, [&] { return SlotWrite{p.slot, blob = sealing.get()}; }, r.estimated_rows};
     const auto check = [&] { document.checked_.get(); };
     Clock::time_point t_shared;
     try {
