@@ -376,7 +376,7 @@ PreparedDocument Store::prepare(std::span<const std::uint8_t> document) const {
     PreparedDocument d;
     d.document_ = document;
     d.compressed_ = std::async(std::launch::async, [document, level = options_.compression_level] {
-                return codec::compress(document, std::nullopt, level);
+                        return codec::compress(document, std::nullopt, level);
     });
     d.checked_ = std::async(std::launch::async, [document] { require_valid_json(document); });
     return d;
@@ -564,11 +564,12 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
         std::vector<unsigned> slots = early;
         if (late) slots.push_back(late->slot);
         // Shares are made on worker threads while this one writes the parts
-        // of the file that are final.
+        // of the file that are final (from the first: those no slot write
+        // touches, at once, however busy the cores are).
         FinalRanges final_ranges;
+        final_ranges.push(m.ranges_outside(slots));
         auto making = std::async(std::launch::async, [&] {
             try {
-                final_ranges.push(m.ranges_outside(slots));
                 if (!writes.empty())
                     write_slots(m, writes, rng, [&](std::size_t b) { final_ranges.push(m.block_ranges(early, b)); });
                 std::optional<SlotWrite> own;
