@@ -17,8 +17,6 @@
 #include <utility>
 
 #include "shamirfs/codec.hpp"
-#include <zstd.h>
-
 #include "shamirfs/commit_protocol.hpp"
 #include "shamirfs/error.hpp"
 #include "shamirfs/fault.hpp"
@@ -376,7 +374,7 @@ PreparedDocument Store::prepare(std::span<const std::uint8_t> document) const {
     PreparedDocument d;
     d.document_ = document;
     d.compressed_ = std::async(std::launch::async, [document, level = options_.compression_level] {
-                        return codec::compress(document, std::nullopt, level);
+        return codec::compress(document, std::nullopt, level);
     });
     d.checked_ = std::async(std::launch::async, [document] { require_valid_json(document); });
     return d;
@@ -386,10 +384,10 @@ std::size_t Store::expected_rows(PreparedDocument& document) const {
     const auto& params = matrix_->params();
     const std::size_t size = document.bytes().size();
     // Only where it matters: a large document, not compressed yet, that
-    // could need more rows than the file has (even stored as it is).
+    // would need more rows than the file has if it did not compress at all.
     codec::Header h;
     h.version = params.version;
-    h.compressed_len = ZSTD_COMPRESSBOUND(size);
+    h.compressed_len = size;
     if (size < codec::kEstimateFrom || document.compressed_.wait_for(std::chrono::seconds(0)) == std::future_status::ready ||
         rows_for_chunks(params, h.chunks()) <= matrix_->capacity())
         return 0;
