@@ -13,8 +13,10 @@ namespace shamirfs {
 class BigBuffer {
 public:
     BigBuffer() = default;
-    // size() == 0, room for `capacity` bytes, all zero.
-    explicit BigBuffer(std::size_t capacity);
+    // size() == 0, room for `capacity` bytes, all zero. `huge`: in huge pages
+    // where the kernel offers them (not for a buffer written only here and
+    // there: each byte written would fault in 2 MiB).
+    explicit BigBuffer(std::size_t capacity, bool huge = true);
     BigBuffer(std::string_view bytes, std::size_t spare);  // a copy with `spare` bytes of room after it
     ~BigBuffer();
     BigBuffer(const BigBuffer& other);

@@ -53,7 +53,8 @@ void close_in_background(FileHandle h);
 void write_all(int fd, std::string_view data, const std::string& what);
 void write_all_at(int fd, std::string_view data, std::size_t offset, const std::string& what);
 void fsync_dir(const std::string& dir);
-// Creates `path` for writing with O_EXCL, 0600; Error(io) if it cannot.
+// Creates `path` read-write (a new storage is read back for its hash) with
+// O_EXCL, 0600; Error(io) if it cannot.
 FileHandle create_new_file(const std::string& path);
 // Creates `path` (create_new_file), writes, fsyncs and closes it; on failure
 // removes it and throws (Error(no_space) for ENOSPC).
@@ -69,6 +70,9 @@ void remove_file(const std::string& path);  // ENOENT is fine
 // against someone choosing the bytes. About 20 times faster than BLAKE2b,
 // which would cost more than the disk write of a large storage.
 std::string content_hash(std::string_view data);
+// The same of the first `size` bytes of an open file of our own (a temp file:
+// it is mapped, and must not be truncated meanwhile).
+std::string content_hash_of(int fd, std::size_t size, const std::string& what);
 // The same, from a digest (of a file hashed piece by piece).
 std::string hash_hex(XXH128_hash_t digest);
 

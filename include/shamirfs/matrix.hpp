@@ -65,6 +65,7 @@ void check_params(const StorageParams& p, bool from_file);
 // A byte range of the file text.
 struct TextRange {
     std::size_t offset = 0, length = 0;
+    const char* from = nullptr;  // where the bytes are, when not at `offset` in the text
 };
 
 class Matrix {
@@ -93,6 +94,7 @@ public:
     gf::Fe get(std::size_t row, unsigned column) const;  // Error(corrupt) if the cell is not a value < p
     bool try_get(std::size_t row, unsigned column, gf::Fe& out) const;  // false: an erasure
     void set(std::size_t row, unsigned column, const gf::Fe& v);
+    static void encode(const gf::Fe& v, char* cell);  // the kCellChars characters of a cell
     std::string_view cell_text(std::size_t row, unsigned column) const;
     // True if `other` has this capacity and every cell of `slot` equal.
     bool same_slot(const Matrix& other, unsigned slot) const;
@@ -162,6 +164,18 @@ struct SlotWrite {
 };
 void write_slots(Matrix& m, std::span<const SlotWrite> writes, Rng& rng,
                  const std::function<void(std::size_t)>& block_done = {});
+// Where write_slots can put each block's cells instead of the matrix (format
+// 2): a buffer per block, the writes' columns one after another in the order
+// of block_ranges (slot by slot, share by share), each holding the block's
+// rows. A block's rows before a write's first_row are copied from the matrix.
+// The matrix itself is left without those cells.
+class BlockOut {
+public:
+    virtual ~BlockOut() = default;
+    virtual char* take(std::size_t bytes) = 0;              // a buffer (may wait for one)
+    virtual void done(std::size_t block, char* cells) = 0;  // filled
+};
+void write_slots(Matrix& m, std::span<const SlotWrite> writes, Rng& rng, BlockOut& out);
 inline void write_slot(Matrix& m, unsigned slot, std::span<const std::uint8_t> blob, Rng& rng) {
     const SlotWrite w{slot, blob};
     write_slots(m, std::span(&w, 1), rng);

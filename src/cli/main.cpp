@@ -44,6 +44,14 @@ using shamirfs::cli::default_label;
 
 namespace {
 
+// Each command ends with the process: what a commit wrote is not kept in
+// memory (StoreOptions::keep_written_text).
+StoreOptions cli_options() {
+    StoreOptions o;
+    o.keep_written_text = false;
+    return o;
+}
+
 const char* kUsage =
     "usage: shamirfs [-v|-q] COMMAND ...\n"
     "  create STORAGE [--partitions N] [--labels a,b] [--threshold T] [--shares N] [--slots S]\n"
@@ -297,7 +305,7 @@ int cmd_create(int argc, char** argv, int first) {
 int cmd_cat(int argc, char** argv, int first) {
     Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile"}, {"draft"});
     if (a.positional.size() != 1) throw Error(Errc::usage, "cat needs exactly one STORAGE path");
-    Store store(a.positional[0]);
+    Store store(a.positional[0], cli_options());
     Partition p = open_partition(store, a);
     if (!a.flag("draft")) {
         cli::write_stdout(store.read(p));
@@ -357,7 +365,7 @@ int cmd_update(int argc, char** argv, int first) {
     if (a.all("keyfile").empty() && a.all("passfile").size() > 1) throw Error(Errc::usage, "--passfile given more than once");
     if (a.positional.size() != 2) throw Error(Errc::usage, "update needs STORAGE and NEW.json (or -)");
     cli::DocumentFile source(a.positional[1]);
-    Store store(a.positional[0]);
+    Store store(a.positional[0], cli_options());
     // The document is read, compressed and checked while the KDF runs (none
     // of it needs the key); standard input is read first (a prompt may need it).
     SecureBuffer doc;
@@ -406,7 +414,7 @@ int cmd_edit(int argc, char** argv, int first) {
     Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile"}, {});
     if (a.all("keyfile").empty() && a.all("passfile").size() > 1) throw Error(Errc::usage, "--passfile given more than once");
     if (a.positional.size() != 1) throw Error(Errc::usage, "edit needs exactly one STORAGE path");
-    Store store(a.positional[0]);
+    Store store(a.positional[0], cli_options());
     std::vector<Partition> parts = open_partitions(store, a);
     warn_if_deniable(store, parts.size());
     return cli::edit_document(store, parts[0], others(parts, 1));
@@ -422,7 +430,7 @@ int cmd_merge(int argc, char** argv, int first) {
         std::cout << "nothing to merge: no conflict copies beside " << storage << "\n";
         return exit_code::ok;
     }
-    Store store(storage);
+    Store store(storage, cli_options());
     store.recover();
     std::vector<Partition> parts;
     if (!a.all("keyfile").empty()) parts = open_partitions(store, a);
@@ -456,7 +464,7 @@ int cmd_merge(int argc, char** argv, int first) {
 int cmd_info(int argc, char** argv, int first) {
     Args a = cli::parse_args(argc, argv, first, {}, {"json"});
     if (a.positional.size() != 1) throw Error(Errc::usage, "info needs exactly one STORAGE path");
-    Store store(a.positional[0]);
+    Store store(a.positional[0], cli_options());
     store.recover();
     const Matrix& m = store.load();
     const auto& p = m.params();
@@ -499,7 +507,7 @@ int cmd_fsck(int argc, char** argv, int first) {
     Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile"}, {"repair"});
     if (a.positional.size() != 1) throw Error(Errc::usage, "fsck needs exactly one STORAGE path");
     if (a.value("passfile") && !a.value("keyfile")) throw Error(Errc::usage, "--passfile needs --keyfile");
-    Store store(a.positional[0]);
+    Store store(a.positional[0], cli_options());
     std::optional<Partition> p;
     if (a.value("keyfile")) p = open_partition(store, a);
     FsckReport r = store.fsck(p ? &*p : nullptr, a.flag("repair"));
@@ -534,7 +542,7 @@ int cmd_add(int argc, char** argv, int first) {
     check_label(*label);
     struct stat st;
     if (::stat(key_out->c_str(), &st) == 0) throw Error(Errc::usage, *key_out + " already exists");
-    Store store(a.positional[0]);
+    Store store(a.positional[0], cli_options());
     std::vector<Partition> parts = open_partitions(store, a);
     require_all_unlocked(store, a, "add");
     SecureBuffer pw;
@@ -563,7 +571,7 @@ SecureBuffer new_password(const Args& a, const std::string& what) {
 int cmd_passwd(int argc, char** argv, int first) {
     Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile", "new-passfile"}, {});
     if (a.positional.size() != 1) throw Error(Errc::usage, "passwd needs exactly one STORAGE path");
-    Store store(a.positional[0]);
+    Store store(a.positional[0], cli_options());
     Unlocked u = unlock_one(store, a);
     SecureBuffer npw = new_password(a, "this partition");
     warn_if_deniable(store, 1);
@@ -578,7 +586,7 @@ int cmd_rekey(int argc, char** argv, int first) {
     auto out = a.value("new-key-out");
     if (!out) throw Error(Errc::usage, "rekey needs --new-key-out FILE");
     if (struct stat st; ::stat(out->c_str(), &st) == 0) throw Error(Errc::usage, *out + " already exists");
-    Store store(a.positional[0]);
+    Store store(a.positional[0], cli_options());
     Unlocked u = unlock_one(store, a);  // the partition keeps its password
     warn_if_deniable(store, 1);
     // The new key is on disk before the storage knows it: if the commit fails
@@ -598,7 +606,7 @@ int cmd_rekey(int argc, char** argv, int first) {
 int cmd_shrink(int argc, char** argv, int first) {
     Args a = cli::parse_args(argc, argv, first, {"keyfile", "passfile"}, {"all-unlocked"});
     if (a.positional.size() != 1) throw Error(Errc::usage, "shrink needs exactly one STORAGE path");
-    Store store(a.positional[0]);
+    Store store(a.positional[0], cli_options());
     std::vector<Partition> parts = open_partitions(store, a);
     require_all_unlocked(store, a, "shrink");
     warn_if_deniable(store, parts.size());

@@ -10,13 +10,13 @@
 
 namespace shamirfs {
 
-BigBuffer::BigBuffer(std::size_t capacity) {
+BigBuffer::BigBuffer(std::size_t capacity, bool huge) {
     if (capacity == 0) return;
     constexpr std::size_t kHuge = std::size_t{2} << 20;
     mapped_ = (capacity + kHuge - 1) & ~(kHuge - 1);
     void* p = ::mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
-    ::madvise(p, mapped_, MADV_HUGEPAGE);  // a hint: without huge pages it only costs more faults
+    if (huge) ::madvise(p, mapped_, MADV_HUGEPAGE);  // a hint: without huge pages it only costs more faults
     data_ = static_cast<char*>(p);
     capacity_ = mapped_;
 }

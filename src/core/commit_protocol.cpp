@@ -272,10 +272,13 @@ Swapped write_through_wal(const std::string& storage, std::string_view text, boo
         written = create_new_file(temp);
         const auto t_start = std::chrono::steady_clock::now();
         std::size_t unsynced = 0;
+        bool elsewhere = false;  // some bytes came from outside `text`
         auto put = [&](std::span<const TextRange> ranges) {
             std::size_t total = 0;
             for (const auto& r : ranges) {
-                write_all_at(written.get(), text.substr(r.offset, r.length), r.offset, temp);
+                write_all_at(written.get(), r.from ? std::string_view(r.from, r.length) : text.substr(r.offset, r.length),
+                             r.offset, temp);
+                elsewhere = elsewhere || r.from;
                 total += r.length;
             }
             if ((unsynced += total) >= (std::size_t{4} << 20)) {
@@ -293,7 +296,9 @@ Swapped write_through_wal(const std::string& storage, std::string_view text, boo
             if (total != text.size()) throw Error(Errc::internal, "the new storage was not completed");
         }
         const auto t_written = std::chrono::steady_clock::now();
-        auto hashing = std::async(std::launch::async, [&] { return content_hash(text); });  // while fsync waits
+        auto hashing = std::async(std::launch::async, [&] {  // while fsync waits
+            return elsewhere ? content_hash_of(written.get(), text.size(), temp) : content_hash(text);
+        });
         if (::fsync(written.get()) != 0) throw_errno("cannot fsync " + temp, errno);
         const auto t_synced = std::chrono::steady_clock::now();
         fault::point("after-temp-write");

@@ -50,7 +50,11 @@ Matrix::Matrix(StorageParams params, std::size_t capacity, bool fill_cells) : pa
     first_ = head.size() + 1;
     row_step_ = by_row ? chars + 4 : kCellChars;
     column_step_ = by_row ? kCellChars : chars + 4;
-    text_ = BigBuffer(head, strings * (chars + 4) + tail.size());
+    // (Unfilled, the text is written by share threads, or only its separators
+    // here and the cells through buffers to the file: 4 KiB pages.)
+    text_ = BigBuffer(strings * (chars + 4) + head.size() + tail.size(), fill_cells);
+    text_.resize(head.size());
+    std::memcpy(text_.data(), head.data(), head.size());
     char* out = text_.data() + head.size();
     for (std::size_t i = 0; i < strings; ++i) {
         const bool last = i + 1 == strings;
@@ -101,11 +105,13 @@ gf::Fe Matrix::get(std::size_t row, unsigned column) const {
     return v;
 }
 
-void Matrix::set(std::size_t row, unsigned column, const gf::Fe& v) {
+void Matrix::encode(const gf::Fe& v, char* cell) {
     std::uint8_t b[gf::kBytes];
     gf::to_bytes(v, b);
-    base64::encode(b, cell_ptr(row, column));
+    base64::encode(b, cell);
 }
+
+void Matrix::set(std::size_t row, unsigned column, const gf::Fe& v) { encode(v, cell_ptr(row, column)); }
 
 bool Matrix::same_slot(const Matrix& other, unsigned slot) const {
     if (other.capacity_ != capacity_ || other.params_.shares != params_.shares) return false;
@@ -298,10 +304,13 @@ std::size_t capacity_for(const StorageParams& p, std::size_t current, std::size_
         }
 }
 
-void write_slots(Matrix& m, std::span<const SlotWrite> writes, Rng& rng,
-                 const std::function<void(std::size_t)>& block_done) {
+namespace {
+// write_slots, the cells of each block going to the matrix, or to `out`.
+void write_slots_to(Matrix& m, std::span<const SlotWrite> writes, Rng& rng,
+                    const std::function<void(std::size_t)>& block_done, BlockOut* out) {
     const auto& p = m.params();
     const std::size_t capacity = m.capacity();
+    if (out && p.version < 2) throw Error(Errc::internal, "format 1 rows are written in the matrix");
     std::vector<shamir::Splitter> splitters;
     for (const auto& w : writes) {
         if (w.slot >= p.slots || w.blob.size() % kChunkBytes != 0 || rows_for_chunks(p, w.blob.size() / kChunkBytes) > capacity)
@@ -316,17 +325,43 @@ void write_slots(Matrix& m, std::span<const SlotWrite> writes, Rng& rng,
     on_threads(blocks, next, rng, [&](Rng& r) {
         std::vector<gf::Fe> ys(p.shares), low(p.pack);
         for (std::size_t b; (b = next.fetch_add(1)) < blocks;) {
-            for (std::size_t k = 0; k < writes.size(); ++k)
-                for (std::size_t row = std::max(b * rows_per_block, writes[k].first_row);
-                     row < std::min(capacity, (b + 1) * rows_per_block); ++row) {
+            const std::size_t begin = b * rows_per_block, end = std::min(capacity, begin + rows_per_block);
+            const std::size_t column_bytes = (end - begin) * kCellChars;
+            char* cells = out ? out->take(writes.size() * p.shares * column_bytes) : nullptr;
+            // Where cell (row, share i) of write k goes.
+            auto at = [&](std::size_t k, unsigned i, std::size_t row) {
+                return cells + (k * p.shares + i) * column_bytes + (row - begin) * kCellChars;
+            };
+            for (std::size_t k = 0; k < writes.size(); ++k) {
+                const unsigned first_column = writes[k].slot * p.shares;
+                if (cells)
+                    for (std::size_t row = begin; row < std::min(end, writes[k].first_row); ++row)
+                        for (unsigned i = 0; i < p.shares; ++i)
+                            std::memcpy(at(k, i, row), m.cell_text(row, first_column + i).data(), kCellChars);
+                for (std::size_t row = std::max(begin, writes[k].first_row); row < end; ++row) {
                     row_chunks(writes[k].blob, row, p, low.data(), r);
                     splitters[k].split_packed(low, ys, r);
-                    for (unsigned i = 0; i < p.shares; ++i) m.set(row, writes[k].slot * p.shares + i, ys[i]);
+                    for (unsigned i = 0; i < p.shares; ++i) {
+                        if (cells) Matrix::encode(ys[i], at(k, i, row));
+                        else m.set(row, first_column + i, ys[i]);
+                    }
                 }
+            }
             progress::advance();
-            if (block_done) block_done(b);
+            if (out) out->done(b, cells);
+            else if (block_done) block_done(b);
         }
     });
+}
+}  // namespace
+
+void write_slots(Matrix& m, std::span<const SlotWrite> writes, Rng& rng,
+                 const std::function<void(std::size_t)>& block_done) {
+    write_slots_to(m, writes, rng, block_done, nullptr);
+}
+
+void write_slots(Matrix& m, std::span<const SlotWrite> writes, Rng& rng, BlockOut& out) {
+    write_slots_to(m, writes, rng, {}, &out);
 }
 
 bool read_slot_fast(const Matrix& m, std::span<const std::uint32_t> order, std::size_t rows, std::span<std::uint8_t> out) {

@@ -79,17 +79,37 @@ PartitionKeys keys_of(std::string_view password, const KdfParams& kdf, const Map
 }
 
 // The byte ranges of the new file that are final, handed from the threads
-// that make them to the one that writes the file, in the order they come.
+// that make them to the one that writes the file, in the order they come;
+// with the buffers ranges may point into (BlockOut), which the writer gives
+// back once it has written them.
 class FinalRanges {
 public:
     struct Cancelled {};
-    void push(std::vector<TextRange> more) {
+    // `buffer` (if any, from take()): free again once these ranges are written.
+    void push(std::vector<TextRange> more, char* buffer = nullptr) {
         {
             std::lock_guard lock(mutex_);
             if (cancelled_) throw Cancelled{};  // (the producer stops)
             ready_.insert(ready_.end(), more.begin(), more.end());
+            if (buffer) pending_.push_back(buffer);
         }
         changed_.notify_all();
+    }
+    // A buffer of at least `bytes` for a block's cells; waits while every one
+    // of the few there are is taken or not written yet.
+    char* take(std::size_t bytes) {
+        std::unique_lock lock(mutex_);
+        changed_.wait(lock, [&] { return cancelled_ || !free_.empty() || buffers_.size() < kBuffers; });
+        if (cancelled_) throw Cancelled{};
+        std::vector<char>* b;
+        if (!free_.empty()) {
+            b = free_.back();
+            free_.pop_back();
+        } else {
+            b = buffers_.emplace_back(std::make_unique<std::vector<char>>()).get();
+        }
+        if (b->size() < bytes) b->resize(bytes);
+        return b->data();
     }
     // Nothing more comes: the file is complete, or (`error`) the writer stops
     // with that error.
@@ -103,23 +123,58 @@ public:
     }
     // The writer's side: nothing more is wanted (it failed).
     void cancel() {
-        std::lock_guard lock(mutex_);
-        cancelled_ = true;
+        {
+            std::lock_guard lock(mutex_);
+            cancelled_ = true;
+        }
+        changed_.notify_all();
     }
-    // The writer's side: waits for ranges; nothing once finished.
+    // The writer's side: waits for ranges (the ones it had are written, and
+    // their buffers free again); nothing once finished.
     std::vector<TextRange> next() {
         std::unique_lock lock(mutex_);
+        for (char* data : std::exchange(handed_, {}))
+            for (auto& b : buffers_)
+                if (b->data() == data) free_.push_back(b.get());
+        changed_.notify_all();
         changed_.wait(lock, [&] { return !ready_.empty() || finished_; });
         if (error_) std::rethrow_exception(error_);
+        handed_ = std::exchange(pending_, {});
         return std::exchange(ready_, {});
     }
 
 private:
+    static constexpr std::size_t kBuffers = 6;  // two per share thread, and two being written
     std::mutex mutex_;
     std::condition_variable changed_;
     std::vector<TextRange> ready_;
+    std::vector<std::unique_ptr<std::vector<char>>> buffers_;
+    std::vector<std::vector<char>*> free_;
+    std::vector<char*> pending_, handed_;  // buffers of ranges ready, and of those being written
     bool finished_ = false, cancelled_ = false;
     std::exception_ptr error_;
+};
+
+// write_slots' blocks to the writer, through buffers of its own.
+class ToWriter : public BlockOut {
+public:
+    ToWriter(FinalRanges& ranges, const Matrix& m, std::vector<unsigned> slots)
+        : ranges_(ranges), m_(m), slots_(std::move(slots)) {}
+    char* take(std::size_t bytes) override { return ranges_.take(bytes); }
+    void done(std::size_t block, char* cells) override {
+        auto ranges = m_.block_ranges(slots_, block);
+        const char* from = cells;
+        for (auto& r : ranges) {
+            r.from = from;
+            from += r.length;
+        }
+        ranges_.push(std::move(ranges), cells);
+    }
+
+private:
+    FinalRanges& ranges_;
+    const Matrix& m_;
+    const std::vector<unsigned> slots_;
 };
 
 // A commit whose document needs more rows than the file has: the file is
@@ -415,11 +470,12 @@ CommitResult Store::commit(const Partition& p, PreparedDocument document, std::s
     Rng rng;
     std::vector<std::vector<std::uint8_t>> kept;
     auto writes = writes_for(std::nullopt, keep, rng, kept);
+    const StorageParams params = matrix_->params();
     const std::size_t capacity_before = matrix_->capacity();
     r.estimated_rows = expected_rows(document);
     // Sealed on a thread of its own as soon as it is compressed, while the
     // other slots' cells are made.
-    auto sealing = std::async(std::launch::async, [&, version = matrix_->params().version, meta = next_meta(header->meta)] {
+    auto sealing = std::async(std::launch::async, [&, version = params.version, meta = next_meta(header->meta)] {
         Rng seal_rng;
         return codec::seal(version, document.compressed_.get(), meta, p.keys, seal_rng);
     });
@@ -430,13 +486,14 @@ CommitResult Store::commit(const Partition& p, PreparedDocument document, std::s
         t_shared = write_slots_locked(writes, rng, r, &own, check);
     } catch (const Relayout&) {
         // The blob needs another capacity than the file was laid out for: it
-        // is laid out again, from the rows it had.
+        // is laid out again, from the rows it had (so every new cell is made
+        // again, wherever the first ones went).
         if (matrix_->capacity() > capacity_before) matrix_->shrink(capacity_before);
         writes.push_back({p.slot, blob});
         t_shared = write_slots_locked(writes, rng, r, nullptr, check);
     }
     r.document_bytes = document.bytes().size();
-    r.document_rows = rows_for_chunks(matrix_->params(), blob.size() / kChunkBytes);
+    r.document_rows = rows_for_chunks(params, blob.size() / kChunkBytes);
     r.seconds = since(t0);
     log::info("committed to " + path_);
     log::debug("committed " + std::to_string(r.document_rows) + " rows (capacity " + std::to_string(r.capacity_before) +
@@ -554,6 +611,11 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
     r.capacity_before = m.capacity();
     const std::size_t early_rows = rows_of(m.params(), writes);
     std::vector<SlotWrite> given = writes;  // what a displaced version gets applied again
+    // Unless the written text is kept, the new cells go from small buffers to
+    // the file and never into the matrix: a file laid out again costs no
+    // memory of its size (which is slow to fault in). The matrix is then read
+    // again when next needed.
+    const bool through_buffers = !options_.keep_written_text && m.params().version >= 2;
     try {
         writes = plan_writes(m, std::move(writes), late ? std::optional(late->slot) : std::nullopt,
                              late ? late->expected_rows : 0);
@@ -566,10 +628,17 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
         // touches, at once, however busy the cores are).
         FinalRanges final_ranges;
         final_ranges.push(m.ranges_outside(slots));
+        auto put_slots = [&](std::span<const SlotWrite> these, std::vector<unsigned> their_slots) {
+            if (through_buffers) {
+                ToWriter out(final_ranges, m, their_slots);
+                write_slots(m, these, rng, out);
+            } else {
+                write_slots(m, these, rng, [&](std::size_t b) { final_ranges.push(m.block_ranges(their_slots, b)); });
+            }
+        };
         auto making = std::async(std::launch::async, [&] {
             try {
-                if (!writes.empty())
-                    write_slots(m, writes, rng, [&](std::size_t b) { final_ranges.push(m.block_ranges(early, b)); });
+                if (!writes.empty()) put_slots(writes, early);
                 std::optional<SlotWrite> own;
                 if (late) {
                     own = late->make();
@@ -580,8 +649,7 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
                 if (check) check();
                 if (own) {
                     given.push_back(*own);
-                    write_slots(m, std::span(&*own, 1), rng,
-                                [&](std::size_t b) { final_ranges.push(m.block_ranges(std::span(&own->slot, 1), b)); });
+                    put_slots(std::span(&*own, 1), {own->slot});
                 }
                 t_shared = Clock::now();
                 final_ranges.finish();
@@ -617,8 +685,15 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
             displaced = reapply_on(displaced, given, rng, r);
         }
         r.bytes_written = matrix_->file_text().size();
+        if (through_buffers) {
+            matrix_.reset();
+            loaded_identity_.reset();
+        }
     } catch (const Relayout&) {
-        throw;  // nothing was written to the document's slot; the other slots' new cells stay valid
+        // Nothing was written to the document's slot; the other slots' new
+        // cells are in the matrix, unless they went through buffers (the
+        // caller lays the file out again from the rows it had).
+        throw;
     } catch (...) {
         matrix_.reset();  // the in-memory matrix may no longer match the file: read it again next time
         loaded_identity_.reset();
