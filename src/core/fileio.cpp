@@ -176,27 +176,29 @@ void remove_file(const std::string& path) {
 std::string content_hash(std::string_view data) { return hash_hex(XXH3_128bits(data.data(), data.size())); }
 
 std::string content_hash_of(int fd, std::size_t size, const std::string& what) {
-    // Mapped, the page cache is hashed where it is (a copy of 260 MB costs
-    // about as much as the hash). Only for files of our own that nobody
-    // truncates meanwhile (a read past the end would fault).
-    if (size > 0) {
-        void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
-        if (p != MAP_FAILED) {
-            std::string h = content_hash(std::string_view(static_cast<const char*>(p), size));
-            ::munmap(p, size);
-            return h;
-        }
-    }
     std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> state(XXH3_createState(), XXH3_freeState);
     if (!state || XXH3_128bits_reset(state.get()) != XXH_OK) throw std::bad_alloc();
-    std::vector<char> piece(std::size_t{1} << 20);
+    // A window at a time, mapped: the page cache is hashed where it is (a copy
+    // of 260 MB costs about as much as the hash). Only for files of our own
+    // that nobody truncates meanwhile (a read past the end would fault). A
+    // window that cannot be mapped is read.
+    constexpr std::size_t kWindow = std::size_t{8} << 20;  // a multiple of the page size
+    std::vector<char> piece;
     for (std::size_t at = 0; at < size;) {
-        const ssize_t n = ::pread(fd, piece.data(), std::min(piece.size(), size - at), static_cast<off_t>(at));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) throw_errno("cannot read back " + what, errno);
-        if (n == 0) throw Error(Errc::io, what + " is shorter than what was written");
-        XXH3_128bits_update(state.get(), piece.data(), static_cast<std::size_t>(n));
-        at += static_cast<std::size_t>(n);
+        const std::size_t n = std::min(kWindow, size - at);
+        if (void* p = ::mmap(nullptr, n, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, static_cast<off_t>(at)); p != MAP_FAILED) {
+            XXH3_128bits_update(state.get(), p, n);
+            ::munmap(p, n);
+            at += n;
+            continue;
+        }
+        piece.resize(n);
+        const ssize_t got = ::pread(fd, piece.data(), n, static_cast<off_t>(at));
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) throw_errno("cannot read back " + what, errno);
+        if (got == 0) throw Error(Errc::io, what + " is shorter than what was written");
+        XXH3_128bits_update(state.get(), piece.data(), static_cast<std::size_t>(got));
+        at += static_cast<std::size_t>(got);
     }
     return hash_hex(XXH3_128bits_digest(state.get()));
 }
