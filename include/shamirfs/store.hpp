@@ -262,9 +262,10 @@ private:
     // and the file through the WAL; returns when the shares were made. With
     // `late`, the file is laid out for its expected rows (or as it is) before
     // its blob is there: Relayout is thrown (nothing written to its slot) when
-    // the blob needs another capacity, and the caller calls again without it. `check` (which may refuse the commit: the new file is then
-    // removed) runs on the worker before the late slot's shares, or without
-    // one after the others'.
+    // the blob needs another capacity, and the caller calls again without it.
+    // `check` (which may refuse the commit: the new file is then removed) runs
+    // on the worker before the late slot's shares, or without one after the
+    // others'.
     Clock::time_point write_slots_locked(std::vector<SlotWrite> writes, Rng& rng, CommitResult& r,
                                          const LateWrite* late = nullptr, const std::function<void()>& check = {});
     // Lock held: a sealed blob (of a document of `document_bytes`) into
