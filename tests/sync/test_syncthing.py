@@ -52,6 +52,16 @@ def pair():
         shutil.rmtree(work, ignore_errors=True)
 
 
+def meet_again(a, b):
+    """Paused devices that each committed: each indexes its own commit, then
+    they reconnect, so the two versions meet as a conflict however late the
+    file watcher reports (under load it took over a minute once)."""
+    a.scan(FOLDER)
+    b.scan(FOLDER)
+    a.resume(b)
+    b.resume(a)
+
+
 def commit(folder, keys, label, text):
     r = run("update", folder / "enc.json", "-", *keys.cred(label), input=text)
     assert r.returncode == 0, r.stderr
@@ -84,9 +94,8 @@ def test_concurrent_commits_to_different_partitions_are_both_kept_after_merge(pa
     b.pause(a)
     commit(a_dir, keys, "a", doc("A", 1))
     commit(b_dir, keys, "b", doc("B", 1))
-    a.resume(b)
-    b.resume(a)
-    wait_until(lambda: conflict_copies(a_dir) and conflict_copies(b_dir), timeout=60, what="a conflict copy")
+    meet_again(a, b)
+    wait_until(lambda: conflict_copies(a_dir) and conflict_copies(b_dir), timeout=120, what="a conflict copy")
     wait_in_sync(a_dir, b_dir)
     r = run("merge", a_dir / "enc.json", *keys.cred("a"), *keys.cred("b"))
     assert r.returncode == 0, r.stdout + r.stderr
@@ -104,9 +113,8 @@ def test_the_same_partition_on_both_keeps_the_newer_as_document_the_older_as_dra
     commit(a_dir, keys, "a", doc("A", 2))
     time.sleep(1.1)  # commit times are in seconds: B's is the newer
     commit(b_dir, keys, "a", doc("B", 2))
-    a.resume(b)
-    b.resume(a)
-    wait_until(lambda: conflict_copies(a_dir), timeout=60, what="a conflict copy")
+    meet_again(a, b)
+    wait_until(lambda: conflict_copies(a_dir), timeout=120, what="a conflict copy")
     wait_in_sync(a_dir, b_dir)
     r = run("merge", b_dir / "enc.json", *keys.cred("a"))
     assert r.returncode == 0, r.stdout + r.stderr
