@@ -46,23 +46,17 @@ public:
         if (p_ == end_) return false;
         switch (*p_) {
         case '{':
-            ++p_;
+        case '[': {
+            const bool object = *p_++ == '{';
             skip_ws();
-            if (p_ != end_ && *p_ == '}') {
+            if (p_ != end_ && *p_ == (object ? '}' : ']')) {
                 ++p_;
                 goto after_value;
             }
-            open.push_back(1);
-            goto key;
-        case '[':
-            ++p_;
-            skip_ws();
-            if (p_ != end_ && *p_ == ']') {
-                ++p_;
-                goto after_value;
-            }
-            open.push_back(0);
+            open.push_back(object);
+            if (object) goto key;
             goto value;
+        }
         case '"':
             if (!string()) return false;
             goto after_value;
