@@ -127,6 +127,7 @@ private:
     std::span<const std::uint8_t> document_;
     std::future<codec::Compressed> compressed_;
     std::future<void> checked_;  // Error(invalid_json)
+    std::function<void()> still_valid_;
 };
 
 class Store {
@@ -174,7 +175,10 @@ public:
                         std::span<const Partition* const> keep = {}) {
         return commit(p, prepare(document), keep);
     }
-    PreparedDocument prepare(std::span<const std::uint8_t> document) const;
+    // `still_valid` (if any) runs once the document is compressed and checked,
+    // before the commit is made durable, and may throw to refuse it (a
+    // document read where it lies, which someone changed meanwhile).
+    PreparedDocument prepare(std::span<const std::uint8_t> document, std::function<void()> still_valid = {}) const;
     DryRunResult dry_run(const Partition& p, std::span<const std::uint8_t> document);
     // Keeps `draft` (any text: invalid JSON, empty, or a commit that failed)
     // sealed beside the partition's committed document, or drops the draft

@@ -366,13 +366,14 @@ int cmd_update(int argc, char** argv, int first) {
     if (a.positional.size() != 2) throw Error(Errc::usage, "update needs STORAGE and NEW.json (or -)");
     cli::DocumentFile source(a.positional[1]);
     Store store(a.positional[0], cli_options());
-    // The document is read, compressed and checked while the KDF runs (none
-    // of it needs the key); standard input is read first (a prompt may need it).
-    SecureBuffer doc;
+    // The document is read (a large file: mapped), compressed and checked
+    // while the KDF runs (none of it needs the key); standard input is read
+    // first (a prompt may need it).
+    std::span<const std::uint8_t> doc;
     std::optional<PreparedDocument> prepared;
     auto read_and_prepare = [&] {
-        doc = source.read();
-        if (!a.flag("dry-run")) prepared = store.prepare(doc.bytes());
+        doc = source.bytes();
+        if (!a.flag("dry-run")) prepared = store.prepare(doc, [&] { source.check_unchanged(); });
     };
     std::future<void> reading;
     if (source.is_stdin()) read_and_prepare();
@@ -381,7 +382,7 @@ int cmd_update(int argc, char** argv, int first) {
     if (reading.valid()) reading.get();
     const Partition& p = parts[0];
     if (a.flag("dry-run")) {
-        DryRunResult d = store.dry_run(p, doc.bytes());
+        DryRunResult d = store.dry_run(p, doc);
         std::cout << "dry run: nothing written\n"
                   << "rows now: " << d.rows_now << "\n"
                   << "rows after: " << d.rows_after << "\n"

@@ -1,6 +1,8 @@
 #include "common/credentials.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -11,6 +13,7 @@
 
 #include <sodium.h>
 
+#include "common/exit_codes.hpp"
 #include "shamirfs/error.hpp"
 #include "shamirfs/fileio.hpp"
 
@@ -192,6 +195,56 @@ constexpr std::size_t kMaxDocumentFile = std::size_t{1} << 30;
 
 DocumentFile::DocumentFile(std::string path) : path_(std::move(path)) {
     if (!is_stdin()) file_ = open_to_read(path_, "document");
+}
+
+DocumentFile::~DocumentFile() {
+    if (map_ != nullptr) ::munmap(map_, map_size_);
+}
+
+namespace {
+// A mapped document cut short while it is read faults on the missing pages.
+// Nothing is committed then (the commit's new file is not in place yet, and
+// the next command rolls it back): say so and stop.
+void on_sigbus(int) {
+    static const char kMessage[] = "shamirfs: the document file was truncated while it was read; nothing was committed\n";
+    (void)!::write(2, kMessage, sizeof(kMessage) - 1);
+    ::_exit(exit_code::io);
+}
+
+bool same_file_state(const struct stat& a, const struct stat& b) {
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino && a.st_size == b.st_size &&
+           a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec &&
+           a.st_ctim.tv_sec == b.st_ctim.tv_sec && a.st_ctim.tv_nsec == b.st_ctim.tv_nsec;
+}
+}  // namespace
+
+std::span<const std::uint8_t> DocumentFile::bytes() {
+    if (map_ != nullptr) return {static_cast<const std::uint8_t*>(map_), map_size_};
+    if (!is_stdin() && read_.empty() && ::fstat(file_.get(), &mapped_) == 0 && S_ISREG(mapped_.st_mode) &&
+        static_cast<std::size_t>(mapped_.st_size) >= kMapFrom) {
+        const auto size = static_cast<std::size_t>(mapped_.st_size);
+        if (size > kMaxDocumentFile) throw Error(Errc::too_large, "document " + path_ + " is too large");
+        struct sigaction sa{};
+        sa.sa_handler = on_sigbus;
+        ::sigemptyset(&sa.sa_mask);
+        ::sigaction(SIGBUS, &sa, nullptr);
+        void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, file_.get(), 0);
+        if (m != MAP_FAILED) {
+            ::madvise(m, size, MADV_DONTDUMP);
+            map_ = m;
+            map_size_ = size;
+            return {static_cast<const std::uint8_t*>(map_), map_size_};
+        }
+    }
+    if (read_.empty()) read_ = read();
+    return read_.bytes();
+}
+
+void DocumentFile::check_unchanged() const {
+    if (map_ == nullptr) return;
+    struct stat now{};
+    if (::fstat(file_.get(), &now) != 0 || !same_file_state(now, mapped_))
+        throw Error(Errc::io, "document " + path_ + " changed while it was read; nothing was committed (try again)");
 }
 
 SecureBuffer DocumentFile::read() {

@@ -1,7 +1,11 @@
 // Reading secrets: prompts on the terminal without echo, or files, always into
 // locked memory. Also reading whole documents into locked memory.
 #pragma once
+#include <sys/stat.h>
+
+#include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -42,12 +46,28 @@ SecureBuffer read_document(const std::string& path);
 class DocumentFile {
 public:
     explicit DocumentFile(std::string path);
+    ~DocumentFile();
+    DocumentFile(const DocumentFile&) = delete;
+    DocumentFile& operator=(const DocumentFile&) = delete;
     bool is_stdin() const { return path_ == "-"; }
     SecureBuffer read();
+    // The document's bytes, valid while this object lives. A regular file of
+    // kMapFrom bytes or more is mapped read-only where it lies in the page
+    // cache (nothing is copied; a file's clean pages never go to swap);
+    // anything else is read into locked memory.
+    static constexpr std::size_t kMapFrom = std::size_t{1} << 20;
+    std::span<const std::uint8_t> bytes();
+    // Error(io) when the mapped file was changed since it was mapped (its
+    // bytes may then be a mix of versions); nothing for a document read.
+    void check_unchanged() const;
 
 private:
     std::string path_;
     FileHandle file_;
+    SecureBuffer read_;
+    void* map_ = nullptr;
+    std::size_t map_size_ = 0;
+    struct stat mapped_ {};
 };
 // Writes all bytes to fd 1.
 void write_stdout(const SecureBuffer& data);

@@ -425,9 +425,10 @@ codec::Meta next_meta(codec::Meta m) {
 
 }  // namespace
 
-PreparedDocument Store::prepare(std::span<const std::uint8_t> document) const {
+PreparedDocument Store::prepare(std::span<const std::uint8_t> document, std::function<void()> still_valid) const {
     PreparedDocument d;
     d.document_ = document;
+    d.still_valid_ = std::move(still_valid);
     d.compressed_ = std::async(std::launch::async, [document, level = options_.compression_level] {
         return codec::compress(document, std::nullopt, level);
     });
@@ -480,7 +481,10 @@ CommitResult Store::commit(const Partition& p, PreparedDocument document, std::s
         return codec::seal(version, document.compressed_.get(), meta, p.keys, seal_rng);
     });
     const LateWrite own{p.slot, [&] { return SlotWrite{p.slot, blob = sealing.get()}; }, r.estimated_rows};
-    const auto check = [&] { document.checked_.get(); };
+    const auto check = [&] {
+        document.checked_.get();
+        if (document.still_valid_) document.still_valid_();
+    };
     Clock::time_point t_shared;
     try {
         t_shared = write_slots_locked(writes, rng, r, &own, check);

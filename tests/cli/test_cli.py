@@ -4,6 +4,7 @@ import os
 import re
 import stat
 import subprocess
+import time
 
 from sfs_common import (CHEAP_KDF, DATA, EXIT_AUTH, EXIT_CORRUPT, EXIT_INVALID_JSON, EXIT_IO, EXIT_MALFORMED_KEY,
                         EXIT_USAGE, SHAMIRFS, Storage, run, set_header_field, sha, talk)
@@ -29,6 +30,45 @@ def test_newcomer_story_two_partitions_1mb_round_trip(storage):
         assert field in out
     assert storage.cat("a") == doc
     assert storage.cat("b") == b"{}"
+
+
+def test_large_document_files_go_in_from_where_they_lie(storage, workdir):
+    # A file of 1 MiB and more is read where it lies (mapped, not copied):
+    # the same bytes go in, and invalid JSON is refused as from a pipe.
+    doc = document(3 << 20)
+    f = workdir / "big.json"
+    f.write_bytes(doc)
+    assert run("update", storage.path, f, *storage.cred("a")).returncode == 0
+    assert storage.cat("a") == doc
+    before = sha(storage.path)
+    f.write_bytes(doc[:-5] + b",]}\n")
+    r = run("update", storage.path, f, *storage.cred("a"))
+    assert r.returncode == EXIT_INVALID_JSON and b"invalid JSON at line" in r.stderr
+    assert sha(storage.path) == before
+
+
+def test_a_document_file_changed_while_it_is_read_is_not_committed(storage, workdir):
+    # The password comes through a FIFO, so the command waits for it after it
+    # has mapped the document; the document is appended to meanwhile.
+    doc = document(2 << 20)
+    f = workdir / "big.json"
+    f.write_bytes(doc)
+    fifo = workdir / "pw.fifo"
+    os.mkfifo(fifo)
+    before = sha(storage.path)
+    p = subprocess.Popen([str(SHAMIRFS), "update", str(storage.path), str(f), "--keyfile", str(storage.key("a")),
+                          "--passfile", str(fifo)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1.0)
+    with open(f, "ab") as out:
+        out.write(b" ")
+    fifo.write_bytes(storage.pw["a"].read_bytes())
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == EXIT_IO, err
+    assert b"changed while it was read; nothing was committed" in err
+    assert sha(storage.path) == before
+    assert [x for x in storage.dir.iterdir() if ".shamirfs-tmp" in x.name] == []
+    assert run("update", storage.path, f, *storage.cred("a")).returncode == 0
+    assert storage.cat("a") == doc + b" "
 
 
 def test_create_writes_0600_files_and_prints_keys_without_key_dir(workdir):
