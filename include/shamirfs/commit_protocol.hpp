@@ -11,11 +11,12 @@
 //
 // The log is a small JSON record replaced durably (temp, fsync, rename,
 // directory fsync) at each state:
-//   start  {"wal":2,"state":"start","temp":NAME}
-//   ready  {"wal":2,"state":"ready","temp":NAME,"new":HASH,"base":"DEV:INO"}
+//   start  {"wal":3,"state":"start","temp":NAME}
+//   ready  {"wal":3,"state":"ready","temp":NAME,"new":HASH,"base":"DEV:INO"}
 // NAME is the temp file's name in the storage's directory, HASH the
-// content_hash() of the new file, DEV:INO the identity of the version the
-// commit was made from (optional).
+// page_hash() of the new file (version 2 records, still recovered: its
+// content_hash()), DEV:INO the identity of the version the commit was made
+// from (optional).
 //
 // Every file beside the storage is named ".STORAGE.shamirfs-*" (lock, wal,
 // wal.tmp, tmp-PID-RANDOM), so that one ignore pattern keeps sync tools away

@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <vector>
 
 #include <xxhash.h>
 
@@ -70,10 +72,36 @@ void remove_file(const std::string& path);  // ENOENT is fine
 // against someone choosing the bytes. About 20 times faster than BLAKE2b,
 // which would cost more than the disk write of a large storage.
 std::string content_hash(std::string_view data);
-// The same of the first `size` bytes of an open file of our own (a temp file:
-// it is mapped, and must not be truncated meanwhile).
-std::string content_hash_of(int fd, std::size_t size, const std::string& what);
-// The same, from a digest (of a file hashed piece by piece).
+// 32 hex digits of a digest, high 64 bits first.
 std::string hash_hex(XXH128_hash_t digest);
+
+// The hash a write-ahead log record (version 3) names a new file by: the file
+// is cut into kHashPage-byte pages (the last one shorter), page i's XXH3-128
+// with seed i is added up modulo 2^128, and that sum (16 bytes, big-endian)
+// followed by the file's size (8 bytes, big-endian) is hashed once more with
+// XXH3-128 (32 hex digits, as content_hash). Pages can be hashed in any order,
+// so a file written in pieces is hashed from the bytes as they are written
+// (PageHash), and nothing is read back.
+inline constexpr std::size_t kHashPage = 4096;
+std::string page_hash(std::string_view data);
+class PageHash {
+public:
+    explicit PageHash(std::size_t size) : size_(size) {}
+    // `bytes` were written at `offset`; pieces never overlap (Error(internal)
+    // where that shows).
+    void add(std::size_t offset, std::string_view bytes);
+    // Error(internal) unless every byte was added.
+    std::string digest() const;
+
+private:
+    void add_page(std::size_t index, const char* page, std::size_t length);
+    std::size_t size_, added_ = 0;
+    unsigned __int128 sum_ = 0;
+    struct Partial {
+        std::size_t filled = 0;
+        std::vector<char> bytes;
+    };
+    std::unordered_map<std::size_t, Partial> partial_;  // pages written in part, by index
+};
 
 }  // namespace shamirfs

@@ -28,7 +28,7 @@ private:
     void refill();
     std::array<std::uint8_t, 32> key_{};
     std::uint64_t counter_ = 0;
-    std::array<std::uint8_t, 4096> buf_{};
+    std::array<std::uint8_t, 16384> buf_{};
     std::size_t pos_ = sizeof(buf_);
 };
 

@@ -138,7 +138,7 @@ bool Wal::is_temp_name(const std::string& name) const {
 std::string Wal::temp_path(const std::string& name) const { return dir_ + "/" + name; }
 
 void Wal::write(const WalRecord& r) {
-    nlohmann::ordered_json j = {{"wal", 2}, {"state", r.state}, {"temp", r.temp}};
+    nlohmann::ordered_json j = {{"wal", 3}, {"state", r.state}, {"temp", r.temp}};
     if (r.state == "ready") j["new"] = r.next;
     if (r.state == "ready" && !r.base.empty()) j["base"] = r.base;
     replace_small_file(wal_path_, j.dump() + "\n");
@@ -192,7 +192,7 @@ std::vector<std::string> Wal::recover_record(const std::string& wal_path) {
         try {
             auto j = nlohmann::json::parse(*text);
             version = j.at("wal").get<int>();
-            if (version != 2) why = "unknown WAL version";
+            if (version != 2 && version != 3) why = "unknown WAL version";
             for (auto& [k, v] : j.items())
                 if (k != "wal" && k != "state" && k != "temp" && k != "new" && k != "base")
                     why = "unknown key " + k;
@@ -217,12 +217,14 @@ std::vector<std::string> Wal::recover_record(const std::string& wal_path) {
             act("rolled back an interrupted commit (removed its unfinished new file)");
         } else {
             const auto base = parse_file_id(r.base);
+            // Version 2 named the new file by the XXH3-128 of its bytes.
+            const auto hash = version == 2 ? content_hash : page_hash;
             auto data = read_file(temp);
             auto storage_is_new = [&] {
                 auto current = read_file(storage_);
-                return current && content_hash(*current) == r.next;
+                return current && hash(*current) == r.next;
             };
-            if (data && content_hash(*data) == r.next) {
+            if (data && hash(*data) == r.next) {
                 std::string kept;
                 if (swap_into_place(temp, storage_)) kept = settle_displaced(temp, storage_, base);
                 fsync_dir(dir_);
@@ -272,13 +274,13 @@ Swapped write_through_wal(const std::string& storage, std::string_view text, boo
         written = create_new_file(temp);
         const auto t_start = std::chrono::steady_clock::now();
         std::size_t unsynced = 0;
-        bool elsewhere = false;  // some bytes came from outside `text`
+        PageHash hash(text.size());  // of the bytes as they are written
         auto put = [&](std::span<const TextRange> ranges) {
             std::size_t total = 0;
             for (const auto& r : ranges) {
-                write_all_at(written.get(), r.from ? std::string_view(r.from, r.length) : text.substr(r.offset, r.length),
-                             r.offset, temp);
-                elsewhere = elsewhere || r.from;
+                const std::string_view bytes = r.from ? std::string_view(r.from, r.length) : text.substr(r.offset, r.length);
+                write_all_at(written.get(), bytes, r.offset, temp);
+                hash.add(r.offset, bytes);
                 total += r.length;
             }
             if ((unsynced += total) >= (std::size_t{4} << 20)) {
@@ -295,14 +297,12 @@ Swapped write_through_wal(const std::string& storage, std::string_view text, boo
             for (auto ranges = std::move(first); !ranges.empty(); ranges = next_ranges()) total += put(ranges);
             if (total != text.size()) throw Error(Errc::internal, "the new storage was not completed");
         }
+        const std::string new_hash = hash.digest();
         const auto t_written = std::chrono::steady_clock::now();
-        auto hashing = std::async(std::launch::async, [&] {  // while fsync waits
-            return elsewhere ? content_hash_of(written.get(), text.size(), temp) : content_hash(text);
-        });
         if (::fsync(written.get()) != 0) throw_errno("cannot fsync " + temp, errno);
         const auto t_synced = std::chrono::steady_clock::now();
         fault::point("after-temp-write");
-        wal.write({"ready", name, hashing.get(), base ? to_string(*base) : ""});
+        wal.write({"ready", name, new_hash, base ? to_string(*base) : ""});
         log::debug("new file: written " + log::ms_between(t_start, t_written) + " ms, fsync " + log::ms_between(t_written, t_synced) +
                    " ms, then the WAL record " + log::ms_between(t_synced, std::chrono::steady_clock::now()) + " ms");
         fault::point("after-wal-ready");

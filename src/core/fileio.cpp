@@ -3,13 +3,13 @@
 #include <fcntl.h>
 #include <sodium.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <vector>
 #include <random>
@@ -175,32 +175,47 @@ void remove_file(const std::string& path) {
 
 std::string content_hash(std::string_view data) { return hash_hex(XXH3_128bits(data.data(), data.size())); }
 
-std::string content_hash_of(int fd, std::size_t size, const std::string& what) {
-    std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> state(XXH3_createState(), XXH3_freeState);
-    if (!state || XXH3_128bits_reset(state.get()) != XXH_OK) throw std::bad_alloc();
-    // A window at a time, mapped: the page cache is hashed where it is (a copy
-    // of 260 MB costs about as much as the hash). Only for files of our own
-    // that nobody truncates meanwhile (a read past the end would fault). A
-    // window that cannot be mapped is read.
-    constexpr std::size_t kWindow = std::size_t{8} << 20;  // a multiple of the page size
-    std::vector<char> piece;
-    for (std::size_t at = 0; at < size;) {
-        const std::size_t n = std::min(kWindow, size - at);
-        if (void* p = ::mmap(nullptr, n, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, static_cast<off_t>(at)); p != MAP_FAILED) {
-            XXH3_128bits_update(state.get(), p, n);
-            ::munmap(p, n);
-            at += n;
-            continue;
+void PageHash::add_page(std::size_t index, const char* page, std::size_t length) {
+    const XXH128_hash_t h = XXH3_128bits_withSeed(page, length, index);
+    sum_ += (static_cast<unsigned __int128>(h.high64) << 64) | h.low64;
+}
+
+void PageHash::add(std::size_t offset, std::string_view bytes) {
+    if (offset > size_ || bytes.size() > size_ - offset) throw Error(Errc::internal, "a write beyond the new file's size");
+    const char* from = bytes.data();
+    for (std::size_t at = offset, end = offset + bytes.size(); at < end;) {
+        const std::size_t index = at / kHashPage, start = index * kHashPage,
+                          length = std::min(kHashPage, size_ - start), upto = std::min(end, start + length);
+        if (at == start && upto == start + length) {
+            add_page(index, from, length);
+        } else {
+            Partial& p = partial_[index];
+            p.bytes.resize(length);
+            std::memcpy(p.bytes.data() + (at - start), from, upto - at);
+            if ((p.filled += upto - at) > length) throw Error(Errc::internal, "overlapping writes to the new file");
+            if (p.filled == length) {
+                add_page(index, p.bytes.data(), length);
+                partial_.erase(index);
+            }
         }
-        piece.resize(n);
-        const ssize_t got = ::pread(fd, piece.data(), n, static_cast<off_t>(at));
-        if (got < 0 && errno == EINTR) continue;
-        if (got < 0) throw_errno("cannot read back " + what, errno);
-        if (got == 0) throw Error(Errc::io, what + " is shorter than what was written");
-        XXH3_128bits_update(state.get(), piece.data(), static_cast<std::size_t>(got));
-        at += static_cast<std::size_t>(got);
+        from += upto - at;
+        at = upto;
     }
-    return hash_hex(XXH3_128bits_digest(state.get()));
+    added_ += bytes.size();
+}
+
+std::string PageHash::digest() const {
+    if (added_ != size_ || !partial_.empty()) throw Error(Errc::internal, "the new file was not written whole");
+    unsigned char last[24];
+    for (int i = 0; i < 16; ++i) last[i] = static_cast<unsigned char>(sum_ >> (8 * (15 - i)));
+    for (int i = 0; i < 8; ++i) last[16 + i] = static_cast<unsigned char>(static_cast<std::uint64_t>(size_) >> (8 * (7 - i)));
+    return hash_hex(XXH3_128bits(last, sizeof(last)));
+}
+
+std::string page_hash(std::string_view data) {
+    PageHash h(data.size());
+    h.add(0, data);
+    return h.digest();
 }
 
 std::string hash_hex(XXH128_hash_t h) {

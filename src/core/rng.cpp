@@ -38,8 +38,7 @@ void Rng::fill(std::span<std::uint8_t> out) {
         if (pos_ == buf_.size()) refill();
         std::size_t n = std::min(out.size() - done, buf_.size() - pos_);
         std::memcpy(out.data() + done, buf_.data() + pos_, n);
-        sodium_memzero(buf_.data() + pos_, n);  // no key stream is handed out twice
-        pos_ += n;
+        pos_ += n;  // (no key stream is handed out twice; the next refill overwrites it)
         done += n;
     }
 }
