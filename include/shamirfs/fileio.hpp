@@ -96,7 +96,7 @@ public:
 private:
     void add_page(std::size_t index, const char* page, std::size_t length);
     std::size_t size_, added_ = 0;
-    unsigned __int128 sum_ = 0;
+    std::uint64_t sum_high_ = 0, sum_low_ = 0;  // the sum modulo 2^128
     struct Partial {
         std::size_t filled = 0;
         std::vector<char> bytes;

@@ -177,7 +177,8 @@ std::string content_hash(std::string_view data) { return hash_hex(XXH3_128bits(d
 
 void PageHash::add_page(std::size_t index, const char* page, std::size_t length) {
     const XXH128_hash_t h = XXH3_128bits_withSeed(page, length, index);
-    sum_ += (static_cast<unsigned __int128>(h.high64) << 64) | h.low64;
+    sum_low_ += h.low64;
+    sum_high_ += h.high64 + (sum_low_ < h.low64);  // (the carry)
 }
 
 void PageHash::add(std::size_t offset, std::string_view bytes) {
@@ -207,7 +208,10 @@ void PageHash::add(std::size_t offset, std::string_view bytes) {
 std::string PageHash::digest() const {
     if (added_ != size_ || !partial_.empty()) throw Error(Errc::internal, "the new file was not written whole");
     unsigned char last[24];
-    for (int i = 0; i < 16; ++i) last[i] = static_cast<unsigned char>(sum_ >> (8 * (15 - i)));
+    for (int i = 0; i < 8; ++i) {
+        last[i] = static_cast<unsigned char>(sum_high_ >> (8 * (7 - i)));
+        last[8 + i] = static_cast<unsigned char>(sum_low_ >> (8 * (7 - i)));
+    }
     for (int i = 0; i < 8; ++i) last[16 + i] = static_cast<unsigned char>(static_cast<std::uint64_t>(size_) >> (8 * (7 - i)));
     return hash_hex(XXH3_128bits(last, sizeof(last)));
 }

@@ -492,10 +492,12 @@ TEST_CASE("the page hash of a file written in pieces, in any order, is that of i
     const std::string two = std::string(kHashPage, 'a') + "shamirfs";
     const XXH128_hash_t p0 = XXH3_128bits_withSeed(two.data(), kHashPage, 0),
                         p1 = XXH3_128bits_withSeed(two.data() + kHashPage, 8, 1);
-    const unsigned __int128 sum = ((static_cast<unsigned __int128>(p0.high64) << 64) | p0.low64) +
-                                  ((static_cast<unsigned __int128>(p1.high64) << 64) | p1.low64);
+    const std::uint64_t low = p0.low64 + p1.low64, high = p0.high64 + p1.high64 + (low < p0.low64);
     unsigned char last[24] = {};
-    for (int i = 0; i < 16; ++i) last[i] = static_cast<unsigned char>(sum >> (8 * (15 - i)));
+    for (int i = 0; i < 8; ++i) {
+        last[i] = static_cast<unsigned char>(high >> (8 * (7 - i)));
+        last[8 + i] = static_cast<unsigned char>(low >> (8 * (7 - i)));
+    }
     last[23] = static_cast<unsigned char>(two.size() & 0xff);
     last[22] = static_cast<unsigned char>(two.size() >> 8);
     CHECK(page_hash(two) == hash_hex(XXH3_128bits(last, sizeof(last))));
