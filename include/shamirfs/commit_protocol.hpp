@@ -9,10 +9,11 @@
 // version in meanwhile), it is kept as a conflict copy and handed back, never
 // dropped unseen.
 //
-// The log is a small JSON record replaced durably (temp, fsync, rename,
-// directory fsync) at each state:
-//   start  {"wal":3,"state":"start","temp":NAME}
+// The log is a small JSON record written durably (temp, fsync, rename,
+// directory fsync) once the new file is complete and fsynced:
 //   ready  {"wal":3,"state":"ready","temp":NAME,"new":HASH,"base":"DEV:INO"}
+// (Records of the state "start", which builds before version 3 wrote first,
+// are still recovered: their temp file is removed.)
 // NAME is the temp file's name in the storage's directory, HASH the
 // page_hash() of the new file (version 2 records, still recovered: its
 // content_hash()), DEV:INO the identity of the version the commit was made
@@ -69,7 +70,7 @@ public:
     std::string temp_path(const std::string& name) const;
 
     void write(const WalRecord& r);  // durable
-    void remove();                   // durable
+    void remove(bool durable = true);
 
     // Is there anything for recover() to do (a WAL or temp files)? Needs no lock.
     bool needs_recovery() const;

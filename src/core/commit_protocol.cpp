@@ -144,9 +144,9 @@ void Wal::write(const WalRecord& r) {
     replace_small_file(wal_path_, j.dump() + "\n");
 }
 
-void Wal::remove() {
+void Wal::remove(bool durable) {
     remove_file(wal_path_);
-    fsync_dir(dir_);
+    if (durable) fsync_dir(dir_);
 }
 
 std::vector<std::string> Wal::temp_files() const {
@@ -262,16 +262,19 @@ Swapped write_through_wal(const std::string& storage, std::string_view text, boo
     Wal wal(storage);
     const std::string name = wal.new_temp_name(), temp = wal.temp_path(name);
     bool swapped = false;
-    fault::point("before-wal-start");
-    wal.write({"start", name, "", ""});
-    fault::point("after-wal-start");
+    // No record before the new file is complete: until the "ready" one, a
+    // crash leaves only an unfinished temp file, which recovery removes as
+    // stale (it holds the lock, so no commit is in progress).
+    fault::point("before-temp-create");
     FileHandle written;
+    bool ready = false;
     try {
         // The text is written as far as it is final, while the rest may still
         // be being made. Writeback is started every few MB written (a hint:
         // its errors, if any, come back from fsync), so fsync waits for the
         // tail only.
         written = create_new_file(temp);
+        fault::point("after-temp-create");
         const auto t_start = std::chrono::steady_clock::now();
         std::size_t unsynced = 0;
         PageHash hash(text.size());  // of the bytes as they are written
@@ -303,6 +306,7 @@ Swapped write_through_wal(const std::string& storage, std::string_view text, boo
         const auto t_synced = std::chrono::steady_clock::now();
         fault::point("after-temp-write");
         wal.write({"ready", name, new_hash, base ? to_string(*base) : ""});
+        ready = true;
         log::debug("new file: written " + log::ms_between(t_start, t_written) + " ms, fsync " + log::ms_between(t_written, t_synced) +
                    " ms, then the WAL record " + log::ms_between(t_synced, std::chrono::steady_clock::now()) + " ms");
         fault::point("after-wal-ready");
@@ -315,13 +319,13 @@ Swapped write_through_wal(const std::string& storage, std::string_view text, boo
             swapped = swap_into_place(temp, storage);
         }
     } catch (...) {
-        // Not renamed: roll back now (what recovery would do for "start").
+        // Not renamed: roll back now (what recovery would do).
         ::unlink(temp.c_str());
-        try {
-            wal.remove();
-        } catch (const Error& e) {
-            log::error("could not remove the write-ahead log after a failed commit: " + std::string(e.what()));
-        }
+        if (ready) try {
+                wal.remove();
+            } catch (const Error& e) {
+                log::error("could not remove the write-ahead log after a failed commit: " + std::string(e.what()));
+            }
         throw;
     }
     fault::point("after-rename");
@@ -329,7 +333,9 @@ Swapped write_through_wal(const std::string& storage, std::string_view text, boo
     std::string displaced = swapped ? settle_displaced(temp, storage, base) : "";
     fsync_dir(dir_of(storage));  // if this fails, the WAL stays and recovery completes it
     fault::point("after-dir-fsync");
-    wal.remove();
+    // Not made durable: a record a crash brings back names a storage that is
+    // already in place and complete, which recovery only takes note of.
+    wal.remove(false);
     fault::point("after-wal-remove");
     return {std::move(written), std::move(displaced)};
 }

@@ -17,8 +17,8 @@ from sfs_common import (EXIT_BUSY, EXIT_CORRUPT, EXIT_DAMAGED, EXIT_IO, EXIT_NO_
 
 CRASH_POINTS = {
     # point: which document the storage must hold after recovery
-    "before-wal-start": "old",
-    "after-wal-start": "old",
+    "before-temp-create": "old",
+    "after-temp-create": "old",
     "after-temp-write": "old",
     "after-wal-ready": "new",   # the new file is complete: recovery finishes the rename
     "after-rename": "new",

@@ -313,7 +313,7 @@ def test_kill_9_of_the_daemon_in_a_commit_then_remount_recovers(storage, mount):
     assert not any(".shamirfs-wal" in p.name or ".shamirfs-tmp-" in p.name for p in storage.dir.iterdir())
     again.unmount()
     # kill -9 before the new file is complete: the old document stays.
-    m2 = mount(env={"SHAMIRFS_FAULT": "after-wal-start"})
+    m2 = mount(env={"SHAMIRFS_FAULT": "after-temp-create"})
     with pytest.raises(OSError):
         with open(m2.path("a.json"), "wb") as f:
             f.write(doc("lost"))
