@@ -1,5 +1,6 @@
 // Reading secrets: prompts on the terminal without echo, or files, always into
-// locked memory. Also reading whole documents into locked memory.
+// locked memory. Also reading whole documents into locked memory, or mapping
+// a large one where it lies (DocumentFile::bytes).
 #pragma once
 #include <sys/stat.h>
 
