@@ -55,8 +55,7 @@ void close_in_background(FileHandle h);
 void write_all(int fd, std::string_view data, const std::string& what);
 void write_all_at(int fd, std::string_view data, std::size_t offset, const std::string& what);
 void fsync_dir(const std::string& dir);
-// Creates `path` read-write (a new storage is read back for its hash) with
-// O_EXCL, 0600; Error(io) if it cannot.
+// Creates `path` for writing with O_EXCL, 0600; Error(io) if it cannot.
 FileHandle create_new_file(const std::string& path);
 // Creates `path` (create_new_file), writes, fsyncs and closes it; on failure
 // removes it and throws (Error(no_space) for ENOSPC).

@@ -10,8 +10,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <memory>
-#include <vector>
 #include <random>
 #include <system_error>
 #include <thread>
@@ -115,7 +113,7 @@ void fsync_dir(const std::string& dir) {
 }
 
 FileHandle create_new_file(const std::string& path) {
-    FileHandle fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    FileHandle fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (fd.get() < 0) throw_errno("cannot create " + path, errno);
     return fd;
 }
