@@ -90,7 +90,9 @@ private:
 // Writes `text` as the new version of `storage` through the protocol above;
 // the lock must be held. With `next_ranges`, only the ranges it hands out are
 // written at a time: it waits until more bytes are final and returns them
-// (nothing: done). `must_not_exist`: the storage must not exist (create).
+// (nothing: done); the bytes of the ranges one call returns may be reused
+// once it has been called twice more (they are written by then: one batch
+// stays in flight while the next is fetched). `must_not_exist`: the storage must not exist (create).
 // `base`: the version `text` was made from; a different file found in its
 // place at the swap is kept as a conflict copy, named in `displaced`.
 struct Swapped {

@@ -1,7 +1,9 @@
 // File-system helpers of the core: the storage lock, durable writes, hashing.
 #pragma once
 #include <array>
+#include <memory>
 #include <chrono>
+#include <map>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -80,27 +82,73 @@ std::string hash_hex(XXH128_hash_t digest);
 // followed by the file's size (8 bytes, big-endian) is hashed once more with
 // XXH3-128 (32 hex digits, as content_hash). Pages can be hashed in any order,
 // so a file written in pieces is hashed from the bytes as they are written
-// (PageHash), and nothing is read back.
+// (PagedWriter), and nothing is read back.
 inline constexpr std::size_t kHashPage = 4096;
 std::string page_hash(std::string_view data);
-class PageHash {
+
+// A new file of `size` bytes written in pieces, in any order, at their
+// offsets (pieces never overlap: Error(internal) where that shows). Each page
+// is written and hashed (page_hash) once whole: at once where a piece covers
+// it, else from a copy assembled from the pieces.
+//
+// A file of kDirectFrom bytes or more has its whole pages written with
+// O_DIRECT, up to kDirectQueue requests in flight (Linux AIO): the kernel's
+// copy into the page cache (and its page-cache bookkeeping) would cost about
+// as much CPU time as making the shares, on cores that make them. A page goes
+// from the caller's buffer when that lies in memory as the page in the file,
+// modulo kHashPage (store.cpp lays its buffers out so). The file's blocks are
+// reserved first (so a full disk shows before anything is written). The
+// new file is then not in the page cache: the next process that reads it
+// reads the disk. A smaller file, a file system without O_DIRECT, and the
+// last page go through the page cache, with writeback started every few MB.
+class PagedWriter {
 public:
-    explicit PageHash(std::size_t size) : size_(size) {}
-    // `bytes` were written at `offset`; pieces never overlap (Error(internal)
-    // where that shows).
+    static constexpr std::size_t kDirectFrom = std::size_t{16} << 20, kDirectQueue = 64;
+    // `fd`: the new file, open for writing, empty; `path` names it.
+    PagedWriter(int fd, std::string path, std::size_t size);
+    ~PagedWriter();
+    PagedWriter(const PagedWriter&) = delete;
+    PagedWriter& operator=(const PagedWriter&) = delete;
+    // Adds a piece at `offset`, to the current batch. Its bytes must stay as
+    // they are until the batch is written (see next_batch).
     void add(std::size_t offset, std::string_view bytes);
-    // Error(internal) unless every byte was added.
-    std::string digest() const;
+    // Ends the current batch: its writes are begun, and every earlier batch
+    // is written once this returns (their pieces' buffers may be reused);
+    // Error(io/no_space) if a write failed.
+    void next_batch();
+    bool direct() const { return direct_.get() >= 0; }
+    // Waits for every write, then the page hash; Error(internal) unless every
+    // byte was added.
+    std::string digest();
 
 private:
-    void add_page(std::size_t index, const char* page, std::size_t length);
-    std::size_t size_, added_ = 0;
-    std::uint64_t sum_high_ = 0, sum_low_ = 0;  // the sum modulo 2^128
-    struct Partial {
+    struct Page {
         std::size_t filled = 0;
-        std::vector<char> bytes;
+        std::unique_ptr<char[], void (*)(char*)> bytes{nullptr, nullptr};
     };
-    std::unordered_map<std::size_t, Partial> partial_;  // pages written in part, by index
+    struct Request {
+        std::size_t offset, length;
+        const char* bytes;
+        std::size_t batch;
+    };
+    void hash_pages(std::size_t offset, const char* bytes, std::size_t length);
+    void whole_pages(std::size_t offset, const char* bytes, std::size_t length);
+    void write_buffered(std::size_t offset, const char* bytes, std::size_t length);
+    void start();
+    void reap();
+    void release_aio();
+    int fd_;
+    std::string path_;
+    std::size_t size_, added_ = 0, unsynced_ = 0, batch_ = 0;
+    std::uint64_t sum_high_ = 0, sum_low_ = 0;       // the pages' hashes, summed modulo 2^128
+    std::unordered_map<std::size_t, Page> partial_;  // pages written in part, by index
+    FileHandle direct_;                              // the file again, with O_DIRECT (or none)
+    unsigned long aio_ = 0;                          // the AIO context
+    bool direct_worked_ = false;                     // an O_DIRECT write succeeded
+    std::vector<Request> queued_;
+    std::unordered_map<std::uint64_t, Request> in_flight_;  // by request number
+    std::uint64_t next_request_ = 0;
+    std::map<std::size_t, std::size_t> outstanding_;  // requests in flight, by batch
 };
 
 }  // namespace shamirfs

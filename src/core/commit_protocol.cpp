@@ -270,26 +270,19 @@ Swapped write_through_wal(const std::string& storage, std::string_view text, boo
     bool ready = false;
     try {
         // The text is written as far as it is final, while the rest may still
-        // be being made. Writeback is started every few MB written (a hint:
-        // its errors, if any, come back from fsync), so fsync waits for the
-        // tail only.
+        // be being made (PagedWriter: hashed as it goes, a large file with
+        // O_DIRECT).
         written = create_new_file(temp);
         fault::point("after-temp-create");
         const auto t_start = std::chrono::steady_clock::now();
-        std::size_t unsynced = 0;
-        PageHash hash(text.size());  // of the bytes as they are written
+        PagedWriter out(written.get(), temp, text.size());
         auto put = [&](std::span<const TextRange> ranges) {
             std::size_t total = 0;
             for (const auto& r : ranges) {
-                const std::string_view bytes = r.from ? std::string_view(r.from, r.length) : text.substr(r.offset, r.length);
-                write_all_at(written.get(), bytes, r.offset, temp);
-                hash.add(r.offset, bytes);
+                out.add(r.offset, r.from ? std::string_view(r.from, r.length) : text.substr(r.offset, r.length));
                 total += r.length;
             }
-            if ((unsynced += total) >= (std::size_t{4} << 20)) {
-                ::sync_file_range(written.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
-                unsynced = 0;
-            }
+            out.next_batch();  // (so the ranges next_ranges gave before these are written)
             return total;
         };
         if (!next_ranges) {
@@ -300,7 +293,7 @@ Swapped write_through_wal(const std::string& storage, std::string_view text, boo
             for (auto ranges = std::move(first); !ranges.empty(); ranges = next_ranges()) total += put(ranges);
             if (total != text.size()) throw Error(Errc::internal, "the new storage was not completed");
         }
-        const std::string new_hash = hash.digest();
+        const std::string new_hash = out.digest();
         const auto t_written = std::chrono::steady_clock::now();
         if (::fsync(written.get()) != 0) throw_errno("cannot fsync " + temp, errno);
         const auto t_synced = std::chrono::steady_clock::now();

@@ -1,6 +1,8 @@
 #include "shamirfs/fileio.hpp"
 
 #include <fcntl.h>
+#include <linux/aio_abi.h>
+#include <sys/syscall.h>
 #include <sodium.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -8,11 +10,13 @@
 #include <xxhash.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <random>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 #include "shamirfs/error.hpp"
 #include "shamirfs/log.hpp"
@@ -173,29 +177,95 @@ void remove_file(const std::string& path) {
 
 std::string content_hash(std::string_view data) { return hash_hex(XXH3_128bits(data.data(), data.size())); }
 
-void PageHash::add_page(std::size_t index, const char* page, std::size_t length) {
+namespace {
+void add_to_sum(std::uint64_t& high, std::uint64_t& low, std::size_t index, const char* page, std::size_t length) {
     const XXH128_hash_t h = XXH3_128bits_withSeed(page, length, index);
-    sum_low_ += h.low64;
-    sum_high_ += h.high64 + (sum_low_ < h.low64);  // (the carry)
+    low += h.low64;
+    high += h.high64 + (low < h.low64);  // (the carry)
 }
 
-void PageHash::add(std::size_t offset, std::string_view bytes) {
+std::string sum_digest(std::uint64_t high, std::uint64_t low, std::size_t size) {
+    unsigned char last[24];
+    for (int i = 0; i < 8; ++i) {
+        last[i] = static_cast<unsigned char>(high >> (8 * (7 - i)));
+        last[8 + i] = static_cast<unsigned char>(low >> (8 * (7 - i)));
+        last[16 + i] = static_cast<unsigned char>(static_cast<std::uint64_t>(size) >> (8 * (7 - i)));
+    }
+    return hash_hex(XXH3_128bits(last, sizeof(last)));
+}
+
+constexpr std::size_t kDirectRequest = std::size_t{1} << 20;  // the most one O_DIRECT request writes
+}  // namespace
+
+std::string page_hash(std::string_view data) {
+    std::uint64_t high = 0, low = 0;
+    for (std::size_t at = 0; at < data.size(); at += kHashPage)
+        add_to_sum(high, low, at / kHashPage, data.data() + at, std::min(kHashPage, data.size() - at));
+    return sum_digest(high, low, data.size());
+}
+
+PagedWriter::PagedWriter(int fd, std::string path, std::size_t size) : fd_(fd), path_(std::move(path)), size_(size) {
+    if (size_ < kDirectFrom) return;
+    FileHandle direct(::open(path_.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC));
+    struct stat a{}, b{};
+    if (direct.get() < 0 || ::fstat(fd_, &a) != 0 || ::fstat(direct.get(), &b) != 0 || a.st_ino != b.st_ino ||
+        a.st_dev != b.st_dev)
+        return;  // (no O_DIRECT here: the page cache)
+    // The blocks reserved at once: in place, O_DIRECT writes need no
+    // allocation each, and a full disk shows here.
+    if (::fallocate(fd_, 0, 0, static_cast<off_t>(size_)) != 0) {
+        if (errno == ENOSPC || errno == EDQUOT) throw_errno("cannot write " + path_, errno);
+        if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) return;
+    }
+    aio_context_t ctx = 0;
+    if (::syscall(SYS_io_setup, kDirectQueue, &ctx) != 0) return;
+    aio_ = ctx;
+    direct_ = std::move(direct);
+}
+
+PagedWriter::~PagedWriter() {
+    if (aio_ != 0) ::syscall(SYS_io_destroy, static_cast<aio_context_t>(aio_));  // (waits for what is in flight)
+}
+
+// Nothing is in flight; whatever comes later goes through the page cache.
+// io_destroy waits for an RCU grace period (about 30 ms here), so another
+// thread waits; a process that exits meanwhile does not wait for it again.
+void PagedWriter::release_aio() {
+    direct_ = FileHandle();
+    if (aio_ == 0) return;
+    const auto ctx = static_cast<aio_context_t>(std::exchange(aio_, 0));
+    try {
+        std::thread([ctx] { ::syscall(SYS_io_destroy, ctx); }).detach();
+    } catch (const std::system_error&) {
+        ::syscall(SYS_io_destroy, ctx);
+    }
+}
+
+void PagedWriter::add(std::size_t offset, std::string_view bytes) {
     if (offset > size_ || bytes.size() > size_ - offset) throw Error(Errc::internal, "a write beyond the new file's size");
     const char* from = bytes.data();
     for (std::size_t at = offset, end = offset + bytes.size(); at < end;) {
         const std::size_t index = at / kHashPage, start = index * kHashPage,
                           length = std::min(kHashPage, size_ - start), upto = std::min(end, start + length);
-        if (at == start && upto == start + length) {
-            add_page(index, from, length);
-        } else {
-            Partial& p = partial_[index];
-            p.bytes.resize(length);
-            std::memcpy(p.bytes.data() + (at - start), from, upto - at);
-            if ((p.filled += upto - at) > length) throw Error(Errc::internal, "overlapping writes to the new file");
-            if (p.filled == length) {
-                add_page(index, p.bytes.data(), length);
-                partial_.erase(index);
-            }
+        if (at == start && upto == start + length) {  // whole pages, as far as they go
+            std::size_t run_end = upto;
+            while (run_end < end && run_end + std::min(kHashPage, size_ - run_end) <= end)
+                run_end += std::min(kHashPage, size_ - run_end);
+            whole_pages(at, from, run_end - at);
+            from += run_end - at;
+            at = run_end;
+            continue;
+        }
+        Page& p = partial_[index];
+        if (!p.bytes)
+            p.bytes = {static_cast<char*>(std::aligned_alloc(kHashPage, kHashPage)), [](char* c) { std::free(c); }};
+        if (!p.bytes) throw std::bad_alloc();
+        std::memcpy(p.bytes.get() + (at - start), from, upto - at);
+        if ((p.filled += upto - at) > length) throw Error(Errc::internal, "overlapping writes to the new file");
+        if (p.filled == length) {  // (through the page cache: a request of its own would cost as much as a piece's)
+            hash_pages(start, p.bytes.get(), length);
+            write_buffered(start, p.bytes.get(), length);
+            partial_.erase(index);
         }
         from += upto - at;
         at = upto;
@@ -203,21 +273,116 @@ void PageHash::add(std::size_t offset, std::string_view bytes) {
     added_ += bytes.size();
 }
 
-std::string PageHash::digest() const {
-    if (added_ != size_ || !partial_.empty()) throw Error(Errc::internal, "the new file was not written whole");
-    unsigned char last[24];
-    for (int i = 0; i < 8; ++i) {
-        last[i] = static_cast<unsigned char>(sum_high_ >> (8 * (7 - i)));
-        last[8 + i] = static_cast<unsigned char>(sum_low_ >> (8 * (7 - i)));
-    }
-    for (int i = 0; i < 8; ++i) last[16 + i] = static_cast<unsigned char>(static_cast<std::uint64_t>(size_) >> (8 * (7 - i)));
-    return hash_hex(XXH3_128bits(last, sizeof(last)));
+void PagedWriter::hash_pages(std::size_t offset, const char* bytes, std::size_t length) {
+    for (std::size_t at = 0; at < length; at += kHashPage)
+        add_to_sum(sum_high_, sum_low_, (offset + at) / kHashPage, bytes + at, std::min(kHashPage, length - at));
 }
 
-std::string page_hash(std::string_view data) {
-    PageHash h(data.size());
-    h.add(0, data);
-    return h.digest();
+void PagedWriter::whole_pages(std::size_t offset, const char* bytes, std::size_t length) {
+    hash_pages(offset, bytes, length);
+    if (!direct() || reinterpret_cast<std::uintptr_t>(bytes) % kHashPage != 0 || length % kHashPage != 0) {
+        write_buffered(offset, bytes, length);
+        return;
+    }
+    for (std::size_t at = 0; at < length; at += kDirectRequest) {
+        queued_.push_back({offset + at, std::min(kDirectRequest, length - at), bytes + at, batch_});
+        if (queued_.size() == kDirectQueue) start();
+    }
+}
+
+void PagedWriter::write_buffered(std::size_t offset, const char* bytes, std::size_t length) {
+    write_all_at(fd_, std::string_view(bytes, length), offset, path_);
+    if ((unsynced_ += length) >= (std::size_t{4} << 20)) {
+        ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);  // a hint: errors come back from fsync
+        unsynced_ = 0;
+    }
+}
+
+// Submits what is queued (O_DIRECT, asynchronous), waiting only while
+// kDirectQueue requests are in flight.
+void PagedWriter::start() {
+    while (!queued_.empty()) {
+        while (in_flight_.size() >= kDirectQueue) reap();
+        if (!direct()) {  // (O_DIRECT turned out not to work: reap)
+            for (const Request& r : std::exchange(queued_, {})) write_buffered(r.offset, r.bytes, r.length);
+            return;
+        }
+        const std::size_t n = std::min(kDirectQueue - in_flight_.size(), queued_.size());
+        std::vector<iocb> blocks(n);
+        std::vector<iocb*> pointers(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            const Request& r = queued_[i];
+            iocb& b = blocks[i];
+            b.aio_data = next_request_;
+            b.aio_lio_opcode = IOCB_CMD_PWRITE;
+            b.aio_fildes = static_cast<std::uint32_t>(direct_.get());
+            b.aio_buf = reinterpret_cast<std::uintptr_t>(r.bytes);
+            b.aio_nbytes = r.length;
+            b.aio_offset = static_cast<std::int64_t>(r.offset);
+            pointers[i] = &b;
+            in_flight_.emplace(next_request_++, r);
+        }
+        std::size_t submitted = 0;
+        while (submitted < n) {
+            const long got = ::syscall(SYS_io_submit, static_cast<aio_context_t>(aio_), n - submitted, pointers.data() + submitted);
+            if (got > 0) submitted += static_cast<std::size_t>(got);
+            else if (got < 0 && errno == EINTR) continue;
+            else break;
+        }
+        for (std::size_t i = submitted; i < n; ++i) {  // not taken: through the page cache
+            in_flight_.erase(blocks[i].aio_data);
+            write_buffered(queued_[i].offset, queued_[i].bytes, queued_[i].length);
+        }
+        for (std::size_t i = 0; i < submitted; ++i) ++outstanding_[queued_[i].batch];
+        queued_.erase(queued_.begin(), queued_.begin() + static_cast<std::ptrdiff_t>(n));
+        if (submitted == 0) direct_ = FileHandle();  // no AIO here: the page cache from now on
+    }
+}
+
+// Waits for at least one request in flight. Where O_DIRECT turns out not to
+// work (EINVAL before any request succeeded: an alignment this file system
+// does not take), the request goes through the page cache, and so does every
+// later one.
+void PagedWriter::reap() {
+    io_event events[kDirectQueue];
+    long n;
+    while ((n = ::syscall(SYS_io_getevents, static_cast<aio_context_t>(aio_), 1, kDirectQueue, events, nullptr)) < 0)
+        if (errno != EINTR) throw_errno("cannot wait for the writes of " + path_, errno);
+    int error = 0;
+    for (long i = 0; i < n; ++i) {
+        const auto it = in_flight_.find(events[i].data);
+        if (it == in_flight_.end()) throw Error(Errc::internal, "an unknown write completed");
+        const Request r = it->second;
+        in_flight_.erase(it);
+        const std::int64_t res = events[i].res;
+        if (res == static_cast<std::int64_t>(r.length)) {
+            direct_worked_ = true;
+        } else if (res == -EINVAL && !direct_worked_) {
+            direct_ = FileHandle();
+            write_buffered(r.offset, r.bytes, r.length);
+        } else if (res < 0) {
+            error = static_cast<int>(-res);
+        } else {  // short: the rest through the page cache
+            const auto done = static_cast<std::size_t>(res);
+            write_buffered(r.offset + done, r.bytes + done, r.length - done);
+        }
+        if (--outstanding_[r.batch] == 0) outstanding_.erase(r.batch);
+    }
+    if (error != 0) throw_errno("cannot write " + path_, error);
+}
+
+void PagedWriter::next_batch() {
+    start();
+    ++batch_;
+    while (!outstanding_.empty() && outstanding_.begin()->first + 1 < batch_) reap();
+}
+
+std::string PagedWriter::digest() {
+    start();
+    while (!in_flight_.empty()) reap();
+    release_aio();
+    if (added_ != size_ || !partial_.empty()) throw Error(Errc::internal, "the new file was not written whole");
+    return sum_digest(sum_high_, sum_low_, size_);
 }
 
 std::string hash_hex(XXH128_hash_t h) {

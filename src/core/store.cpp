@@ -101,14 +101,14 @@ public:
         std::unique_lock lock(mutex_);
         changed_.wait(lock, [&] { return cancelled_ || !free_.empty() || buffers_.size() < kBuffers; });
         if (cancelled_) throw Cancelled{};
-        std::vector<char>* b;
+        BigBuffer* b;
         if (!free_.empty()) {
             b = free_.back();
             free_.pop_back();
         } else {
-            b = buffers_.emplace_back(std::make_unique<std::vector<char>>()).get();
+            b = buffers_.emplace_back(std::make_unique<BigBuffer>()).get();
         }
-        if (b->size() < bytes) b->resize(bytes);
+        if (b->capacity() < bytes) *b = BigBuffer(bytes, false);
         return b->data();
     }
     // Nothing more comes: the file is complete, or (`error`) the writer stops
@@ -129,11 +129,12 @@ public:
         }
         changed_.notify_all();
     }
-    // The writer's side: waits for ranges (the ones it had are written, and
-    // their buffers free again); nothing once finished.
+    // The writer's side: waits for ranges; nothing once finished. The
+    // buffers of the ranges handed out the time before last are written, and
+    // free again (write_through_wal keeps one batch in flight).
     std::vector<TextRange> next() {
         std::unique_lock lock(mutex_);
-        for (char* data : std::exchange(handed_, {}))
+        for (char* data : std::exchange(written_, std::exchange(handed_, {})))
             for (auto& b : buffers_)
                 if (b->data() == data) free_.push_back(b.get());
         changed_.notify_all();
@@ -144,13 +145,13 @@ public:
     }
 
 private:
-    static constexpr std::size_t kBuffers = 6;  // two per share thread, and two being written
+    static constexpr std::size_t kBuffers = 8;  // two per share thread, and two batches being written
     std::mutex mutex_;
     std::condition_variable changed_;
     std::vector<TextRange> ready_;
-    std::vector<std::unique_ptr<std::vector<char>>> buffers_;
-    std::vector<std::vector<char>*> free_;
-    std::vector<char*> pending_, handed_;  // buffers of ranges ready, and of those being written
+    std::vector<std::unique_ptr<BigBuffer>> buffers_;  // page-aligned (write_through_wal writes whole pages directly)
+    std::vector<BigBuffer*> free_;
+    std::vector<char*> pending_, handed_, written_;  // buffers of ranges ready, and of the last two batches handed out
     bool finished_ = false, cancelled_ = false;
     std::exception_ptr error_;
 };
@@ -160,18 +161,31 @@ class ToWriter : public BlockOut {
 public:
     ToWriter(FinalRanges& ranges, const Matrix& m, std::vector<unsigned> slots)
         : ranges_(ranges), m_(m), slots_(std::move(slots)) {}
-    char* take(std::size_t bytes) override { return ranges_.take(bytes); }
+    // Each column where it lies in the file modulo the page size, so that its
+    // whole pages can go to the disk from this buffer (write_through_wal).
+    char* take(std::size_t block, std::size_t column_bytes, std::span<char*> columns) override {
+        auto ranges = m_.block_ranges(slots_, block);
+        if (ranges.size() != columns.size()) throw Error(Errc::internal, "a block's columns do not match its ranges");
+        char* cells = ranges_.take(ranges.size() * stride(column_bytes));
+        place(ranges, cells);
+        for (std::size_t j = 0; j < ranges.size(); ++j) columns[j] = const_cast<char*>(ranges[j].from);
+        return cells;
+    }
     void done(std::size_t block, char* cells) override {
         auto ranges = m_.block_ranges(slots_, block);
-        const char* from = cells;
-        for (auto& r : ranges) {
-            r.from = from;
-            from += r.length;
-        }
+        place(ranges, cells);
         ranges_.push(std::move(ranges), cells);
     }
 
 private:
+    static std::size_t stride(std::size_t column_bytes) {
+        return (column_bytes + 2 * kHashPage - 1) / kHashPage * kHashPage;
+    }
+    static void place(std::vector<TextRange>& ranges, char* cells) {
+        for (std::size_t j = 0; j < ranges.size(); ++j)
+            ranges[j].from = cells + j * stride(ranges[j].length) + ranges[j].offset % kHashPage;
+    }
+
     FinalRanges& ranges_;
     const Matrix& m_;
     const std::vector<unsigned> slots_;
