@@ -90,17 +90,17 @@ private:
 // Writes `text` as the new version of `storage` through the protocol above;
 // the lock must be held. With `next_ranges`, only the ranges it hands out are
 // written at a time: it waits until more bytes are final and returns them
-// (nothing: done); the bytes of the ranges one call returns may be reused
-// once it has been called twice more (they are written by then: one batch
-// stays in flight while the next is fetched). `must_not_exist`: the storage must not exist (create).
+// (nothing: done); the bytes of the ranges one call returns may change once
+// it is called again. `must_not_exist`: the storage must not exist (create).
 // `base`: the version `text` was made from; a different file found in its
 // place at the swap is kept as a conflict copy, named in `displaced`.
+// `skip_page_cache`: the caller keeps the text in memory (PagedWriter).
 struct Swapped {
     FileHandle written;     // the new file, still open
     std::string displaced;  // "" or the conflict copy of an unseen version it replaced
 };
 Swapped write_through_wal(const std::string& storage, std::string_view text, bool must_not_exist,
                           const std::function<std::vector<TextRange>()>& next_ranges = {},
-                          std::optional<FileId> base = std::nullopt);
+                          std::optional<FileId> base = std::nullopt, bool skip_page_cache = false);
 
 }  // namespace shamirfs

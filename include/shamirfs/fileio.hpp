@@ -3,7 +3,6 @@
 #include <array>
 #include <memory>
 #include <chrono>
-#include <map>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -91,31 +90,32 @@ std::string page_hash(std::string_view data);
 // is written and hashed (page_hash) once whole: at once where a piece covers
 // it, else from a copy assembled from the pieces.
 //
-// A file of kDirectFrom bytes or more has its whole pages written with
-// O_DIRECT, up to kDirectQueue requests in flight (Linux AIO): the kernel's
-// copy into the page cache (and its page-cache bookkeeping) would cost about
-// as much CPU time as making the shares, on cores that make them. A page goes
-// from the caller's buffer when that lies in memory as the page in the file,
-// modulo kHashPage (store.cpp lays its buffers out so). The file's blocks are
-// reserved first (so a full disk shows before anything is written). The
-// new file is then not in the page cache: the next process that reads it
-// reads the disk. A smaller file, a file system without O_DIRECT, and the
-// last page go through the page cache, with writeback started every few MB.
+// Where the caller keeps the file's bytes in memory anyway (the mount: its
+// storage text), a copy in the page cache serves no one, and the kernel's
+// copying cost about as much CPU time as making the shares. With
+// `skip_page_cache`, a file of kDirectFrom bytes or more has its whole pages
+// written with O_DIRECT from the caller's memory where a piece lies in it as
+// in the file modulo kHashPage (a storage text does), up to kDirectQueue
+// requests in flight (Linux AIO), into blocks reserved first (a full disk
+// shows before anything is written). Everything else goes through the page
+// cache, with writeback started every few MB: a smaller file, assembled
+// pages, the last page, a file system without O_DIRECT or AIO, and a process
+// that ends after its command (the next one reads the new file from the page
+// cache).
 class PagedWriter {
 public:
     static constexpr std::size_t kDirectFrom = std::size_t{16} << 20, kDirectQueue = 64;
     // `fd`: the new file, open for writing, empty; `path` names it.
-    PagedWriter(int fd, std::string path, std::size_t size);
+    // `skip_page_cache`: O_DIRECT where it applies (see above).
+    PagedWriter(int fd, std::string path, std::size_t size, bool skip_page_cache);
     ~PagedWriter();
     PagedWriter(const PagedWriter&) = delete;
     PagedWriter& operator=(const PagedWriter&) = delete;
-    // Adds a piece at `offset`, to the current batch. Its bytes must stay as
-    // they are until the batch is written (see next_batch).
+    // Adds a piece at `offset`; its bytes must stay as they are until flush().
     void add(std::size_t offset, std::string_view bytes);
-    // Ends the current batch: its writes are begun, and every earlier batch
-    // is written once this returns (their pieces' buffers may be reused);
-    // Error(io/no_space) if a write failed.
-    void next_batch();
+    // Waits until every write begun is done (the pieces' buffers may then be
+    // reused); Error(io/no_space) if one failed.
+    void flush();
     bool direct() const { return direct_.get() >= 0; }
     // Waits for every write, then the page hash; Error(internal) unless every
     // byte was added.
@@ -129,7 +129,6 @@ private:
     struct Request {
         std::size_t offset, length;
         const char* bytes;
-        std::size_t batch;
     };
     void hash_pages(std::size_t offset, const char* bytes, std::size_t length);
     void whole_pages(std::size_t offset, const char* bytes, std::size_t length);
@@ -139,7 +138,7 @@ private:
     void release_aio();
     int fd_;
     std::string path_;
-    std::size_t size_, added_ = 0, unsynced_ = 0, batch_ = 0;
+    std::size_t size_, added_ = 0, unsynced_ = 0;
     std::uint64_t sum_high_ = 0, sum_low_ = 0;       // the pages' hashes, summed modulo 2^128
     std::unordered_map<std::size_t, Page> partial_;  // pages written in part, by index
     FileHandle direct_;                              // the file again, with O_DIRECT (or none)
@@ -148,7 +147,6 @@ private:
     std::vector<Request> queued_;
     std::unordered_map<std::uint64_t, Request> in_flight_;  // by request number
     std::uint64_t next_request_ = 0;
-    std::map<std::size_t, std::size_t> outstanding_;  // requests in flight, by batch
 };
 
 }  // namespace shamirfs

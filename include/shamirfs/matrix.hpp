@@ -165,16 +165,14 @@ struct SlotWrite {
 void write_slots(Matrix& m, std::span<const SlotWrite> writes, Rng& rng,
                  const std::function<void(std::size_t)>& block_done = {});
 // Where write_slots can put each block's cells instead of the matrix (format
-// 2): a buffer per block holding the writes' columns in the order of
-// block_ranges (slot by slot, share by share), each `column_bytes` long (the
-// block's rows), where take() puts them. A block's rows before a write's
-// first_row are copied from the matrix. The matrix itself is left without
-// those cells.
+// 2): a buffer per block, the writes' columns one after another in the order
+// of block_ranges (slot by slot, share by share), each holding the block's
+// rows. A block's rows before a write's first_row are copied from the matrix.
+// The matrix itself is left without those cells.
 class BlockOut {
 public:
     virtual ~BlockOut() = default;
-    // A buffer for `block` (may wait for one); where each column starts in it.
-    virtual char* take(std::size_t block, std::size_t column_bytes, std::span<char*> columns) = 0;
+    virtual char* take(std::size_t bytes) = 0;              // a buffer (may wait for one)
     virtual void done(std::size_t block, char* cells) = 0;  // filled
 };
 void write_slots(Matrix& m, std::span<const SlotWrite> writes, Rng& rng, BlockOut& out);

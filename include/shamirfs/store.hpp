@@ -33,10 +33,12 @@ struct StoreOptions {
     int lock_tries = 5;                                   // seed: 5 tries
     std::chrono::milliseconds lock_backoff{100};          // seed: from 0.1 s, doubling, jittered
     // Whether a commit leaves the storage it wrote in memory (for the next
-    // read or commit). Without, the new cells go from small buffers to the
-    // file, so a commit that lays out a large file touches little memory of
-    // its size, and the storage is read again when next needed: for a
-    // process that ends after its command (the CLI).
+    // read or commit); a large one is then written past the page cache
+    // (PagedWriter), which would hold a second copy. Without, the new cells
+    // go from small buffers to the file, so a commit that lays out a large
+    // file touches little memory beyond the page cache its write fills, and
+    // the storage is read again when next needed: for a process that ends
+    // after its command (the CLI), whose successor reads the page cache.
     bool keep_written_text = true;
 };
 

@@ -255,7 +255,8 @@ std::vector<std::string> Wal::recover_record(const std::string& wal_path) {
 }
 
 Swapped write_through_wal(const std::string& storage, std::string_view text, bool must_not_exist,
-                          const std::function<std::vector<TextRange>()>& next_ranges, std::optional<FileId> base) {
+                          const std::function<std::vector<TextRange>()>& next_ranges, std::optional<FileId> base,
+                          bool skip_page_cache) {
     // Nothing is begun before the first bytes are final.
     std::vector<TextRange> first;
     if (next_ranges) first = next_ranges();
@@ -275,14 +276,14 @@ Swapped write_through_wal(const std::string& storage, std::string_view text, boo
         written = create_new_file(temp);
         fault::point("after-temp-create");
         const auto t_start = std::chrono::steady_clock::now();
-        PagedWriter out(written.get(), temp, text.size());
+        PagedWriter out(written.get(), temp, text.size(), skip_page_cache);
         auto put = [&](std::span<const TextRange> ranges) {
             std::size_t total = 0;
             for (const auto& r : ranges) {
                 out.add(r.offset, r.from ? std::string_view(r.from, r.length) : text.substr(r.offset, r.length));
                 total += r.length;
             }
-            out.next_batch();  // (so the ranges next_ranges gave before these are written)
+            out.flush();  // (the ranges' bytes may change once next_ranges is called again)
             return total;
         };
         if (!next_ranges) {

@@ -204,8 +204,9 @@ std::string page_hash(std::string_view data) {
     return sum_digest(high, low, data.size());
 }
 
-PagedWriter::PagedWriter(int fd, std::string path, std::size_t size) : fd_(fd), path_(std::move(path)), size_(size) {
-    if (size_ < kDirectFrom) return;
+PagedWriter::PagedWriter(int fd, std::string path, std::size_t size, bool skip_page_cache)
+    : fd_(fd), path_(std::move(path)), size_(size) {
+    if (!skip_page_cache || size_ < kDirectFrom) return;
     FileHandle direct(::open(path_.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC));
     struct stat a{}, b{};
     if (direct.get() < 0 || ::fstat(fd_, &a) != 0 || ::fstat(direct.get(), &b) != 0 || a.st_ino != b.st_ino ||
@@ -285,7 +286,7 @@ void PagedWriter::whole_pages(std::size_t offset, const char* bytes, std::size_t
         return;
     }
     for (std::size_t at = 0; at < length; at += kDirectRequest) {
-        queued_.push_back({offset + at, std::min(kDirectRequest, length - at), bytes + at, batch_});
+        queued_.push_back({offset + at, std::min(kDirectRequest, length - at), bytes + at});
         if (queued_.size() == kDirectQueue) start();
     }
 }
@@ -333,7 +334,6 @@ void PagedWriter::start() {
             in_flight_.erase(blocks[i].aio_data);
             write_buffered(queued_[i].offset, queued_[i].bytes, queued_[i].length);
         }
-        for (std::size_t i = 0; i < submitted; ++i) ++outstanding_[queued_[i].batch];
         queued_.erase(queued_.begin(), queued_.begin() + static_cast<std::ptrdiff_t>(n));
         if (submitted == 0) direct_ = FileHandle();  // no AIO here: the page cache from now on
     }
@@ -366,20 +366,17 @@ void PagedWriter::reap() {
             const auto done = static_cast<std::size_t>(res);
             write_buffered(r.offset + done, r.bytes + done, r.length - done);
         }
-        if (--outstanding_[r.batch] == 0) outstanding_.erase(r.batch);
     }
     if (error != 0) throw_errno("cannot write " + path_, error);
 }
 
-void PagedWriter::next_batch() {
+void PagedWriter::flush() {
     start();
-    ++batch_;
-    while (!outstanding_.empty() && outstanding_.begin()->first + 1 < batch_) reap();
+    while (!in_flight_.empty()) reap();
 }
 
 std::string PagedWriter::digest() {
-    start();
-    while (!in_flight_.empty()) reap();
+    flush();
     release_aio();
     if (added_ != size_ || !partial_.empty()) throw Error(Errc::internal, "the new file was not written whole");
     return sum_digest(sum_high_, sum_low_, size_);

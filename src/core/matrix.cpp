@@ -324,14 +324,13 @@ void write_slots_to(Matrix& m, std::span<const SlotWrite> writes, Rng& rng,
     // codewords of random chunks; every thread writes only its blocks' cells.
     on_threads(blocks, next, rng, [&](Rng& r) {
         std::vector<gf::Fe> ys(p.shares), low(p.pack);
-        std::vector<char*> columns(writes.size() * p.shares);
         for (std::size_t b; (b = next.fetch_add(1)) < blocks;) {
             const std::size_t begin = b * rows_per_block, end = std::min(capacity, begin + rows_per_block);
             const std::size_t column_bytes = (end - begin) * kCellChars;
-            char* cells = out ? out->take(b, column_bytes, columns) : nullptr;
+            char* cells = out ? out->take(writes.size() * p.shares * column_bytes) : nullptr;
             // Where cell (row, share i) of write k goes.
             auto at = [&](std::size_t k, unsigned i, std::size_t row) {
-                return columns[k * p.shares + i] + (row - begin) * kCellChars;
+                return cells + (k * p.shares + i) * column_bytes + (row - begin) * kCellChars;
             };
             for (std::size_t k = 0; k < writes.size(); ++k) {
                 const unsigned first_column = writes[k].slot * p.shares;

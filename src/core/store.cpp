@@ -101,14 +101,14 @@ public:
         std::unique_lock lock(mutex_);
         changed_.wait(lock, [&] { return cancelled_ || !free_.empty() || buffers_.size() < kBuffers; });
         if (cancelled_) throw Cancelled{};
-        BigBuffer* b;
+        std::vector<char>* b;
         if (!free_.empty()) {
             b = free_.back();
             free_.pop_back();
         } else {
-            b = buffers_.emplace_back(std::make_unique<BigBuffer>()).get();
+            b = buffers_.emplace_back(std::make_unique<std::vector<char>>()).get();
         }
-        if (b->capacity() < bytes) *b = BigBuffer(bytes, false);
+        if (b->size() < bytes) b->resize(bytes);
         return b->data();
     }
     // Nothing more comes: the file is complete, or (`error`) the writer stops
@@ -129,12 +129,11 @@ public:
         }
         changed_.notify_all();
     }
-    // The writer's side: waits for ranges; nothing once finished. The
-    // buffers of the ranges handed out the time before last are written, and
-    // free again (write_through_wal keeps one batch in flight).
+    // The writer's side: waits for ranges (the ones it had are written, and
+    // their buffers free again); nothing once finished.
     std::vector<TextRange> next() {
         std::unique_lock lock(mutex_);
-        for (char* data : std::exchange(written_, std::exchange(handed_, {})))
+        for (char* data : std::exchange(handed_, {}))
             for (auto& b : buffers_)
                 if (b->data() == data) free_.push_back(b.get());
         changed_.notify_all();
@@ -145,13 +144,13 @@ public:
     }
 
 private:
-    static constexpr std::size_t kBuffers = 8;  // two per share thread, and two batches being written
+    static constexpr std::size_t kBuffers = 6;  // two per share thread, and two being written
     std::mutex mutex_;
     std::condition_variable changed_;
     std::vector<TextRange> ready_;
-    std::vector<std::unique_ptr<BigBuffer>> buffers_;  // page-aligned (write_through_wal writes whole pages directly)
-    std::vector<BigBuffer*> free_;
-    std::vector<char*> pending_, handed_, written_;  // buffers of ranges ready, and of the last two batches handed out
+    std::vector<std::unique_ptr<std::vector<char>>> buffers_;
+    std::vector<std::vector<char>*> free_;
+    std::vector<char*> pending_, handed_;  // buffers of ranges ready, and of those being written
     bool finished_ = false, cancelled_ = false;
     std::exception_ptr error_;
 };
@@ -161,31 +160,18 @@ class ToWriter : public BlockOut {
 public:
     ToWriter(FinalRanges& ranges, const Matrix& m, std::vector<unsigned> slots)
         : ranges_(ranges), m_(m), slots_(std::move(slots)) {}
-    // Each column where it lies in the file modulo the page size, so that its
-    // whole pages can go to the disk from this buffer (write_through_wal).
-    char* take(std::size_t block, std::size_t column_bytes, std::span<char*> columns) override {
-        auto ranges = m_.block_ranges(slots_, block);
-        if (ranges.size() != columns.size()) throw Error(Errc::internal, "a block's columns do not match its ranges");
-        char* cells = ranges_.take(ranges.size() * stride(column_bytes));
-        place(ranges, cells);
-        for (std::size_t j = 0; j < ranges.size(); ++j) columns[j] = const_cast<char*>(ranges[j].from);
-        return cells;
-    }
+    char* take(std::size_t bytes) override { return ranges_.take(bytes); }
     void done(std::size_t block, char* cells) override {
         auto ranges = m_.block_ranges(slots_, block);
-        place(ranges, cells);
+        const char* from = cells;
+        for (auto& r : ranges) {
+            r.from = from;
+            from += r.length;
+        }
         ranges_.push(std::move(ranges), cells);
     }
 
 private:
-    static std::size_t stride(std::size_t column_bytes) {
-        return (column_bytes + 2 * kHashPage - 1) / kHashPage * kHashPage;
-    }
-    static void place(std::vector<TextRange>& ranges, char* cells) {
-        for (std::size_t j = 0; j < ranges.size(); ++j)
-            ranges[j].from = cells + j * stride(ranges[j].length) + ranges[j].offset % kHashPage;
-    }
-
     FinalRanges& ranges_;
     const Matrix& m_;
     const std::vector<unsigned> slots_;
@@ -293,7 +279,7 @@ std::string Store::write_locked(std::string_view text, bool must_not_exist,
                                 const std::function<std::vector<TextRange>()>& next_ranges) {
     std::optional<FileId> base;
     if (loaded_identity_) base = FileId{loaded_identity_->dev, loaded_identity_->ino};
-    Swapped s = write_through_wal(path_, text, must_not_exist, next_ranges, base);
+    Swapped s = write_through_wal(path_, text, must_not_exist, next_ranges, base, options_.keep_written_text);
     loaded_identity_ = identity_of(s.written.get());  // what we wrote is what is loaded now
     close_in_background(std::exchange(pinned_, std::move(s.written)));
     return s.displaced;

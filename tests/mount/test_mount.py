@@ -45,6 +45,30 @@ def test_readers(m):
     os.unlink(m.path("copy.json"))
 
 
+def test_a_large_commit_skips_the_page_cache_and_reads_back(m, mount):
+    """A storage of 16 MiB or more is written by the mount with O_DIRECT:
+    the bytes, the storage's hash in the WAL and a remount all agree."""
+    rnd = os.urandom(1_500_000).hex()  # hex: zstd halves it at best, so the storage is > 16 MiB
+    content = ('{"marker": "%s", "blob": "%s", "n": 1}\n' % (MARKER, rnd)).encode()
+    src = f"/dev/shm/sfs-large-{os.getpid()}.json"  # (plaintext stays in memory)
+    b = open(m.path("b.json"), "rb").read()
+    try:
+        for n in (1, 2):
+            body = content.replace(b'"n": 1', b'"n": %d' % n)
+            with open(src, "wb") as f:
+                f.write(body)
+            assert sh(f"cp {src} {m.path('a.json')}").returncode == 0
+            assert m.storage.path.stat().st_size >= 16 << 20
+            assert m.storage.cat("a") == body
+            assert open(m.path("a.json"), "rb").read() == body
+    finally:
+        os.unlink(src)
+    m.unmount()
+    again = mount()
+    assert open(again.path("a.json"), "rb").read() == content.replace(b'"n": 1', b'"n": 2')
+    assert open(again.path("b.json"), "rb").read() == b
+
+
 def test_tail_f_sees_an_append(m):
     a = m.path("a.json")
     tail = subprocess.Popen(["tail", "-f", str(a)], stdout=subprocess.PIPE)

@@ -482,7 +482,7 @@ TEST_CASE("a file written in pieces, in any order, holds its bytes and has their
         std::shuffle(pieces.begin(), pieces.end(), gen);
         const std::string path = dir.file("new" + std::to_string(size));
         FileHandle fd = create_new_file(path);
-        PagedWriter w(fd.get(), path, size);
+        PagedWriter w(fd.get(), path, size, true);
         struct statfs fs{};
         if (size >= PagedWriter::kDirectFrom && ::statfs(path.c_str(), &fs) == 0 && fs.f_type == EXT4_SUPER_MAGIC)
             CHECK(w.direct());  // (here the whole pages of the aligned pieces skip the page cache)
@@ -490,7 +490,7 @@ TEST_CASE("a file written in pieces, in any order, holds its bytes and has their
             if (i + 1 == pieces.size() && size > 0) CHECK(error_of([&] { (void)w.digest(); }) == Errc::internal);  // not whole yet
             const auto [at, n] = pieces[i];
             w.add(at, i % 3 == 2 ? std::string_view(copy).substr(at, n) : text.view().substr(at, n));
-            if (i % 4 == 3) w.next_batch();
+            if (i % 4 == 3) w.flush();
         }
         CHECK(w.digest() == whole);
         fd = FileHandle();
@@ -506,7 +506,7 @@ TEST_CASE("a file written in pieces, in any order, holds its bytes and has their
         // past the end at once.
         const std::string again = dir.file("again" + std::to_string(size));
         FileHandle fd2 = create_new_file(again);
-        PagedWriter twice(fd2.get(), again, size);
+        PagedWriter twice(fd2.get(), again, size, true);
         twice.add(0, copy);
         CHECK(error_of([&] {
                   twice.add(0, std::string_view(copy).substr(0, 1));
