@@ -124,7 +124,7 @@ public:
 private:
     struct Page {
         std::size_t filled = 0;
-        std::unique_ptr<char[], void (*)(char*)> bytes{nullptr, nullptr};
+        std::unique_ptr<char[]> bytes;
     };
     struct Request {
         std::size_t offset, length;

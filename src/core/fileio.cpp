@@ -10,7 +10,6 @@
 #include <xxhash.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -258,9 +257,7 @@ void PagedWriter::add(std::size_t offset, std::string_view bytes) {
             continue;
         }
         Page& p = partial_[index];
-        if (!p.bytes)
-            p.bytes = {static_cast<char*>(std::aligned_alloc(kHashPage, kHashPage)), [](char* c) { std::free(c); }};
-        if (!p.bytes) throw std::bad_alloc();
+        if (!p.bytes) p.bytes = std::make_unique_for_overwrite<char[]>(length);
         std::memcpy(p.bytes.get() + (at - start), from, upto - at);
         if ((p.filled += upto - at) > length) throw Error(Errc::internal, "overlapping writes to the new file");
         if (p.filled == length) {  // (through the page cache: a request of its own would cost as much as a piece's)
