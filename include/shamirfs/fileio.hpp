@@ -130,7 +130,6 @@ private:
         std::size_t offset, length;
         const char* bytes;
     };
-    void hash_pages(std::size_t offset, const char* bytes, std::size_t length);
     void whole_pages(std::size_t offset, const char* bytes, std::size_t length);
     void write_buffered(std::size_t offset, const char* bytes, std::size_t length);
     void start();

@@ -177,10 +177,14 @@ void remove_file(const std::string& path) {
 std::string content_hash(std::string_view data) { return hash_hex(XXH3_128bits(data.data(), data.size())); }
 
 namespace {
-void add_to_sum(std::uint64_t& high, std::uint64_t& low, std::size_t index, const char* page, std::size_t length) {
-    const XXH128_hash_t h = XXH3_128bits_withSeed(page, length, index);
-    low += h.low64;
-    high += h.high64 + (low < h.low64);  // (the carry)
+// Adds the page hashes of `length` bytes at `offset` (whole pages, the last
+// one possibly the file's short one) to the sum modulo 2^128.
+void add_pages(std::uint64_t& high, std::uint64_t& low, std::size_t offset, const char* bytes, std::size_t length) {
+    for (std::size_t at = 0; at < length; at += kHashPage) {
+        const XXH128_hash_t h = XXH3_128bits_withSeed(bytes + at, std::min(kHashPage, length - at), (offset + at) / kHashPage);
+        low += h.low64;
+        high += h.high64 + (low < h.low64);  // (the carry)
+    }
 }
 
 std::string sum_digest(std::uint64_t high, std::uint64_t low, std::size_t size) {
@@ -198,8 +202,7 @@ constexpr std::size_t kDirectRequest = std::size_t{1} << 20;  // the most one O_
 
 std::string page_hash(std::string_view data) {
     std::uint64_t high = 0, low = 0;
-    for (std::size_t at = 0; at < data.size(); at += kHashPage)
-        add_to_sum(high, low, at / kHashPage, data.data() + at, std::min(kHashPage, data.size() - at));
+    add_pages(high, low, 0, data.data(), data.size());
     return sum_digest(high, low, data.size());
 }
 
@@ -248,9 +251,7 @@ void PagedWriter::add(std::size_t offset, std::string_view bytes) {
         const std::size_t index = at / kHashPage, start = index * kHashPage,
                           length = std::min(kHashPage, size_ - start), upto = std::min(end, start + length);
         if (at == start && upto == start + length) {  // whole pages, as far as they go
-            std::size_t run_end = upto;
-            while (run_end < end && run_end + std::min(kHashPage, size_ - run_end) <= end)
-                run_end += std::min(kHashPage, size_ - run_end);
+            const std::size_t run_end = end == size_ ? end : end / kHashPage * kHashPage;
             whole_pages(at, from, run_end - at);
             from += run_end - at;
             at = run_end;
@@ -261,7 +262,7 @@ void PagedWriter::add(std::size_t offset, std::string_view bytes) {
         std::memcpy(p.bytes.get() + (at - start), from, upto - at);
         if ((p.filled += upto - at) > length) throw Error(Errc::internal, "overlapping writes to the new file");
         if (p.filled == length) {  // (through the page cache: a request of its own would cost as much as a piece's)
-            hash_pages(start, p.bytes.get(), length);
+            add_pages(sum_high_, sum_low_, start, p.bytes.get(), length);
             write_buffered(start, p.bytes.get(), length);
             partial_.erase(index);
         }
@@ -271,13 +272,8 @@ void PagedWriter::add(std::size_t offset, std::string_view bytes) {
     added_ += bytes.size();
 }
 
-void PagedWriter::hash_pages(std::size_t offset, const char* bytes, std::size_t length) {
-    for (std::size_t at = 0; at < length; at += kHashPage)
-        add_to_sum(sum_high_, sum_low_, (offset + at) / kHashPage, bytes + at, std::min(kHashPage, length - at));
-}
-
 void PagedWriter::whole_pages(std::size_t offset, const char* bytes, std::size_t length) {
-    hash_pages(offset, bytes, length);
+    add_pages(sum_high_, sum_low_, offset, bytes, length);
     if (!direct() || reinterpret_cast<std::uintptr_t>(bytes) % kHashPage != 0 || length % kHashPage != 0) {
         write_buffered(offset, bytes, length);
         return;
@@ -301,7 +297,7 @@ void PagedWriter::write_buffered(std::size_t offset, const char* bytes, std::siz
 void PagedWriter::start() {
     while (!queued_.empty()) {
         while (in_flight_.size() >= kDirectQueue) reap();
-        if (!direct()) {  // (O_DIRECT turned out not to work: reap)
+        if (!direct()) {  // (reap found that O_DIRECT does not work here)
             for (const Request& r : std::exchange(queued_, {})) write_buffered(r.offset, r.bytes, r.length);
             return;
         }
