@@ -98,5 +98,10 @@ std::optional<Header> open_header(unsigned version, std::span<const std::uint8_t
 // authentication failure; Error(damaged) when the authenticated body does not
 // decompress to the stated lengths.
 std::optional<Opened> open_body(std::span<const std::uint8_t> blob, const Header& header, const PartitionKeys& keys);
+// The body's zstd frames, as sealed (authenticated, not decompressed); nothing
+// on authentication failure. seal() takes them again: a partition that
+// another's commit keeps is sealed anew without being decompressed and
+// compressed again.
+std::optional<Compressed> open_frames(std::span<const std::uint8_t> blob, const Header& header, const PartitionKeys& keys);
 
 }  // namespace shamirfs::codec

@@ -2,11 +2,14 @@
 #pragma once
 #include <array>
 #include <memory>
+#include <mutex>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -98,7 +101,9 @@ std::string page_hash(std::string_view data);
 // in the file modulo kHashPage (a storage text does), up to kDirectQueue
 // requests in flight (Linux AIO), into blocks reserved first (a full disk
 // shows before anything is written). Everything else goes through the page
-// cache, with writeback started every few MB: a smaller file, assembled
+// cache, with writeback started every few MB on a thread of its own (the
+// block layer's writeback throttling may make it wait for the disk, and the
+// writer must not: it has the next pieces to copy): a smaller file, assembled
 // pages, the last page, a file system without O_DIRECT or AIO, and a process
 // that ends after its command (the next one reads the new file from the page
 // cache).
@@ -135,6 +140,7 @@ private:
     void start();
     void reap();
     void release_aio();
+    void stop_flusher();
     int fd_;
     std::string path_;
     std::size_t size_, added_ = 0, unsynced_ = 0;
@@ -146,6 +152,15 @@ private:
     std::vector<Request> queued_;
     std::unordered_map<std::uint64_t, Request> in_flight_;  // by request number
     std::uint64_t next_request_ = 0;
+    // Starts the writeback of what is written, on its own thread (from the
+    // first few MB), while the writer goes on.
+    struct Flusher {
+        std::mutex mutex;
+        std::condition_variable wanted;
+        bool pending = false, stop = false;
+        std::thread thread;
+    };
+    std::unique_ptr<Flusher> flusher_;
 };
 
 }  // namespace shamirfs

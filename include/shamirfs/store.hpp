@@ -83,8 +83,9 @@ struct CommitResult {
     std::size_t rows_rewritten = 0;    // rows of this partition's columns rewritten (all rows)
     std::size_t shares_regenerated = 0;
     std::size_t capacity_before = 0, capacity_after = 0;
-    // A large document that needed more rows was expected to need these before
-    // it was compressed (0: no estimate), and the file was laid out for them
+    // A document that needed more rows was expected to need these (0: not
+    // known before it was sealed; exact when it was compressed by then, else
+    // estimated for a large one), and the file was laid out for them
     // meanwhile; when they fall in another capacity class it is laid out again.
     std::size_t estimated_rows = 0;
     std::uint64_t bytes_written = 0;   // size of the new storage file
@@ -127,7 +128,7 @@ public:
 private:
     friend class Store;
     std::span<const std::uint8_t> document_;
-    std::future<codec::Compressed> compressed_;
+    std::shared_future<codec::Compressed> compressed_;
     std::future<void> checked_;  // Error(invalid_json)
     std::function<void()> still_valid_;
 };
@@ -248,12 +249,18 @@ private:
     FileLock lock_for_write();
     FileLock lock_for_commit(const Partition& p, CommitResult& r);
     void refuse_hard_links() const;
+    // Reads the partition's blob (the fast read, then the checked one) and
+    // hands it to `take`, which authenticates it (false: it does not);
+    // Error(damaged) when neither read does, Error(auth_failed) as unlock.
+    void read_blob(const Partition& p, codec::Meta* meta,
+                   const std::function<bool(std::span<const std::uint8_t>, const codec::Header&)>& take);
     // The partition's document sealed again under `keys` (its slot stays),
     // with its draft, or with `*new_draft` instead when given.
     CommitResult reseal_under(const Partition& p, const PartitionKeys& keys, std::span<const Partition* const> keep,
                               const std::optional<std::span<const std::uint8_t>>* new_draft = nullptr);
-    // The rows a large document is expected to need once compressed, when
-    // that is more than the file has and it is not compressed yet; else 0.
+    // The rows the document needs when that is more than the file has (else
+    // 0): exact once it is compressed (the other slots' new rows are then
+    // made while it is sealed); before, estimated for a large document.
     std::size_t expected_rows(PreparedDocument& document) const;
     // A slot write that is still being made (a commit's own document, sealed
     // on another thread) when the file begins to be written: `make` runs

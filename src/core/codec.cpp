@@ -7,9 +7,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "shamirfs/error.hpp"
@@ -21,6 +23,7 @@ constexpr std::string_view kHeaderAd1 = "shamirfs/v1/header";
 constexpr std::string_view kHeaderAd2 = "shamirfs/v2/header";
 constexpr std::uint8_t kZstd = 1;
 constexpr std::uint16_t kFlagDraft = 1;
+constexpr std::size_t kPartFrom = std::size_t{4} << 20;  // the least a part of a text compressed in parts is
 
 void put_u64(std::uint8_t* p, std::uint64_t v) {
     for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
@@ -133,14 +136,44 @@ Header decode_header(unsigned version, const std::uint8_t* in) {
 
 std::string_view header_ad(unsigned version) { return version == 1 ? kHeaderAd1 : kHeaderAd2; }
 
-// zstd frames of `text` appended to `out` at `at` (in locked memory); its
-// length, or nothing when `out` is too small.
-std::optional<std::size_t> compress_into(std::span<const std::uint8_t> text, SecureBuffer& out, std::size_t at, int level) {
+// One zstd frame of `text` in [to, to + room): its length, or nothing when
+// it does not fit.
+std::optional<std::size_t> compress_frame(std::span<const std::uint8_t> text, std::uint8_t* to, std::size_t room, int level) {
     auto cctx = compressors.lease();
-    std::size_t n = ZSTD_compressCCtx(cctx.get(), out.data() + at, out.size() - at, text.data(), text.size(), level);
+    std::size_t n = ZSTD_compressCCtx(cctx.get(), to, room, text.data(), text.size(), level);
     if (ZSTD_isError(n) && ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall) return std::nullopt;
     if (ZSTD_isError(n)) throw Error(Errc::internal, std::string("zstd: ") + ZSTD_getErrorName(n));
     return n;
+}
+
+// zstd frames of `text` appended to `out` at `at` (in locked memory); their
+// length, or nothing when `out` is too small. A large text is cut in parts,
+// one per core, compressed at once each into its share of the room, then
+// moved together: a commit waits for its document's compression (man
+// shamirfs.5: the frames one after the other are the document).
+std::optional<std::size_t> compress_into(std::span<const std::uint8_t> text, SecureBuffer& out, std::size_t at, int level) {
+    const std::size_t parts =
+        std::clamp<std::size_t>(std::min<std::size_t>(std::thread::hardware_concurrency(), text.size() / kPartFrom), 1, 4);
+    const std::size_t room = (out.size() - at) / parts, part = text.size() / parts;
+    if (parts == 1) return compress_frame(text, out.data() + at, out.size() - at, level);
+    std::vector<std::future<std::optional<std::size_t>>> made;
+    for (std::size_t i = 0; i < parts; ++i)
+        made.push_back(std::async(std::launch::async, [&, i] {
+            return compress_frame(text.subspan(i * part, i + 1 == parts ? std::dynamic_extent : part),
+                                  out.data() + at + i * room, room, level);
+        }));
+    std::optional<std::size_t> total = 0;
+    for (std::size_t i = 0; i < parts; ++i) {
+        const auto n = made[i].get();
+        if (!n || !total) {
+            total.reset();
+            continue;
+        }
+        std::memmove(out.data() + at + *total, out.data() + at + i * room, *n);
+        *total += *n;
+    }
+    if (!total) return compress_frame(text, out.data() + at, out.size() - at, level);  // (a part that did not fit its share)
+    return total;
 }
 
 SecureBuffer decompress(const std::uint8_t* in, std::size_t n, std::size_t expect) {
@@ -246,17 +279,23 @@ std::optional<Header> open_header(unsigned version, std::span<const std::uint8_t
     return decode_header(version, header);
 }
 
-std::optional<Opened> open_body(std::span<const std::uint8_t> blob, const Header& h, const PartitionKeys& keys) {
+std::optional<Compressed> open_frames(std::span<const std::uint8_t> blob, const Header& h, const PartitionKeys& keys) {
     if (blob.size() < h.blob_bytes()) throw Error(Errc::damaged, "sealed document is truncated");
     const std::size_t hb = header_bytes(h.version), clen = h.compressed_len + h.draft_compressed_len;
     std::uint8_t header[header_bytes(2)];
     encode_header(h, header);
-    SecureBuffer compressed(clen);
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(compressed.data(), nullptr, nullptr, blob.data() + prefix_bytes(h.version),
+    Compressed c{SecureBuffer(clen), h.document_len, h.compressed_len, h.has_draft, h.draft_len, h.draft_compressed_len};
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(c.frames.data(), nullptr, nullptr, blob.data() + prefix_bytes(h.version),
                                                    clen + kTag, header, hb, blob.data(), keys.body_key.data()) != 0)
         return std::nullopt;
-    Opened out{decompress(compressed.data(), h.compressed_len, h.document_len), std::nullopt};
-    if (h.has_draft) out.draft = decompress(compressed.data() + h.compressed_len, h.draft_compressed_len, h.draft_len);
+    return c;
+}
+
+std::optional<Opened> open_body(std::span<const std::uint8_t> blob, const Header& h, const PartitionKeys& keys) {
+    auto c = open_frames(blob, h, keys);
+    if (!c) return std::nullopt;
+    Opened out{decompress(c->frames.data(), h.compressed_len, h.document_len), std::nullopt};
+    if (h.has_draft) out.draft = decompress(c->frames.data() + h.compressed_len, h.draft_compressed_len, h.draft_len);
     return out;
 }
 

@@ -227,6 +227,7 @@ PagedWriter::PagedWriter(int fd, std::string path, std::size_t size, bool skip_p
 }
 
 PagedWriter::~PagedWriter() {
+    stop_flusher();
     if (aio_ != 0) ::syscall(SYS_io_destroy, static_cast<aio_context_t>(aio_));  // (waits for what is in flight)
 }
 
@@ -286,10 +287,44 @@ void PagedWriter::whole_pages(std::size_t offset, const char* bytes, std::size_t
 
 void PagedWriter::write_buffered(std::size_t offset, const char* bytes, std::size_t length) {
     write_all_at(fd_, std::string_view(bytes, length), offset, path_);
-    if ((unsynced_ += length) >= (std::size_t{4} << 20)) {
-        ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);  // a hint: errors come back from fsync
-        unsynced_ = 0;
+    if ((unsynced_ += length) < (std::size_t{4} << 20)) return;
+    unsynced_ = 0;
+    if (!flusher_) {
+        flusher_ = std::make_unique<Flusher>();
+        try {
+            flusher_->thread = std::thread([f = flusher_.get(), fd = fd_] {
+                std::unique_lock lock(f->mutex);
+                for (;;) {
+                    f->wanted.wait(lock, [f] { return f->pending || f->stop; });
+                    if (f->stop) return;
+                    f->pending = false;
+                    lock.unlock();
+                    ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);  // a hint: errors come back from fsync
+                    lock.lock();
+                }
+            });
+        } catch (const std::system_error&) {  // (no thread: the writer starts the writeback itself)
+            flusher_.reset();
+            ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+            return;
+        }
     }
+    {
+        std::lock_guard lock(flusher_->mutex);
+        flusher_->pending = true;
+    }
+    flusher_->wanted.notify_one();
+}
+
+void PagedWriter::stop_flusher() {
+    if (!flusher_) return;
+    {
+        std::lock_guard lock(flusher_->mutex);
+        flusher_->stop = true;
+    }
+    flusher_->wanted.notify_one();
+    flusher_->thread.join();
+    flusher_.reset();
 }
 
 // Submits what is queued (O_DIRECT, asynchronous), waiting only while
@@ -371,6 +406,7 @@ void PagedWriter::flush() {
 std::string PagedWriter::digest() {
     flush();
     release_aio();
+    stop_flusher();
     if (added_ != size_ || !partial_.empty()) throw Error(Errc::internal, "the new file was not written whole");
     return sum_digest(sum_high_, sum_low_, size_);
 }

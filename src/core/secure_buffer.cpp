@@ -4,10 +4,13 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <new>
 #include <utility>
+#include <vector>
 
 #include "shamirfs/error.hpp"
 #include "shamirfs/log.hpp"
@@ -27,6 +30,33 @@ void lock_failed() {
 }
 
 constexpr std::size_t kLargeFrom = std::size_t{1} << 20;
+
+// A large buffer's pages are locked as they are first touched: a buffer sized
+// for the worst case (a compression's output) costs only what is used, and
+// locking does not hold the process's memory map for the whole range while
+// other threads wait to fault in theirs.
+bool lock_on_fault(void* p, std::size_t n) {
+    if (::mlock2(p, n, MLOCK_ONFAULT) == 0) return true;
+    return errno != EINVAL && errno != ENOSYS ? false : ::mlock(p, n) == 0;  // (a kernel without MLOCK_ONFAULT)
+}
+
+// Wipes the pages of [p, p + n) that were ever touched (the others were never
+// given memory); p is page-aligned.
+void wipe_touched(std::uint8_t* p, std::size_t n) {
+    const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)), pages = (n + page - 1) / page;
+    std::vector<unsigned char> resident(pages);
+    if (::mincore(p, n, resident.data()) != 0) return sodium_memzero(p, n);
+    for (std::size_t i = 0; i < pages;) {
+        if (!(resident[i] & 1)) {
+            ++i;
+            continue;
+        }
+        std::size_t j = i;
+        while (j < pages && (resident[j] & 1)) ++j;
+        sodium_memzero(p + i * page, std::min(n, j * page) - i * page);
+        i = j;
+    }
+}
 }  // namespace
 
 bool memory_lock_failed() { return g_lock_failed; }
@@ -51,7 +81,7 @@ SecureBuffer::SecureBuffer(std::size_t size) {
             throw std::bad_alloc();
         }
         ::madvise(mapping_, mapped_, MADV_DONTDUMP);
-        if (::mlock(p, rounded) != 0) lock_failed();  // (a fresh mapping is already zero)
+        if (!lock_on_fault(p, rounded)) lock_failed();  // (a fresh mapping is already zero)
         data_ = p;
         size_ = size;
         return;
@@ -96,12 +126,13 @@ void SecureBuffer::shrink(std::size_t new_size) {
 }
 
 void SecureBuffer::relock() noexcept {
-    if (data_ != nullptr && sodium_mlock(data_, size_) != 0) lock_failed();
+    if (data_ != nullptr && !(mapping_ != nullptr ? lock_on_fault(data_, size_) : sodium_mlock(data_, size_) == 0))
+        lock_failed();
 }
 
 void SecureBuffer::release() noexcept {
     if (mapping_ != nullptr) {
-        sodium_memzero(data_, size_);  // shrink() wiped the rest
+        wipe_touched(data_, size_);   // shrink() wiped the rest
         ::munmap(mapping_, mapped_);   // and unlocks
     } else if (data_ != nullptr) {
         sodium_free(data_);  // wipes and unlocks

@@ -121,7 +121,22 @@ public:
         }
         changed_.notify_all();
     }
-    // The writer's side: nothing more is wanted (it failed).
+    // While held, the threads that make the other slots' cells (those that
+    // yield) wait before their next block: the cells the commit waits for,
+    // its own document's, are made first.
+    void hold(bool on) {
+        {
+            std::lock_guard lock(mutex_);
+            held_ = on;
+        }
+        changed_.notify_all();
+    }
+    void yield() {
+        std::unique_lock lock(mutex_);
+        changed_.wait(lock, [&] { return cancelled_ || !held_; });
+        if (cancelled_) throw Cancelled{};
+    }
+    // Nothing more is wanted (the writer failed, or the commit stops).
     void cancel() {
         {
             std::lock_guard lock(mutex_);
@@ -151,16 +166,19 @@ private:
     std::vector<std::unique_ptr<std::vector<char>>> buffers_;
     std::vector<std::vector<char>*> free_;
     std::vector<char*> pending_, handed_;  // buffers of ranges ready, and of those being written
-    bool finished_ = false, cancelled_ = false;
+    bool finished_ = false, cancelled_ = false, held_ = false;
     std::exception_ptr error_;
 };
 
 // write_slots' blocks to the writer, through buffers of its own.
 class ToWriter : public BlockOut {
 public:
-    ToWriter(FinalRanges& ranges, const Matrix& m, std::vector<unsigned> slots)
-        : ranges_(ranges), m_(m), slots_(std::move(slots)) {}
-    char* take(std::size_t bytes) override { return ranges_.take(bytes); }
+    ToWriter(FinalRanges& ranges, const Matrix& m, std::vector<unsigned> slots, bool yields)
+        : ranges_(ranges), m_(m), slots_(std::move(slots)), yields_(yields) {}
+    char* take(std::size_t bytes) override {
+        if (yields_) ranges_.yield();
+        return ranges_.take(bytes);
+    }
     void done(std::size_t block, char* cells) override {
         auto ranges = m_.block_ranges(slots_, block);
         const char* from = cells;
@@ -175,6 +193,7 @@ private:
     FinalRanges& ranges_;
     const Matrix& m_;
     const std::vector<unsigned> slots_;
+    const bool yields_;
 };
 
 // A commit whose document needs more rows than the file has: the file is
@@ -390,7 +409,8 @@ Partition Store::unlock(const MapKey& key, std::string_view password) {
     return p;
 }
 
-codec::Opened Store::open(const Partition& p, codec::Meta* meta) {
+void Store::read_blob(const Partition& p, codec::Meta* meta,
+                      const std::function<bool(std::span<const std::uint8_t>, const codec::Header&)>& take) {
     const Matrix& m = matrix();
     auto h = header_of(m, p);
     if (!h) {
@@ -400,13 +420,18 @@ codec::Opened Store::open(const Partition& p, codec::Meta* meta) {
     const std::size_t rows = rows_for_chunks(m.params(), h->chunks());
     if (rows > m.capacity()) throw Error(Errc::damaged, "sealed document is longer than the storage");
     for (bool checked : {false, true}) {
-        auto blob = read_rows(m, p, rows, checked);
-        if (auto opened = codec::open_body(blob, *h, p.keys)) {
+        if (take(read_rows(m, p, rows, checked), *h)) {
             if (meta) *meta = h->meta;
-            return std::move(*opened);
+            return;
         }
     }
     throw Error(Errc::damaged, damaged_message(m));
+}
+
+codec::Opened Store::open(const Partition& p, codec::Meta* meta) {
+    std::optional<codec::Opened> opened;
+    read_blob(p, meta, [&](auto blob, const auto& h) { return (opened = codec::open_body(blob, h, p.keys)).has_value(); });
+    return std::move(*opened);
 }
 
 SecureBuffer Store::read(const Partition& p) { return std::move(open(p).document); }
@@ -430,24 +455,28 @@ PreparedDocument Store::prepare(std::span<const std::uint8_t> document, std::fun
     d.document_ = document;
     d.still_valid_ = std::move(still_valid);
     d.compressed_ = std::async(std::launch::async, [document, level = options_.compression_level] {
-        return codec::compress(document, std::nullopt, level);
-    });
+                        return codec::compress(document, std::nullopt, level);
+                    }).share();
     d.checked_ = std::async(std::launch::async, [document] { require_valid_json(document); });
     return d;
 }
 
 std::size_t Store::expected_rows(PreparedDocument& document) const {
     const auto& params = matrix_->params();
-    const std::size_t size = document.bytes().size();
-    // Only where it matters: a large document, not compressed yet, that
-    // would need more rows than the file has if it did not compress at all.
     codec::Header h;
     h.version = params.version;
-    h.compressed_len = size;
-    if (size < codec::kEstimateFrom || document.compressed_.wait_for(std::chrono::seconds(0)) == std::future_status::ready ||
-        rows_for_chunks(params, h.chunks()) <= matrix_->capacity())
-        return 0;
-    h.compressed_len = codec::estimate_compressed(document.bytes(), options_.compression_level);
+    if (document.compressed_.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+        const codec::Compressed& c = document.compressed_.get();  // (exact)
+        h.compressed_len = c.compressed_len;
+        h.draft_compressed_len = c.draft_compressed_len;
+    } else {
+        // Only where it matters: a large document that would need more rows
+        // than the file has if it did not compress at all.
+        const std::size_t size = document.bytes().size();
+        h.compressed_len = size;
+        if (size < codec::kEstimateFrom || rows_for_chunks(params, h.chunks()) <= matrix_->capacity()) return 0;
+        h.compressed_len = codec::estimate_compressed(document.bytes(), options_.compression_level);
+    }
     const std::size_t rows = rows_for_chunks(params, h.chunks());
     return rows > matrix_->capacity() && rows <= kMaxCapacity ? rows : 0;
 }
@@ -550,7 +579,8 @@ std::vector<SlotWrite> Store::writes_for(std::optional<SlotWrite> own, std::span
     if (own) writes.push_back(*own);
     if (matrix_->params().mode != StorageMode::deniable) return writes;
     // Deniable: the other unlocked partitions keep their text (and draft, label,
-    // generation) under a fresh nonce; a slot to keep that no longer opens
+    // generation) under a fresh nonce, their compressed frames sealed again
+    // as they are (not decompressed); a slot to keep that no longer opens
     // (another device's commit erased it) is said and left to the random fill.
     blobs.clear();
     blobs.reserve(keep.size());  // the writes point into it
@@ -558,11 +588,11 @@ std::vector<SlotWrite> Store::writes_for(std::optional<SlotWrite> own, std::span
         if (own && q->slot == own->slot) throw Error(Errc::internal, "a kept partition is the committing one");
         codec::Meta meta;
         try {
-            codec::Opened o = open(*q, &meta);
-            std::optional<std::span<const std::uint8_t>> draft;
-            if (o.draft) draft = o.draft->bytes();
-            blobs.push_back(codec::seal(matrix_->params().version, o.document.bytes(), draft, meta, q->keys, rng,
-                                        options_.compression_level));
+            std::optional<codec::Compressed> frames;
+            read_blob(*q, &meta, [&](auto blob, const auto& h) {
+                return (frames = codec::open_frames(blob, h, q->keys)).has_value();
+            });
+            blobs.push_back(codec::seal(matrix_->params().version, *frames, meta, q->keys, rng));
         } catch (const Error& e) {
             if (e.code() != Errc::auth_failed && e.code() != Errc::damaged) throw;
             log::warn("an unlocked partition no longer opens and is not kept by this commit: " + std::string(e.what()));
@@ -632,17 +662,29 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
         // touches, at once, however busy the cores are).
         FinalRanges final_ranges;
         final_ranges.push(m.ranges_outside(slots));
-        auto put_slots = [&](std::span<const SlotWrite> these, std::vector<unsigned> their_slots) {
+        // (`yields`: the other slots' cells, made meanwhile, which wait while
+        // the commit's own are made.)
+        auto put_slots = [&](std::span<const SlotWrite> these, std::vector<unsigned> their_slots, Rng& r, bool yields) {
             if (through_buffers) {
-                ToWriter out(final_ranges, m, their_slots);
-                write_slots(m, these, rng, out);
+                ToWriter out(final_ranges, m, their_slots, yields);
+                write_slots(m, these, r, out);
             } else {
-                write_slots(m, these, rng, [&](std::size_t b) { final_ranges.push(m.block_ranges(their_slots, b)); });
+                write_slots(m, these, r, [&](std::size_t b) {
+                    final_ranges.push(m.block_ranges(their_slots, b));
+                    if (yields) final_ranges.yield();
+                });
             }
         };
         auto making = std::async(std::launch::async, [&] {
+            std::future<void> others;  // the other slots' cells, while the own document is sealed
             try {
-                if (!writes.empty()) put_slots(writes, early);
+                if (!writes.empty() && late)
+                    others = std::async(std::launch::async, [&] {
+                        Rng others_rng;
+                        put_slots(writes, early, others_rng, true);
+                    });
+                else if (!writes.empty())
+                    put_slots(writes, early, rng, false);
                 std::optional<SlotWrite> own;
                 if (late) {
                     own = late->make();
@@ -653,12 +695,22 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
                 if (check) check();
                 if (own) {
                     given.push_back(*own);
-                    put_slots(std::span(&*own, 1), {own->slot});
+                    final_ranges.hold(true);
+                    put_slots(std::span(&*own, 1), {own->slot}, rng, false);
+                    final_ranges.hold(false);
                 }
+                if (others.valid()) others.get();
                 t_shared = Clock::now();
                 final_ranges.finish();
             } catch (...) {
                 final_ranges.finish(std::current_exception());
+                if (others.valid()) {
+                    final_ranges.cancel();
+                    try {
+                        others.get();
+                    } catch (...) {
+                    }
+                }
                 throw;
             }
         });

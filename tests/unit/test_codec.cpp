@@ -1,4 +1,7 @@
 #include <catch2/catch.hpp>
+#include <zstd.h>
+
+#include <thread>
 
 #include "helpers.hpp"
 #include "shamirfs/codec.hpp"
@@ -164,4 +167,39 @@ TEST_CASE("a text that does not compress is sealed too (the larger compression b
     CHECK(std::equal(noise.begin(), noise.end(), back->document.data()));
     REQUIRE(back->draft);
     CHECK(std::equal(draft.begin(), draft.end(), back->draft->data()));
+}
+
+// A large document is compressed in parts, one frame each, on as many cores
+// as there are (up to 4, parts of at least 4 MiB); the frames one after the
+// other are the document. A part that does not fit its share of the buffer
+// (noise) leaves the document in one frame.
+TEST_CASE("a large document is compressed in parts, one zstd frame each, and opens whole", "[codec]") {
+    version = 2;
+    Rng rng;
+    auto k = keys_from(7);
+    const std::string json = testutil::make_document(9u << 20, 9);
+    std::vector<std::uint8_t> noise(9u << 20);
+    rng.fill(noise);
+    const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
+    for (const auto doc : {testutil::bytes(json), std::span<const std::uint8_t>(noise)}) {
+        const bool compressible = doc.data() != noise.data();
+        INFO((compressible ? "JSON" : "noise"));
+        const codec::Compressed c = codec::compress(doc, std::nullopt);
+        std::size_t frames = 0, content = 0;
+        for (std::size_t at = 0; at < c.compressed_len; ++frames) {
+            const std::size_t n = ZSTD_findFrameCompressedSize(c.frames.data() + at, c.compressed_len - at);
+            REQUIRE_FALSE(ZSTD_isError(n));
+            content += ZSTD_getFrameContentSize(c.frames.data() + at, n);
+            at += n;
+        }
+        CHECK(content == doc.size());
+        if (compressible) CHECK(frames == std::min<std::size_t>(cores, 2));
+        CHECK(frames >= 1);
+        auto blob = codec::seal(2, doc, std::nullopt, {}, k, rng);
+        auto h = codec::open_header(2, first(blob), k);
+        REQUIRE(h);
+        auto back = codec::open_body(blob, *h, k);
+        REQUIRE(back);
+        CHECK(std::equal(doc.begin(), doc.end(), back->document.data()));
+    }
 }

@@ -461,8 +461,9 @@ TEST_CASE("a file written in pieces, in any order, holds its bytes and has their
     testutil::TempDir dir;
     std::mt19937_64 gen(7);
     const std::size_t large = PagedWriter::kDirectFrom + 3 * kHashPage + 17;  // O_DIRECT, the last page short
+    // (5 MiB: through the page cache, its writeback started on the writer's thread of its own)
     for (std::size_t size : {std::size_t{0}, std::size_t{1}, kHashPage - 1, kHashPage, 3 * kHashPage + 17, std::size_t{200000},
-                             large}) {
+                             std::size_t{5} << 20, large}) {
         INFO("size " << size);
         // The text in page-aligned memory (as a storage's text is), and a copy
         // that is not: pieces from either.
