@@ -14,8 +14,13 @@ namespace shamirfs {
 
 class SecureBuffer {
 public:
+    // How much of a large buffer is written: all of it (its pages are locked,
+    // hence given memory, at once: cheaper than a fault per page), or a part
+    // of unknown size (a buffer sized for the worst case: its pages are
+    // locked as they are first touched, and only those are wiped).
+    enum class Use { whole, part };
     SecureBuffer() = default;
-    explicit SecureBuffer(std::size_t size);
+    explicit SecureBuffer(std::size_t size, Use use = Use::whole);
     SecureBuffer(const void* data, std::size_t size);
     ~SecureBuffer();
     SecureBuffer(SecureBuffer&& other) noexcept;
@@ -43,6 +48,7 @@ private:
     std::size_t size_ = 0;
     void* mapping_ = nullptr;  // a large buffer's own mapping (nullptr: sodium_malloc)
     std::size_t mapped_ = 0;
+    bool part_ = false;  // Use::part
 };
 
 // True once some allocation could not be locked (RLIMIT_MEMLOCK too small).

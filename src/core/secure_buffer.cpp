@@ -31,13 +31,14 @@ void lock_failed() {
 
 constexpr std::size_t kLargeFrom = std::size_t{1} << 20;
 
-// A large buffer's pages are locked as they are first touched: a buffer sized
-// for the worst case (a compression's output) costs only what is used, and
-// locking does not hold the process's memory map for the whole range while
-// other threads wait to fault in theirs.
-bool lock_on_fault(void* p, std::size_t n) {
-    if (::mlock2(p, n, MLOCK_ONFAULT) == 0) return true;
-    return errno != EINVAL && errno != ENOSYS ? false : ::mlock(p, n) == 0;  // (a kernel without MLOCK_ONFAULT)
+// Locks a large buffer's pages: at once (Use::whole), or as they are first
+// touched (Use::part: a buffer sized for the worst case costs only what is
+// used, and locking does not hold the process's memory map for the whole
+// range while other threads wait to fault in theirs).
+bool lock_pages(void* p, std::size_t n, bool part) {
+    if (part && ::mlock2(p, n, MLOCK_ONFAULT) == 0) return true;
+    if (part && errno != EINVAL && errno != ENOSYS) return false;
+    return ::mlock(p, n) == 0;  // (also a kernel without MLOCK_ONFAULT)
 }
 
 // Wipes the pages of [p, p + n) that were ever touched (the others were never
@@ -61,7 +62,7 @@ void wipe_touched(std::uint8_t* p, std::size_t n) {
 
 bool memory_lock_failed() { return g_lock_failed; }
 
-SecureBuffer::SecureBuffer(std::size_t size) {
+SecureBuffer::SecureBuffer(std::size_t size, Use use) {
     if (size == 0) return;
     ensure_sodium();
     if (size >= kLargeFrom) {
@@ -81,7 +82,8 @@ SecureBuffer::SecureBuffer(std::size_t size) {
             throw std::bad_alloc();
         }
         ::madvise(mapping_, mapped_, MADV_DONTDUMP);
-        if (!lock_on_fault(p, rounded)) lock_failed();  // (a fresh mapping is already zero)
+        part_ = use == Use::part;
+        if (!lock_pages(p, rounded, part_)) lock_failed();  // (a fresh mapping is already zero)
         data_ = p;
         size_ = size;
         return;
@@ -106,7 +108,8 @@ SecureBuffer::SecureBuffer(SecureBuffer&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
       size_(std::exchange(other.size_, 0)),
       mapping_(std::exchange(other.mapping_, nullptr)),
-      mapped_(std::exchange(other.mapped_, 0)) {}
+      mapped_(std::exchange(other.mapped_, 0)),
+      part_(std::exchange(other.part_, false)) {}
 
 SecureBuffer& SecureBuffer::operator=(SecureBuffer&& other) noexcept {
     if (this != &other) {
@@ -115,6 +118,7 @@ SecureBuffer& SecureBuffer::operator=(SecureBuffer&& other) noexcept {
         size_ = std::exchange(other.size_, 0);
         mapping_ = std::exchange(other.mapping_, nullptr);
         mapped_ = std::exchange(other.mapped_, 0);
+        part_ = std::exchange(other.part_, false);
     }
     return *this;
 }
@@ -126,13 +130,14 @@ void SecureBuffer::shrink(std::size_t new_size) {
 }
 
 void SecureBuffer::relock() noexcept {
-    if (data_ != nullptr && !(mapping_ != nullptr ? lock_on_fault(data_, size_) : sodium_mlock(data_, size_) == 0))
+    if (data_ != nullptr && !(mapping_ != nullptr ? lock_pages(data_, size_, part_) : sodium_mlock(data_, size_) == 0))
         lock_failed();
 }
 
 void SecureBuffer::release() noexcept {
     if (mapping_ != nullptr) {
-        wipe_touched(data_, size_);   // shrink() wiped the rest
+        if (part_) wipe_touched(data_, size_);  // shrink() wiped the rest
+        else sodium_memzero(data_, size_);
         ::munmap(mapping_, mapped_);   // and unlocks
     } else if (data_ != nullptr) {
         sodium_free(data_);  // wipes and unlocks
@@ -141,6 +146,7 @@ void SecureBuffer::release() noexcept {
     size_ = 0;
     mapping_ = nullptr;
     mapped_ = 0;
+    part_ = false;
 }
 
 }  // namespace shamirfs
