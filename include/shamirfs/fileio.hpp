@@ -101,7 +101,7 @@ std::string page_hash(std::string_view data);
 // in the file modulo kHashPage (a storage text does), up to kDirectQueue
 // requests in flight (Linux AIO), into blocks reserved first (a full disk
 // shows before anything is written). Everything else goes through the page
-// cache, with writeback started every few MB on a thread of its own (the
+// cache, with writeback started every MB on a thread of its own (the
 // block layer's writeback throttling may make it wait for the disk, and the
 // writer must not: it has the next pieces to copy): a smaller file, assembled
 // pages, the last page, a file system without O_DIRECT or AIO, and a process
@@ -153,7 +153,7 @@ private:
     std::unordered_map<std::uint64_t, Request> in_flight_;  // by request number
     std::uint64_t next_request_ = 0;
     // Starts the writeback of what is written, on its own thread (from the
-    // first few MB), while the writer goes on.
+    // first MB), while the writer goes on.
     struct Flusher {
         std::mutex mutex;
         std::condition_variable wanted;

@@ -260,8 +260,9 @@ private:
                               const std::optional<std::span<const std::uint8_t>>* new_draft = nullptr);
     // The rows the document needs when that is more than the file has (else
     // 0): exact once it is compressed (the other slots' new rows are then
-    // made while it is sealed); before, estimated for a large document.
-    std::size_t expected_rows(PreparedDocument& document) const;
+    // made while it is sealed); before, estimated for a large document (from
+    // `now`, the header of the version it replaces, or from a sample).
+    std::size_t expected_rows(PreparedDocument& document, const codec::Header& now) const;
     // A slot write that is still being made (a commit's own document, sealed
     // on another thread) when the file begins to be written: `make` runs
     // while the bytes already final go to the disk.

@@ -287,7 +287,7 @@ void PagedWriter::whole_pages(std::size_t offset, const char* bytes, std::size_t
 
 void PagedWriter::write_buffered(std::size_t offset, const char* bytes, std::size_t length) {
     write_all_at(fd_, std::string_view(bytes, length), offset, path_);
-    if ((unsynced_ += length) < (std::size_t{4} << 20)) return;
+    if ((unsynced_ += length) < (std::size_t{1} << 20)) return;
     unsynced_ = 0;
     if (!flusher_) {
         flusher_ = std::make_unique<Flusher>();

@@ -461,7 +461,7 @@ PreparedDocument Store::prepare(std::span<const std::uint8_t> document, std::fun
     return d;
 }
 
-std::size_t Store::expected_rows(PreparedDocument& document) const {
+std::size_t Store::expected_rows(PreparedDocument& document, const codec::Header& now) const {
     const auto& params = matrix_->params();
     codec::Header h;
     h.version = params.version;
@@ -475,6 +475,14 @@ std::size_t Store::expected_rows(PreparedDocument& document) const {
         const std::size_t size = document.bytes().size();
         h.compressed_len = size;
         if (size < codec::kEstimateFrom || rows_for_chunks(params, h.chunks()) <= matrix_->capacity()) return 0;
+        // A new version of a document of about its size (an edit) compresses
+        // as the one it replaces: its ratio, unless that says the file must
+        // grow; then (and for a document unlike the one before) a sample.
+        if (now.document_len >= size / 2 && now.document_len <= size * 2) {
+            h.compressed_len = static_cast<std::size_t>(static_cast<double>(now.compressed_len) /
+                                                        static_cast<double>(now.document_len) * static_cast<double>(size));
+            if (rows_for_chunks(params, h.chunks()) <= matrix_->capacity()) return 0;
+        }
         h.compressed_len = codec::estimate_compressed(document.bytes(), options_.compression_level);
     }
     const std::size_t rows = rows_for_chunks(params, h.chunks());
@@ -502,7 +510,7 @@ CommitResult Store::commit(const Partition& p, PreparedDocument document, std::s
     auto writes = writes_for(std::nullopt, keep, rng, kept);
     const StorageParams params = matrix_->params();
     const std::size_t capacity_before = matrix_->capacity();
-    r.estimated_rows = expected_rows(document);
+    r.estimated_rows = expected_rows(document, *header);
     // Sealed on a thread of its own as soon as it is compressed, while the
     // other slots' cells are made.
     auto sealing = std::async(std::launch::async, [&, version = params.version, meta = next_meta(header->meta)] {
