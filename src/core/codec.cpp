@@ -154,8 +154,8 @@ std::optional<std::size_t> compress_frame(std::span<const std::uint8_t> text, st
 std::optional<std::size_t> compress_into(std::span<const std::uint8_t> text, SecureBuffer& out, std::size_t at, int level) {
     const std::size_t parts =
         std::clamp<std::size_t>(std::min<std::size_t>(std::thread::hardware_concurrency(), text.size() / kPartFrom), 1, 4);
-    const std::size_t room = (out.size() - at) / parts, part = text.size() / parts;
     if (parts == 1) return compress_frame(text, out.data() + at, out.size() - at, level);
+    const std::size_t room = (out.size() - at) / parts, part = text.size() / parts;
     std::vector<std::future<std::optional<std::size_t>>> made;
     for (std::size_t i = 0; i < parts; ++i)
         made.push_back(std::async(std::launch::async, [&, i] {
@@ -172,7 +172,11 @@ std::optional<std::size_t> compress_into(std::span<const std::uint8_t> text, Sec
         std::memmove(out.data() + at + *total, out.data() + at + i * room, *n);
         *total += *n;
     }
-    if (!total) return compress_frame(text, out.data() + at, out.size() - at, level);  // (a part that did not fit its share)
+    // A part that did not fit its share: in the whole bound, one frame always
+    // fits; in a smaller buffer, the caller tries the whole bound (a frame
+    // tried here would mostly not fit either, and cost a compression more).
+    if (!total && out.size() - at >= ZSTD_compressBound(text.size()))
+        return compress_frame(text, out.data() + at, out.size() - at, level);
     return total;
 }
 
