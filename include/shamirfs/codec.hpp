@@ -14,14 +14,9 @@
 // so the first row of a slot tells whether the credentials are right and how
 // many rows follow.
 #pragma once
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <exception>
-#include <functional>
-#include <mutex>
 #include <optional>
-#include <thread>
 #include <span>
 #include <string>
 #include <vector>
@@ -79,55 +74,6 @@ struct Compressed {
 };
 Compressed compress(std::span<const std::uint8_t> document, const std::optional<std::span<const std::uint8_t>>& draft,
                     int level = 1);
-// A document compressed as compress() does it, but in frames of kFrameInput
-// bytes of text (the last one shorter; a reader takes any number of frames),
-// made on threads of their own (one per core for a large document) and
-// usable as soon as they and those before them are made: a commit seals and
-// shares the first frames while the last are being compressed. (Frames of
-// 128 KiB compress JSON as small as one frame does.)
-inline constexpr std::size_t kFrameInput = std::size_t{128} << 10;
-class FrameStream {
-public:
-    FrameStream(std::span<const std::uint8_t> document, int level = 1);
-    ~FrameStream();  // waits for the threads
-    FrameStream(const FrameStream&) = delete;
-    FrameStream& operator=(const FrameStream&) = delete;
-    struct Made {
-        std::size_t bytes;  // of frames, from the first, complete
-        bool all;
-    };
-    // Waits until `bytes` bytes of frames are made, or all of them; rethrows
-    // a failure.
-    Made wait_for(std::size_t bytes);
-    const std::uint8_t* data() const { return out_.frames.data(); }
-    bool done();
-    // Waits for all of them: what compress(document) would give.
-    const Compressed& result();
-
-private:
-    void work(std::size_t first, std::size_t step);
-    std::span<const std::uint8_t> text_;
-    int level_;
-    std::size_t frames_, made_frames_ = 0;
-    Compressed out_;
-    std::mutex mutex_;
-    std::condition_variable progress_;
-    std::exception_ptr error_;
-    std::vector<std::thread> threads_;
-};
-
-// The sealed blob does not fit the buffer given to seal_stream.
-struct DoesNotFit {};
-
-// seal() as the frames are made, into `blob` (sized for the rows the
-// document may take; the bytes after the sealed blob are random, as seal()'s
-// padding is). `published(n)`: bytes [prefix_bytes(version), n) of the blob
-// are final (the body is encrypted as it comes; the tag needs the header,
-// which needs the length); everything is final when it returns. Throws
-// DoesNotFit when the sealed blob is larger than `blob`.
-Header seal_stream(unsigned version, FrameStream& frames, const Meta& meta, const PartitionKeys& keys, Rng& rng,
-                   std::span<std::uint8_t> blob, const std::function<void(std::size_t)>& published);
-
 // What compress(document) is expected to make of it (compressed_len), from a
 // few MiB sampled evenly across it and compressed together: within about 1 %
 // on documents that are alike throughout, wrong on others. Documents of

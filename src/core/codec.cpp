@@ -180,12 +180,6 @@ std::optional<std::size_t> compress_into(std::span<const std::uint8_t> text, Sec
     return total;
 }
 
-void check_document_size(std::size_t n) {
-    if (n > kMaxDocument)
-        throw Error(Errc::too_large, "document of " + std::to_string(n) + " bytes exceeds the " +
-                                         std::to_string(kMaxDocument >> 20) + " MiB limit");
-}
-
 SecureBuffer decompress(const std::uint8_t* in, std::size_t n, std::size_t expect) {
     SecureBuffer out(expect);
     std::size_t got = ZSTD_decompressDCtx(decompressors.lease().get(), out.data(), out.size(), in, n);
@@ -202,7 +196,10 @@ SecureBuffer decompress(const std::uint8_t* in, std::size_t n, std::size_t expec
 // shrinks 3 to 10 times), so a third is tried first.
 Compressed compress(std::span<const std::uint8_t> document, const std::optional<std::span<const std::uint8_t>>& draft,
                     int level) {
-    for (std::size_t n : {document.size(), draft ? draft->size() : 0}) check_document_size(n);
+    for (std::size_t n : {document.size(), draft ? draft->size() : 0})
+        if (n > kMaxDocument)
+            throw Error(Errc::too_large, "document of " + std::to_string(n) + " bytes exceeds the " +
+                                             std::to_string(kMaxDocument >> 20) + " MiB limit");
     const std::size_t bound = ZSTD_compressBound(document.size()) + (draft ? ZSTD_compressBound(draft->size()) : 0);
     for (std::size_t size : {std::min(bound, bound / 3 + 65536), bound}) {
         Compressed c;
@@ -221,80 +218,6 @@ Compressed compress(std::span<const std::uint8_t> document, const std::optional<
         return c;
     }
     throw Error(Errc::internal, "zstd: the output does not fit its bound");
-}
-
-FrameStream::FrameStream(std::span<const std::uint8_t> document, int level)
-    : text_(document), level_(level), frames_(std::max<std::size_t>(1, (document.size() + kFrameInput - 1) / kFrameInput)) {
-    check_document_size(document.size());
-    const std::size_t last = document.size() - (frames_ - 1) * kFrameInput;
-    out_.frames = SecureBuffer((frames_ - 1) * ZSTD_compressBound(kFrameInput) + ZSTD_compressBound(last),
-                               SecureBuffer::Use::part);
-    out_.document_len = document.size();
-    const std::size_t threads = std::clamp<std::size_t>(
-        std::min<std::size_t>(std::thread::hardware_concurrency(), document.size() / kPartFrom), 1, 4);
-    try {
-        for (std::size_t t = 0; t < threads; ++t) threads_.emplace_back([this, t, threads] { work(t, threads); });
-    } catch (...) {
-        {
-            std::lock_guard lock(mutex_);
-            error_ = std::current_exception();
-            progress_.notify_all();
-        }
-        for (auto& t : threads_) t.join();
-        throw;
-    }
-}
-
-FrameStream::~FrameStream() {
-    for (auto& t : threads_) t.join();
-}
-
-// Frames first, first + step, ...: with one thread each goes straight to its
-// place; with several, each is made aside and moved in at its turn.
-void FrameStream::work(std::size_t first, std::size_t step) {
-    try {
-        SecureBuffer aside;
-        if (step > 1) aside = SecureBuffer(ZSTD_compressBound(kFrameInput), SecureBuffer::Use::part);
-        for (std::size_t k = first; k < frames_; k += step) {
-            const auto part = text_.subspan(k * kFrameInput, std::min(kFrameInput, text_.size() - k * kFrameInput));
-            std::optional<std::size_t> n;
-            if (step == 1) {  // (this thread alone changes compressed_len)
-                n = compress_frame(part, out_.frames.data() + out_.compressed_len,
-                                   out_.frames.size() - out_.compressed_len, level_);
-            } else {
-                n = compress_frame(part, aside.data(), aside.size(), level_);
-            }
-            if (!n) throw Error(Errc::internal, "zstd: a frame does not fit its bound");
-            std::unique_lock lock(mutex_);
-            progress_.wait(lock, [&] { return made_frames_ == k || error_; });
-            if (error_) return;
-            if (step > 1) std::memcpy(out_.frames.data() + out_.compressed_len, aside.data(), *n);
-            out_.compressed_len += *n;
-            ++made_frames_;
-            progress_.notify_all();
-        }
-    } catch (...) {
-        std::lock_guard lock(mutex_);
-        if (!error_) error_ = std::current_exception();
-        progress_.notify_all();
-    }
-}
-
-FrameStream::Made FrameStream::wait_for(std::size_t bytes) {
-    std::unique_lock lock(mutex_);
-    progress_.wait(lock, [&] { return error_ || made_frames_ == frames_ || out_.compressed_len >= bytes; });
-    if (error_) std::rethrow_exception(error_);
-    return {out_.compressed_len, made_frames_ == frames_};
-}
-
-bool FrameStream::done() {
-    std::lock_guard lock(mutex_);
-    return made_frames_ == frames_;
-}
-
-const Compressed& FrameStream::result() {
-    wait_for(SIZE_MAX);
-    return out_;
 }
 
 std::size_t estimate_compressed(std::span<const std::uint8_t> document, int level) {
@@ -339,74 +262,6 @@ std::vector<std::uint8_t> seal(unsigned version, const Compressed& texts, const 
     std::size_t used = h.blob_bytes();
     rng.fill({blob.data() + used, blob.size() - used});
     return blob;
-}
-
-Header seal_stream(unsigned version, FrameStream& frames, const Meta& meta, const PartitionKeys& keys, Rng& rng,
-                   std::span<std::uint8_t> blob, const std::function<void(std::size_t)>& published) {
-    if (version == 1 && !meta.label.empty()) throw Error(Errc::internal, "codec version 1 has no label");
-    if (meta.label.size() > kMaxLabel) throw Error(Errc::usage, "labels are at most " + std::to_string(kMaxLabel) + " bytes");
-    const std::size_t prefix = prefix_bytes(version), hb = header_bytes(version);
-    if (blob.size() < prefix + kTag) throw DoesNotFit{};
-    const std::size_t room = blob.size() - prefix - kTag;
-    const std::uint8_t* nonce = blob.data();
-    rng.fill(blob.first(kNonce));
-    // crypto_aead_xchacha20poly1305_ietf_encrypt, in steps: HChaCha20 makes a
-    // subkey from the key and the nonce's first 16 bytes; ChaCha20 (IETF)
-    // under it, with 4 zero bytes and the nonce's last 8, makes block 0 (the
-    // Poly1305 key), then from block 1 the body's keystream. The body is
-    // encrypted 64 bytes (a block) at a time as the frames come; the tag,
-    // over the header (the associated data), comes last.
-    std::uint8_t subkey[crypto_core_hchacha20_OUTPUTBYTES];
-    std::uint8_t nonce2[crypto_stream_chacha20_ietf_NONCEBYTES] = {};
-    crypto_core_hchacha20(subkey, nonce, keys.body_key.data(), nullptr);
-    std::memcpy(nonce2 + 4, nonce + crypto_core_hchacha20_INPUTBYTES, sizeof nonce2 - 4);
-    struct Wipe {
-        std::uint8_t* p;
-        std::size_t n;
-        ~Wipe() { sodium_memzero(p, n); }
-    } wipe_subkey{subkey, sizeof subkey};
-    std::uint8_t* body = blob.data() + prefix;
-    std::size_t sealed = 0;
-    for (bool all = false; !all;) {
-        const auto made = frames.wait_for(sealed + 64);
-        all = made.all;
-        const std::size_t upto = all ? made.bytes : made.bytes / 64 * 64;
-        if (upto > room) throw DoesNotFit{};
-        crypto_stream_chacha20_ietf_xor_ic(body + sealed, frames.data() + sealed, upto - sealed, nonce2,
-                                           static_cast<std::uint32_t>(1 + sealed / 64), subkey);
-        sealed = upto;
-        if (!all) published(prefix + sealed);
-    }
-    Header h;
-    h.version = version;
-    h.meta = meta;
-    h.document_len = frames.result().document_len;
-    h.compressed_len = sealed;
-    std::uint8_t header[header_bytes(2)];
-    Wipe wipe_header{header, sizeof header};
-    encode_header(h, header);
-    const std::string_view ad = header_ad(version);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(blob.data() + kNonce, nullptr, header, hb,
-                                               reinterpret_cast<const unsigned char*>(ad.data()), ad.size(), nullptr,
-                                               nonce, keys.header_key.data());
-    std::uint8_t block0[64] = {};
-    Wipe wipe_block0{block0, sizeof block0};
-    crypto_stream_chacha20_ietf(block0, sizeof block0, nonce2, subkey);
-    crypto_onetimeauth_poly1305_state mac;
-    crypto_onetimeauth_poly1305_init(&mac, block0);
-    static constexpr std::uint8_t kZeros[16] = {};
-    std::uint8_t lengths[16];
-    put_u64(lengths, hb);
-    put_u64(lengths + 8, sealed);
-    crypto_onetimeauth_poly1305_update(&mac, header, hb);
-    crypto_onetimeauth_poly1305_update(&mac, kZeros, (16 - hb % 16) % 16);
-    crypto_onetimeauth_poly1305_update(&mac, body, sealed);
-    crypto_onetimeauth_poly1305_update(&mac, kZeros, (16 - sealed % 16) % 16);
-    crypto_onetimeauth_poly1305_update(&mac, lengths, sizeof lengths);
-    crypto_onetimeauth_poly1305_final(&mac, body + sealed);
-    sodium_memzero(&mac, sizeof mac);
-    rng.fill(blob.subspan(prefix + sealed + kTag));  // the padding
-    return h;
 }
 
 std::vector<std::uint8_t> seal(unsigned version, std::span<const std::uint8_t> document,

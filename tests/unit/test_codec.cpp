@@ -1,9 +1,6 @@
 #include <catch2/catch.hpp>
 #include <zstd.h>
 
-#include <sodium.h>
-
-#include <cstring>
 #include <thread>
 
 #include "helpers.hpp"
@@ -203,71 +200,4 @@ TEST_CASE("a large document is compressed in parts, one zstd frame each, and ope
         REQUIRE(back);
         CHECK(std::equal(doc.begin(), doc.end(), back->document.data()));
     }
-}
-
-TEST_CASE("a streamed seal is the one-shot seal, made as the frames come", "[codec]") {
-    version = GENERATE(1u, 2u);
-    Rng rng;
-    auto k = keys_from(11);
-    const codec::Meta meta{version == 2 ? "label" : "", 42, 1700000000};
-    // One frame, several on one thread, several on every core (9 MiB).
-    for (const std::size_t size : {std::size_t{100}, std::size_t{700000}, std::size_t{9} << 20}) {
-        INFO("size " << size);
-        const std::string json = testutil::make_document(size, 3);
-        codec::FrameStream frames(testutil::bytes(json));
-        const std::size_t prefix = codec::prefix_bytes(version);
-        std::vector<std::uint8_t> blob(codec::prefix_bytes(version) + json.size() + 4096);
-        std::vector<std::size_t> seen;
-        const codec::Header h = codec::seal_stream(version, frames, meta, k, rng, blob, [&](std::size_t n) { seen.push_back(n); });
-        const codec::Compressed& c = frames.result();
-        CHECK(h.compressed_len == c.compressed_len);
-        CHECK(h.document_len == json.size());
-        // Published ends grow, stay within the body, and each is a whole block of the keystream.
-        for (std::size_t i = 0; i < seen.size(); ++i) {
-            CHECK(seen[i] > prefix);
-            CHECK(seen[i] <= prefix + c.compressed_len);
-            CHECK((seen[i] - prefix) % 64 == 0);
-            if (i) CHECK(seen[i] > seen[i - 1]);
-        }
-        if (size > codec::kFrameInput) CHECK_FALSE(seen.empty());
-        // The body and its tag are what libsodium's one-shot AEAD makes with
-        // the same nonce, under the same header.
-        const std::string ad = "shamirfs/v" + std::to_string(version) + "/header";
-        const std::size_t hb = codec::header_bytes(version);
-        std::vector<std::uint8_t> header(hb), want(c.compressed_len + codec::kTag);
-        REQUIRE(crypto_aead_xchacha20poly1305_ietf_decrypt(header.data(), nullptr, nullptr, blob.data() + codec::kNonce,
-                                                           hb + codec::kTag, reinterpret_cast<const unsigned char*>(ad.data()),
-                                                           ad.size(), blob.data(), k.header_key.data()) == 0);
-        crypto_aead_xchacha20poly1305_ietf_encrypt(want.data(), nullptr, c.frames.data(), c.compressed_len, header.data(), hb,
-                                                   nullptr, blob.data(), k.body_key.data());
-        CHECK(std::equal(want.begin(), want.end(), blob.begin() + static_cast<std::ptrdiff_t>(prefix)));
-        auto opened = codec::open_header(version, std::span(blob).first(prefix), k);
-        REQUIRE(opened);
-        CHECK(opened->compressed_len == c.compressed_len);
-        CHECK(opened->meta.generation == (version == 2 ? 42u : 0u));
-        auto back = codec::open_body(blob, *opened, k);
-        REQUIRE(back);
-        CHECK(back->document.view() == json);
-        // The frames are 128 KiB of text each.
-        std::size_t count = 0;
-        for (std::size_t at = 0; at < c.compressed_len; ++count)
-            at += ZSTD_findFrameCompressedSize(c.frames.data() + at, c.compressed_len - at);
-        CHECK(count == std::max<std::size_t>(1, (json.size() + codec::kFrameInput - 1) / codec::kFrameInput));
-    }
-}
-
-TEST_CASE("a streamed seal that does not fit its buffer says so", "[codec]") {
-    version = 2;
-    Rng rng;
-    auto k = keys_from(12);
-    const std::string json = testutil::make_document(600000, 4);
-    codec::FrameStream frames(testutil::bytes(json));
-    const std::size_t clen = frames.result().compressed_len;
-    std::vector<std::uint8_t> exact(codec::prefix_bytes(2) + clen + codec::kTag), short_by_one(exact.size() - 1);
-    CHECK_THROWS_AS(codec::seal_stream(2, frames, {}, k, rng, short_by_one, [](std::size_t) {}), codec::DoesNotFit);
-    const auto h = codec::seal_stream(2, frames, {}, k, rng, exact, [](std::size_t) {});
-    CHECK(h.blob_bytes() == exact.size());
-    auto back = codec::open_body(exact, h, k);
-    REQUIRE(back);
-    CHECK(back->document.view() == json);
 }
