@@ -1,5 +1,6 @@
 // File-system helpers of the core: the storage lock, durable writes, hashing.
 #pragma once
+#include <sys/uio.h>
 #include <array>
 #include <memory>
 #include <mutex>
@@ -136,7 +137,9 @@ private:
         const char* bytes;
     };
     void whole_pages(std::size_t offset, const char* bytes, std::size_t length);
-    void write_buffered(std::size_t offset, const char* bytes, std::size_t length);
+    // Joins the run (`owned`: the bytes' buffer, kept until it is written).
+    void write_buffered(std::size_t offset, const char* bytes, std::size_t length, std::unique_ptr<char[]> owned = {});
+    void write_run();
     void start();
     void reap();
     void release_aio();
@@ -146,6 +149,10 @@ private:
     std::size_t size_, added_ = 0, unsynced_ = 0;
     std::uint64_t sum_high_ = 0, sum_low_ = 0;       // the pages' hashes, summed modulo 2^128
     std::unordered_map<std::size_t, Page> partial_;  // pages written in part, by index
+    static constexpr std::size_t kRunPieces = 1024;  // (IOV_MAX)
+    std::vector<iovec> run_;                          // pieces that follow one another, not yet written
+    std::size_t run_at_ = 0, run_bytes_ = 0;
+    std::vector<std::unique_ptr<char[]>> done_pages_;  // pages completed here, in the run
     FileHandle direct_;                              // the file again, with O_DIRECT (or none)
     unsigned long aio_ = 0;                          // the AIO context
     bool direct_worked_ = false;                     // an O_DIRECT write succeeded
