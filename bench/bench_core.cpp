@@ -3,14 +3,22 @@
 // "load" is the read-and-parse part alone).
 // With --unlock-only: one unlock in this fresh process (paired with a mount by
 // scripts/bench). With KEEP_KEYFILE KEEP_PASSFILE after RUNS, the commits keep
-// that partition too (a deniable storage rewrites every slot). Prints one JSON
-// object of seconds.
+// that partition too (a deniable storage rewrites every slot). Each commit
+// follows a floor of its own ("floor": write + fsync of a file the storage's
+// size). Prints one JSON object of seconds.
+#include <fcntl.h>
+#include <sodium.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "shamirfs/keys.hpp"
@@ -31,6 +39,26 @@ static std::string list(const std::vector<double>& v) {
     std::string out = "[";
     for (std::size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + std::to_string(v[i]);
     return out + "]";
+}
+
+// The floor (as scripts/bench measures it): a file of `bytes` written in
+// 1 MiB blocks (opened with O_TRUNC), fsynced, closed; seconds.
+static double floor_write(const std::string& path, std::size_t bytes) {
+    static const std::vector<char> block = [] {
+        std::vector<char> b(1 << 20);
+        randombytes_buf(b.data(), b.size());
+        return b;
+    }();
+    auto t0 = Clock::now();
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) std::exit(3);
+    for (std::size_t left = bytes; left > 0;) {
+        const ssize_t n = ::write(fd, block.data(), std::min(left, block.size()));
+        if (n <= 0) std::exit(3);
+        left -= static_cast<std::size_t>(n);
+    }
+    if (::fsync(fd) != 0 || ::close(fd) != 0) std::exit(3);
+    return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
 int main(int argc, char** argv) {
@@ -69,12 +97,21 @@ int main(int argc, char** argv) {
         kept = store.unlock(parse_map_key(slurp(argv[6])), kpw.substr(0, kpw.find('\n')));
         keep.push_back(&kept);
     }
-    std::vector<double> commit, read, load;
+    // Each commit is paired with the floor measured right before it: write +
+    // fsync of a file of the storage's size beside it (scripts/bench takes
+    // the median of the pairs' ratios: the disk's speed drifts).
+    const std::string floor_path = std::string(argv[1]) + ".floor";
+    std::vector<double> commit, floor, read, load;
+    const auto settle = [] { std::this_thread::sleep_for(std::chrono::milliseconds(10)); };  // (each starts on a quiet machine)
     for (int i = 0; i < runs; ++i) {
+        settle();
+        floor.push_back(floor_write(floor_path, std::filesystem::file_size(argv[1])));
+        settle();
         auto t0 = Clock::now();
         store.commit(p, std::span(reinterpret_cast<const std::uint8_t*>(doc.data()), doc.size()), keep);
         commit.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
     }
+    std::filesystem::remove(floor_path);
     for (int i = 0; i < others; ++i) {
         auto t0 = Clock::now();
         store.load();
@@ -83,7 +120,7 @@ int main(int argc, char** argv) {
         read.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
         if (got.size() != doc.size()) return 1;
     }
-    std::printf("{\"unlock\": %s, \"commit\": %s, \"read\": %s, \"load\": %s}\n", list(unlock).c_str(), list(commit).c_str(),
-                list(read).c_str(), list(load).c_str());
+    std::printf("{\"unlock\": %s, \"commit\": %s, \"floor\": %s, \"read\": %s, \"load\": %s}\n", list(unlock).c_str(),
+                list(commit).c_str(), list(floor).c_str(), list(read).c_str(), list(load).c_str());
     return 0;
 }
