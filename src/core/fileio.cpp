@@ -304,9 +304,9 @@ void PagedWriter::write_run() {
     int left = static_cast<int>(run_.size());
     for (std::size_t at = run_at_; left > 0;) {
         const ssize_t n = ::pwritev(fd_, piece, left, static_cast<off_t>(at));
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            throw_errno("cannot write " + path_, errno);
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR) continue;
+            throw_errno("cannot write " + path_, n < 0 ? errno : EIO);
         }
         auto done = static_cast<std::size_t>(n);
         at += done;
