@@ -200,6 +200,33 @@ def test_garbage_wal_is_a_clear_error_and_nothing_is_deleted(storage):
     assert storage.cat("a") == doc(5)
 
 
+@pytest.mark.parametrize("lost", ["tail", "zeros", "all"])
+def test_a_ready_record_whose_new_file_lost_its_bytes_rolls_back(storage, lost):
+    """The new file is fsynced beside the write-ahead record, so a power cut can
+    leave the "ready" record on disk without all of the file's bytes: the
+    record names a file that does not have its hash, and recovery removes it."""
+    old = doc(1)
+    assert storage.update("a", old).returncode == 0
+    r = run("update", storage.path, "-", *storage.cred("a"), input=doc(2, size=4000),
+            env={**os.environ, "SHAMIRFS_FAULT": "after-wal-ready"})
+    assert r.returncode == -signal.SIGKILL
+    assert (storage.dir / f".{storage.path.name}.shamirfs-wal").exists()
+    [temp] = [p for p in storage.dir.iterdir() if ".shamirfs-tmp-" in p.name]
+    data = temp.read_bytes()
+    if lost == "tail":  # the last pages never reached the disk
+        temp.write_bytes(data[:len(data) // 2])
+    elif lost == "zeros":  # the size did, a page of data did not
+        temp.write_bytes(data[:4096] + bytes(4096) + data[8192:])
+    else:  # the file's name never did
+        temp.unlink()
+    r = run("cat", storage.path, *storage.cred("a"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == old
+    assert (b"does not match its hash" if lost != "all" else b"lost its new file") in r.stderr
+    assert leftovers(storage) == []
+    assert storage.update("a", doc(3)).returncode == 0 and storage.cat("a") == doc(3)
+
+
 def test_missing_storage_and_stale_temp_files(storage):
     r = run("update", storage.dir / "missing.json", "-", *storage.cred("a"), input=b"{}")
     assert r.returncode == EXIT_IO and b"cannot open storage" in r.stderr
