@@ -58,7 +58,6 @@ private:
 void close_in_background(FileHandle h);
 
 void write_all(int fd, std::string_view data, const std::string& what);
-void write_all_at(int fd, std::string_view data, std::size_t offset, const std::string& what);
 void fsync_dir(const std::string& dir);
 // Creates `path` for writing with O_EXCL, 0600; Error(io) if it cannot.
 FileHandle create_new_file(const std::string& path);
@@ -140,6 +139,7 @@ private:
     // Joins the run (`owned`: the bytes' buffer, kept until it is written).
     void write_buffered(std::size_t offset, const char* bytes, std::size_t length, std::unique_ptr<char[]> owned = {});
     void write_run();
+    void start_writeback();  // of what is written so far, on the flusher thread
     void start();
     void reap();
     void release_aio();

@@ -85,26 +85,16 @@ void close_in_background(FileHandle h) {
     }
 }
 
-namespace {
-// Writes all of `data` at the file position (at < 0) or at offset `at`.
-void write_fully(int fd, std::string_view data, off_t at, const std::string& what) {
+void write_all(int fd, std::string_view data, const std::string& what) {
     std::size_t off = 0;
     while (off < data.size()) {
-        ssize_t n = at < 0 ? ::write(fd, data.data() + off, data.size() - off)
-                           : ::pwrite(fd, data.data() + off, data.size() - off, at + static_cast<off_t>(off));
+        const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
         if (n < 0) {
             if (errno == EINTR) continue;
             throw_errno("cannot write " + what, errno);
         }
         off += static_cast<std::size_t>(n);
     }
-}
-}  // namespace
-
-void write_all(int fd, std::string_view data, const std::string& what) { write_fully(fd, data, -1, what); }
-
-void write_all_at(int fd, std::string_view data, std::size_t offset, const std::string& what) {
-    write_fully(fd, data, static_cast<off_t>(offset), what);
 }
 
 void fsync_dir(const std::string& dir) {
@@ -322,6 +312,10 @@ void PagedWriter::write_run() {
     done_pages_.clear();
     if (unsynced_ < (std::size_t{1} << 20)) return;
     unsynced_ = 0;
+    start_writeback();
+}
+
+void PagedWriter::start_writeback() {
     if (!flusher_) {
         flusher_ = std::make_unique<Flusher>();
         try {
