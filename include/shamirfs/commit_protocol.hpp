@@ -1,28 +1,28 @@
 // The commit protocol of one storage, both sides: writing a new version
 // (write_through_wal) and finishing or rolling back an interrupted one
 // (Wal::recover). Under an flock on the lock file, a complete new file is
-// written beside the storage (O_EXCL, 0600) and fsynced, its hash recorded in
-// the write-ahead log, then it is swapped with the storage
-// (renameat2(RENAME_EXCHANGE)) and the directory fsynced, then the log is
-// removed. The swap keeps the file it replaced: if that is not the version the
-// commit was made from (a sync tool, which takes no lock, renamed another
-// version in meanwhile), it is kept as a conflict copy and handed back, never
-// dropped unseen.
+// written beside the storage (O_EXCL, 0600) and fsynced; then it is renamed
+// to its ready name, which is the write-ahead record:
+//   .STORAGE.shamirfs-ready-HASH[-DEV-INO]
+// HASH the page_hash() of the new file, DEV-INO (hex) the identity of the
+// version the commit was made from. Then it is swapped with the storage
+// (renameat2(RENAME_EXCHANGE)) and the directory fsynced once: a crash keeps
+// neither rename (a stale temp file, removed), the first (a complete file
+// under its ready name: swapped in) or both (the ready name holds the
+// displaced version, the storage has HASH: settled). The swap keeps the file
+// it replaced: if that is not the version the commit was made from (a sync
+// tool, which takes no lock, renamed another version in meanwhile), it is kept
+// as a conflict copy and handed back, never dropped unseen.
 //
-// The log is a small JSON record written durably (temp, fsync, rename,
-// directory fsync) once the new file is complete and fsynced:
-//   ready  {"wal":3,"state":"ready","temp":NAME,"new":HASH,"base":"DEV:INO"}
-// (Records of the state "start", which builds before version 3 wrote first,
-// are still recovered: their temp file is removed.)
-// NAME is the temp file's name in the storage's directory, HASH the
-// page_hash() of the new file (version 2 records, still recovered: its
-// content_hash()), DEV:INO the identity of the version the commit was made
-// from (optional).
+// Builds before WAL version 4 wrote the record to a file of its own
+// (.STORAGE.shamirfs-wal, or STORAGE.wal before format 2), a JSON object
+//   {"wal":3,"state":"ready","temp":NAME,"new":HASH,"base":"DEV:INO"}
+// (version 2: HASH the content_hash(); state "start": an unfinished temp
+// file); recovery still finishes them.
 //
-// Every file beside the storage is named ".STORAGE.shamirfs-*" (lock, wal,
-// wal.tmp, tmp-PID-RANDOM), so that one ignore pattern keeps sync tools away
-// from them (man/shamirfs.5). Builds before format 2 used "STORAGE.lock",
-// "STORAGE.wal" and ".STORAGE.tmp-*": recovery still finishes their commits.
+// Every file beside the storage is named ".STORAGE.shamirfs-*" (lock,
+// tmp-PID-RANDOM, ready-*), so that one ignore pattern keeps sync tools away
+// from them (man/shamirfs.5).
 #pragma once
 #include <sys/types.h>
 
@@ -39,9 +39,10 @@ namespace shamirfs {
 
 std::string lock_path_of(const std::string& storage);  // DIR/.BASE.shamirfs-lock
 
+// A write-ahead record: a ready name, or a record file of an older build.
 struct WalRecord {
     std::string state;  // "start" or "ready"
-    std::string temp;   // file name, no directory
+    std::string temp;   // the new file's name, no directory
     std::string next;   // hash of the new storage (ready only)
     std::string base;   // "DEV:INO" of the version the commit was made from (ready; "" if none)
 };
@@ -67,22 +68,23 @@ public:
     explicit Wal(std::string storage_path);
     // A fresh temp file name beside the storage.
     std::string new_temp_name() const;
+    // The name of a complete new file with this page hash, made from `base`.
+    std::string ready_name(const std::string& hash, const std::optional<FileId>& base) const;
     std::string temp_path(const std::string& name) const;
 
-    void write(const WalRecord& r);  // durable
-    void remove(bool durable = true);
-
-    // Is there anything for recover() to do (a WAL or temp files)? Needs no lock.
+    // Is there anything for recover() to do (a record, a ready or temp file)? Needs no lock.
     bool needs_recovery() const;
     // Finishes or rolls back an interrupted commit and removes stale temp
     // files. Call with the storage lock held (every temp file is then stale).
-    // Returns the actions taken, each also logged. A WAL that is not a valid
-    // record is left in place: Error(corrupt).
+    // Returns the actions taken, each also logged. A record file that is not
+    // valid is left in place: Error(corrupt).
     std::vector<std::string> recover();
 
 private:
-    std::vector<std::string> recover_record(const std::string& wal_path);
-    std::vector<std::string> temp_files() const;
+    std::optional<WalRecord> parse_ready_name(const std::string& name) const;
+    std::string finish_ready(const WalRecord& r, std::string (*hash)(std::string_view));
+    void recover_record(const std::string& wal_path, const std::function<void(const std::string&)>& act);
+    std::vector<std::string> own_files() const;  // temp and ready files, sorted
     bool is_temp_name(const std::string& name) const;
     std::string storage_, dir_, base_, wal_path_, legacy_wal_path_;
 };

@@ -1,6 +1,7 @@
 // Move-only byte buffer in guarded, locked memory, wiped on release. Holds
 // secrets (passwords, keys) and plaintext documents. Small buffers come from
-// libsodium's sodium_malloc (canary, guard pages); large ones (documents,
+// libsodium's sodium_malloc (canary, guard pages), a block of a power-of-two
+// size that is wiped and kept for reuse when released; large ones (documents,
 // from 1 MiB) from a mapping of their own between guard pages, kept out of
 // core dumps: sodium_malloc fills a buffer twice before it is used, which for
 // 100 MB costs as much as checking its JSON.
@@ -48,6 +49,7 @@ private:
     std::size_t size_ = 0;
     void* mapping_ = nullptr;  // a large buffer's own mapping (nullptr: sodium_malloc)
     std::size_t mapped_ = 0;
+    std::size_t block_ = 0;  // a small buffer's sodium_malloc block (size_ <= block_)
     bool part_ = false;  // Use::part
 };
 

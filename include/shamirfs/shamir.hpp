@@ -3,6 +3,7 @@
 // the random coefficients. Share IDs must be distinct and non-zero.
 #pragma once
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <span>
 #include <vector>
@@ -50,6 +51,10 @@ private:
 class Interpolator {
 public:
     explicit Interpolator(std::span<const gf::Fe> xs);
+    // The same, kept for the next call with these points (the last few sets
+    // are kept): every read of a partition interpolates at the same share IDs,
+    // and making a basis costs t inversions.
+    static std::shared_ptr<const Interpolator> cached(std::span<const gf::Fe> xs);
     unsigned size() const { return static_cast<unsigned>(xs_.size()); }
     // The weights that give coefficient m (m < size()).
     const std::vector<gf::Fe>& coefficient(unsigned m) const { return coeff_[m]; }

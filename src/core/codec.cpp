@@ -152,8 +152,10 @@ std::optional<std::size_t> compress_frame(std::span<const std::uint8_t> text, st
 // moved together: a commit waits for its document's compression (man
 // shamirfs.5: the frames one after the other are the document).
 std::optional<std::size_t> compress_into(std::span<const std::uint8_t> text, SecureBuffer& out, std::size_t at, int level) {
+    // (hardware_concurrency() reads /sys: not asked for a text of one part)
+    const std::size_t by_size = text.size() / kPartFrom;
     const std::size_t parts =
-        std::clamp<std::size_t>(std::min<std::size_t>(std::thread::hardware_concurrency(), text.size() / kPartFrom), 1, 4);
+        by_size < 2 ? 1 : std::clamp<std::size_t>(std::min<std::size_t>(std::thread::hardware_concurrency(), by_size), 1, 4);
     if (parts == 1) return compress_frame(text, out.data() + at, out.size() - at, level);
     const std::size_t room = (out.size() - at) / parts, part = text.size() / parts;
     std::vector<std::future<std::optional<std::size_t>>> made;

@@ -137,54 +137,102 @@ bool Wal::is_temp_name(const std::string& name) const {
 
 std::string Wal::temp_path(const std::string& name) const { return dir_ + "/" + name; }
 
-void Wal::write(const WalRecord& r) {
-    nlohmann::ordered_json j = {{"wal", 3}, {"state", r.state}, {"temp", r.temp}};
-    if (r.state == "ready") j["new"] = r.next;
-    if (r.state == "ready" && !r.base.empty()) j["base"] = r.base;
-    replace_small_file(wal_path_, j.dump() + "\n");
+std::string Wal::ready_name(const std::string& hash, const std::optional<FileId>& base) const {
+    std::string name = "." + base_ + ".shamirfs-ready-" + hash;
+    if (base) {
+        char id[40];
+        std::snprintf(id, sizeof(id), "-%llx-%llx", static_cast<unsigned long long>(base->dev),
+                      static_cast<unsigned long long>(base->ino));
+        name += id;
+    }
+    return name;
 }
 
-void Wal::remove(bool durable) {
-    remove_file(wal_path_);
-    if (durable) fsync_dir(dir_);
+std::optional<WalRecord> Wal::parse_ready_name(const std::string& name) const {
+    const std::string prefix = "." + base_ + ".shamirfs-ready-";
+    if (name.rfind(prefix, 0) != 0) return std::nullopt;
+    WalRecord r{"ready", name, name.substr(prefix.size(), 32), ""};
+    const std::string rest = name.substr(std::min(name.size(), prefix.size() + 32));
+    unsigned long long dev = 0, ino = 0;
+    int used = 0;
+    if (!is_hex(r.next, 32)) return std::nullopt;
+    if (!rest.empty()) {
+        if (std::sscanf(rest.c_str(), "-%llx-%llx%n", &dev, &ino, &used) != 2 || static_cast<std::size_t>(used) != rest.size())
+            return std::nullopt;
+        r.base = to_string(FileId{static_cast<dev_t>(dev), static_cast<ino_t>(ino)});
+    }
+    return r;
 }
 
-std::vector<std::string> Wal::temp_files() const {
+std::vector<std::string> Wal::own_files() const {
     std::vector<std::string> out;
     DIR* d = ::opendir(dir_.c_str());
     if (d == nullptr) throw_errno("cannot list " + dir_, errno);
     while (dirent* e = ::readdir(d)) {
         std::string name = e->d_name;
-        if (is_temp_name(name)) out.push_back(name);
+        if (is_temp_name(name) || parse_ready_name(name)) out.push_back(name);
     }
     ::closedir(d);
+    std::sort(out.begin(), out.end());
     return out;
 }
 
 bool Wal::needs_recovery() const {
     for (const auto& p : {wal_path_, legacy_wal_path_})
         if (::access(p.c_str(), F_OK) == 0 || ::access((p + ".tmp").c_str(), F_OK) == 0) return true;
-    return !temp_files().empty();
+    return !own_files().empty();
 }
 
 std::vector<std::string> Wal::recover() {
-    std::vector<std::string> actions = recover_record(legacy_wal_path_), more = recover_record(wal_path_);
-    actions.insert(actions.end(), more.begin(), more.end());
-    for (const auto& name : temp_files()) {
-        remove_file(temp_path(name));
-        actions.push_back("removed stale temp file " + name);
-        log::warn("recovery of " + storage_ + ": " + actions.back());
-    }
-    if (!actions.empty()) fsync_dir(dir_);
-    return actions;
-}
-
-std::vector<std::string> Wal::recover_record(const std::string& wal_path) {
     std::vector<std::string> actions;
     auto act = [&](const std::string& a) {
         log::warn("recovery of " + storage_ + ": " + a);
         actions.push_back(a);
     };
+    // Records of builds before WAL version 4 first (their temp files are
+    // named in them), then the ready files, then what is left: stale.
+    for (const auto& wal : {legacy_wal_path_, wal_path_}) recover_record(wal, act);
+    auto names = own_files();
+    for (const auto& name : names)
+        if (auto r = parse_ready_name(name)) act(finish_ready(*r, page_hash));
+    for (const auto& name : names) {
+        if (!is_temp_name(name)) continue;
+        remove_file(temp_path(name));
+        act("removed stale temp file " + name);
+    }
+    if (!actions.empty()) fsync_dir(dir_);
+    return actions;
+}
+
+std::string Wal::finish_ready(const WalRecord& r, std::string (*hash)(std::string_view)) {
+    const std::string temp = temp_path(r.temp);
+    const auto base = parse_file_id(r.base);
+    auto data = read_file(temp);
+    auto storage_is_new = [&] {
+        auto current = read_file(storage_);
+        return current && hash(*current) == r.next;
+    };
+    if (data && hash(*data) == r.next) {
+        std::string kept;
+        if (swap_into_place(temp, storage_)) kept = settle_displaced(temp, storage_, base);
+        return "finished an interrupted commit (swapped its complete new file into place)" +
+               (kept.empty() ? std::string() : "; the version it displaced is kept as " + kept);
+    }
+    if (data && storage_is_new()) {
+        // Swapped, then interrupted: the ready name holds the file it displaced.
+        std::string kept = settle_displaced(temp, storage_, base);
+        return kept.empty() ? "completed commit: removed the version it replaced"
+                            : "completed commit: the version it displaced is kept as " + kept;
+    }
+    if (data) {
+        remove_file(temp);
+        return "rolled back an interrupted commit whose new file does not match its hash";
+    }
+    return storage_is_new() ? "completed commit: removed its write-ahead log"
+                            : "interrupted commit lost its new file; the storage is the previous version";
+}
+
+void Wal::recover_record(const std::string& wal_path, const std::function<void(const std::string&)>& act) {
     if (auto text = read_file(wal_path)) {
         WalRecord r;
         std::string why;
@@ -198,11 +246,10 @@ std::vector<std::string> Wal::recover_record(const std::string& wal_path) {
                     why = "unknown key " + k;
             r.state = j.at("state").get<std::string>();
             r.temp = j.at("temp").get<std::string>();
-            const std::size_t digits = 32;
             if (r.state == "ready") r.next = j.at("new").get<std::string>();
             else if (r.state != "start") why = "unknown state";
             if (!is_temp_name(r.temp)) why = "temp file name outside the protocol";
-            if (r.state == "ready" && !is_hex(r.next, digits)) why = "bad hash";
+            if (r.state == "ready" && !is_hex(r.next, 32)) why = "bad hash";
             if (j.contains("base")) r.base = j.at("base").get<std::string>();
             if (!r.base.empty() && !parse_file_id(r.base)) why = "bad base";
         } catch (const std::exception& e) {
@@ -211,39 +258,14 @@ std::vector<std::string> Wal::recover_record(const std::string& wal_path) {
         if (!why.empty())
             throw Error(Errc::corrupt, "the write-ahead log " + wal_path + " is not valid (" + why +
                                            "); it was left in place: check it, then move it away");
-        std::string temp = temp_path(r.temp);
         if (r.state == "start") {
-            remove_file(temp);
+            remove_file(temp_path(r.temp));
             act("rolled back an interrupted commit (removed its unfinished new file)");
         } else {
-            const auto base = parse_file_id(r.base);
             // Version 2 named the new file by the XXH3-128 of its bytes.
-            const auto hash = version == 2 ? content_hash : page_hash;
-            auto data = read_file(temp);
-            auto storage_is_new = [&] {
-                auto current = read_file(storage_);
-                return current && hash(*current) == r.next;
-            };
-            if (data && hash(*data) == r.next) {
-                std::string kept;
-                if (swap_into_place(temp, storage_)) kept = settle_displaced(temp, storage_, base);
-                fsync_dir(dir_);
-                act("finished an interrupted commit (swapped its complete new file into place)" +
-                    (kept.empty() ? std::string() : "; the version it displaced is kept as " + kept));
-            } else if (data && storage_is_new()) {
-                // Swapped, then interrupted: the temp name holds the file it displaced.
-                std::string kept = settle_displaced(temp, storage_, base);
-                act(kept.empty() ? "completed commit: removed the version it replaced"
-                                 : "completed commit: the version it displaced is kept as " + kept);
-            } else if (data) {
-                remove_file(temp);
-                act("rolled back an interrupted commit whose new file does not match its hash");
-            } else if (storage_is_new()) {
-                act("completed commit: removed its write-ahead log");
-            } else {
-                act("interrupted commit lost its new file; the storage is the previous version");
-            }
+            act(finish_ready(r, version == 2 ? content_hash : page_hash));
         }
+        fsync_dir(dir_);  // (what it did is durable before the record goes)
         remove_file(wal_path);
         fsync_dir(dir_);
     }
@@ -251,7 +273,6 @@ std::vector<std::string> Wal::recover_record(const std::string& wal_path) {
         remove_file(wal_path + ".tmp");
         act("removed an unfinished write-ahead log record");
     }
-    return actions;
 }
 
 Swapped write_through_wal(const std::string& storage, std::string_view text, bool must_not_exist,
@@ -261,22 +282,22 @@ Swapped write_through_wal(const std::string& storage, std::string_view text, boo
     std::vector<TextRange> first;
     if (next_ranges) first = next_ranges();
     Wal wal(storage);
-    const std::string name = wal.new_temp_name(), temp = wal.temp_path(name);
+    const std::string dir = dir_of(storage);
+    std::string current = wal.temp_path(wal.new_temp_name());  // where the new file is
     bool swapped = false;
-    // No record before the new file is complete: until the "ready" one, a
-    // crash leaves only an unfinished temp file, which recovery removes as
-    // stale (it holds the lock, so no commit is in progress).
+    // Until the new file has its ready name, a crash leaves only an unfinished
+    // or unnamed temp file, which recovery removes as stale (it holds the
+    // lock, so no commit is in progress).
     fault::point("before-temp-create");
     FileHandle written;
-    bool ready = false;
     try {
         // The text is written as far as it is final, while the rest may still
         // be being made (PagedWriter: hashed as it goes, a large file with
         // O_DIRECT).
-        written = create_new_file(temp);
+        written = create_new_file(current);
         fault::point("after-temp-create");
         const auto t_start = std::chrono::steady_clock::now();
-        PagedWriter out(written.get(), temp, text.size(), skip_page_cache);
+        PagedWriter out(written.get(), current, text.size(), skip_page_cache);
         auto put = [&](std::span<const TextRange> ranges) {
             std::size_t total = 0;
             for (const auto& r : ranges) {
@@ -297,51 +318,41 @@ Swapped write_through_wal(const std::string& storage, std::string_view text, boo
         const std::string new_hash = out.digest();
         const auto t_written = std::chrono::steady_clock::now();
         fault::point("after-temp-write");
-        // The new file is synced while the record is written and synced: a
-        // record that reaches the disk before the file's bytes names a file
-        // whose bytes do not hash to it, which recovery removes (the storage
-        // stays the old version). The swap waits for both.
-        auto syncing = std::async(std::launch::async, [fd = written.get()] { return ::fsync(fd) == 0 ? 0 : errno; });
-        try {
-            wal.write({"ready", name, new_hash, base ? to_string(*base) : ""});
-        } catch (...) {
-            syncing.wait();
-            throw;
-        }
-        ready = true;
-        const auto t_recorded = std::chrono::steady_clock::now();
-        if (const int e = syncing.get()) throw_errno("cannot fsync " + temp, e);
-        log::debug("new file: written " + log::ms_between(t_start, t_written) + " ms, then the WAL record " +
-                   log::ms_between(t_written, t_recorded) + " ms and the fsync " +
-                   log::ms_between(t_written, std::chrono::steady_clock::now()) + " ms, side by side");
-        fault::point("after-wal-ready");
+        if (::fsync(written.get()) != 0) throw_errno("cannot fsync " + current, errno);
+        log::debug("new file: written " + log::ms_between(t_start, t_written) + " ms, fsynced " +
+                   log::ms_between(t_written, std::chrono::steady_clock::now()) + " ms");
+        fault::point("after-temp-fsync");
         if (must_not_exist) {
-            if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, storage.c_str(), RENAME_NOREPLACE) != 0) {
+            if (::renameat2(AT_FDCWD, current.c_str(), AT_FDCWD, storage.c_str(), RENAME_NOREPLACE) != 0) {
                 if (errno == EEXIST) throw Error(Errc::usage, storage + " already exists");
                 throw_errno("cannot rename the new storage onto " + storage, errno);
             }
         } else {
-            swapped = swap_into_place(temp, storage);
+            // The write-ahead record: the complete, synced file takes a name
+            // that holds its hash and the version it replaces. The directory
+            // is synced once, after the swap: a crash keeps none of the two
+            // renames, the first, or both, and recovery settles each.
+            const std::string ready = wal.temp_path(wal.ready_name(new_hash, base));
+            if (::rename(current.c_str(), ready.c_str()) != 0) {
+                if (errno == ENAMETOOLONG)
+                    throw Error(Errc::usage, "the name of " + storage + " is too long for the files a commit makes beside it "
+                                             "(shorten it to 150 bytes or less)");
+                throw_errno("cannot rename the new storage to " + ready, errno);
+            }
+            current = ready;
+            fault::point("after-ready-name");
+            swapped = swap_into_place(ready, storage);
         }
     } catch (...) {
-        // Not renamed: roll back now (what recovery would do).
-        ::unlink(temp.c_str());
-        if (ready) try {
-                wal.remove();
-            } catch (const Error& e) {
-                log::error("could not remove the write-ahead log after a failed commit: " + std::string(e.what()));
-            }
+        // Not swapped: roll back now (what recovery would do).
+        ::unlink(current.c_str());
         throw;
     }
     fault::point("after-rename");
-    // (If this fails, the WAL stays and recovery settles the displaced file.)
-    std::string displaced = swapped ? settle_displaced(temp, storage, base) : "";
-    fsync_dir(dir_of(storage));  // if this fails, the WAL stays and recovery completes it
+    // (If this fails, the ready name stays and recovery settles the displaced file.)
+    std::string displaced = swapped ? settle_displaced(current, storage, base) : "";
+    fsync_dir(dir);  // if this fails, the ready name may stay and recovery completes it
     fault::point("after-dir-fsync");
-    // Not made durable: a record a crash brings back names a storage that is
-    // already in place and complete, which recovery only takes note of.
-    wal.remove(false);
-    fault::point("after-wal-remove");
     return {std::move(written), std::move(displaced)};
 }
 

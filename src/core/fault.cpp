@@ -12,7 +12,7 @@ namespace shamirfs::fault {
 
 // SHAMIRFS_FAULT=POINT kills the process there (SIGKILL); "stop:POINT" stops
 // it there (SIGSTOP), as if it had been paused mid-commit. A comma-separated
-// list names several ("stop:after-wal-ready,after-rename": paused, then killed).
+// list names several ("stop:after-ready-name,after-rename": paused, then killed).
 void point(const char* name) {
     const char* want = std::getenv("SHAMIRFS_FAULT");
     if (want == nullptr) return;

@@ -370,7 +370,8 @@ bool read_slot_fast(const Matrix& m, std::span<const std::uint32_t> order, std::
     if (order.size() < t || out.size() < rows * row_bytes || rows > m.capacity()) throw Error(Errc::internal, "bad slot read");
     std::vector<gf::Fe> xs(t);
     for (unsigned i = 0; i < t; ++i) xs[i] = Matrix::share_id(order[i]);
-    const shamir::Interpolator basis(xs);
+    const auto basis_kept = shamir::Interpolator::cached(xs);
+    const shamir::Interpolator& basis = *basis_kept;
     std::atomic<bool> ok{true};
     split_rows(rows, [&](std::size_t begin, std::size_t end) {
         std::vector<gf::Fe> ys(t), coeff(pack);

@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <utility>
 #include <vector>
@@ -30,6 +32,47 @@ void lock_failed() {
 }
 
 constexpr std::size_t kLargeFrom = std::size_t{1} << 20;
+
+// Small buffers come and go several times a commit, and each sodium_malloc
+// and sodium_free is five system calls (map, protect, lock, unprotect,
+// unmap): released blocks of up to 64 KiB are wiped and kept, locked and
+// guarded, for the next buffer of their size class (a power of two), a few per
+// class and 256 KiB in all (they count against RLIMIT_MEMLOCK).
+class SmallPool {
+public:
+    static constexpr std::size_t kMaxBlock = std::size_t{64} << 10, kMaxKept = std::size_t{256} << 10, kPerClass = 4;
+    static std::size_t block_for(std::size_t size) { return size <= kMaxBlock ? std::bit_ceil(std::max<std::size_t>(size, 64)) : size; }
+    void* take(std::size_t block) {
+        std::lock_guard lock(mutex_);
+        auto& list = free_[index(block)];
+        if (block > kMaxBlock || list.empty()) return nullptr;
+        void* p = list.back();
+        list.pop_back();
+        kept_ -= block;
+        return p;
+    }
+    // Keeps a wiped block; false: the caller frees it.
+    bool keep(void* p, std::size_t block) {
+        std::lock_guard lock(mutex_);
+        if (block > kMaxBlock || kept_ + block > kMaxKept) return false;
+        auto& list = free_[index(block)];
+        if (list.size() >= kPerClass) return false;
+        list.push_back(p);
+        kept_ += block;
+        return true;
+    }
+
+private:
+    static std::size_t index(std::size_t block) { return block > kMaxBlock ? 0 : static_cast<std::size_t>(std::countr_zero(block)); }
+    std::mutex mutex_;
+    std::vector<void*> free_[64];
+    std::size_t kept_ = 0;
+};
+
+SmallPool& small_pool() {
+    static auto* pool = new SmallPool;  // (never destroyed: buffers may be released while the process exits)
+    return *pool;
+}
 
 // Locks a large buffer's pages: at once (Use::whole), or as they are first
 // touched (Use::part: a buffer sized for the worst case costs only what is
@@ -88,12 +131,16 @@ SecureBuffer::SecureBuffer(std::size_t size, Use use) {
         size_ = size;
         return;
     }
-    void* p = sodium_malloc(size);
-    if (p == nullptr) throw std::bad_alloc();
-    // sodium_malloc locks on a best-effort basis; ask again to learn whether it
-    // worked, and keep working (with one warning) when RLIMIT_MEMLOCK is small.
-    if (sodium_mlock(p, size) != 0) lock_failed();
-    std::memset(p, 0, size);
+    block_ = SmallPool::block_for(size);
+    void* p = small_pool().take(block_);  // (wiped when it was kept)
+    if (p == nullptr) {
+        p = sodium_malloc(block_);
+        if (p == nullptr) throw std::bad_alloc();
+        // sodium_malloc locks on a best-effort basis; ask again to learn whether it
+        // worked, and keep working (with one warning) when RLIMIT_MEMLOCK is small.
+        if (sodium_mlock(p, block_) != 0) lock_failed();
+        std::memset(p, 0, block_);
+    }
     data_ = static_cast<std::uint8_t*>(p);
     size_ = size;
 }
@@ -109,6 +156,7 @@ SecureBuffer::SecureBuffer(SecureBuffer&& other) noexcept
       size_(std::exchange(other.size_, 0)),
       mapping_(std::exchange(other.mapping_, nullptr)),
       mapped_(std::exchange(other.mapped_, 0)),
+      block_(std::exchange(other.block_, 0)),
       part_(std::exchange(other.part_, false)) {}
 
 SecureBuffer& SecureBuffer::operator=(SecureBuffer&& other) noexcept {
@@ -118,6 +166,7 @@ SecureBuffer& SecureBuffer::operator=(SecureBuffer&& other) noexcept {
         size_ = std::exchange(other.size_, 0);
         mapping_ = std::exchange(other.mapping_, nullptr);
         mapped_ = std::exchange(other.mapped_, 0);
+        block_ = std::exchange(other.block_, 0);
         part_ = std::exchange(other.part_, false);
     }
     return *this;
@@ -130,7 +179,7 @@ void SecureBuffer::shrink(std::size_t new_size) {
 }
 
 void SecureBuffer::relock() noexcept {
-    if (data_ != nullptr && !(mapping_ != nullptr ? lock_pages(data_, size_, part_) : sodium_mlock(data_, size_) == 0))
+    if (data_ != nullptr && !(mapping_ != nullptr ? lock_pages(data_, size_, part_) : sodium_mlock(data_, block_) == 0))
         lock_failed();
 }
 
@@ -140,12 +189,14 @@ void SecureBuffer::release() noexcept {
         else sodium_memzero(data_, size_);
         ::munmap(mapping_, mapped_);   // and unlocks
     } else if (data_ != nullptr) {
-        sodium_free(data_);  // wipes and unlocks
+        sodium_memzero(data_, size_);  // (shrink() wiped the rest)
+        if (!small_pool().keep(data_, block_)) sodium_free(data_);  // wipes and unlocks
     }
     data_ = nullptr;
     size_ = 0;
     mapping_ = nullptr;
     mapped_ = 0;
+    block_ = 0;
     part_ = false;
 }
 

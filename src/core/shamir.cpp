@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <mutex>
 #include <string>
 
 #include "shamirfs/error.hpp"
@@ -139,6 +140,21 @@ Interpolator::Interpolator(std::span<const Fe> xs) : xs_(xs.begin(), xs.end()) {
         const Fe iden = gf::inv(den);
         for (std::size_t m = 0; m < t; ++m) coeff_[m][i] = gf::mul(q[m], iden);
     }
+}
+
+std::shared_ptr<const Interpolator> Interpolator::cached(std::span<const Fe> xs) {
+    static std::mutex mutex;
+    static std::vector<std::shared_ptr<const Interpolator>> kept;  // newest last
+    const auto same = [&](const std::shared_ptr<const Interpolator>& b) { return std::ranges::equal(b->xs_, xs); };
+    {
+        std::lock_guard lock(mutex);
+        if (auto it = std::find_if(kept.begin(), kept.end(), same); it != kept.end()) return *it;
+    }
+    auto made = std::make_shared<const Interpolator>(xs);
+    std::lock_guard lock(mutex);
+    if (kept.size() >= 8) kept.erase(kept.begin());
+    kept.push_back(made);
+    return made;
 }
 
 std::vector<Fe> Interpolator::weights_at(const Fe& x) const {

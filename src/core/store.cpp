@@ -78,6 +78,10 @@ PartitionKeys keys_of(std::string_view password, const KdfParams& kdf, const Map
                                  std::span<const std::uint8_t, kKeySecretBytes>(key.secret.data(), kKeySecretBytes));
 }
 
+// Below this size a document is compressed, checked and sealed on the
+// committing thread, without threads of its own.
+bool small_document(std::size_t bytes) { return bytes < (std::size_t{16} << 10); }
+
 // The byte ranges of the new file that are final, handed from the threads
 // that make them to the one that writes the file, in the order they come;
 // with the buffers ranges may point into (BlockOut), which the writer gives
@@ -454,10 +458,13 @@ PreparedDocument Store::prepare(std::span<const std::uint8_t> document, std::fun
     PreparedDocument d;
     d.document_ = document;
     d.still_valid_ = std::move(still_valid);
-    d.compressed_ = std::async(std::launch::async, [document, level = options_.compression_level] {
+    // A small document is compressed and checked when the commit needs it, on
+    // its thread: for it a thread costs more than the work.
+    const auto launch = small_document(document.size()) ? std::launch::deferred : std::launch::async;
+    d.compressed_ = std::async(launch, [document, level = options_.compression_level] {
                         return codec::compress(document, std::nullopt, level);
                     }).share();
-    d.checked_ = std::async(std::launch::async, [document] { require_valid_json(document); });
+    d.checked_ = std::async(launch, [document] { require_valid_json(document); });
     return d;
 }
 
@@ -513,7 +520,8 @@ CommitResult Store::commit(const Partition& p, PreparedDocument document, std::s
     r.estimated_rows = expected_rows(document, *header);
     // Sealed on a thread of its own as soon as it is compressed, while the
     // other slots' cells are made.
-    auto sealing = std::async(std::launch::async, [&, version = params.version, meta = next_meta(header->meta)] {
+    auto sealing = std::async(small_document(document.bytes().size()) ? std::launch::deferred : std::launch::async,
+                              [&, version = params.version, meta = next_meta(header->meta)] {
         Rng seal_rng;
         return codec::seal(version, document.compressed_.get(), meta, p.keys, seal_rng);
     });
@@ -683,10 +691,13 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
                 });
             }
         };
-        auto making = std::async(std::launch::async, [&] {
+        // A small file (a block or two of rows) is made here, then written:
+        // threads would cost more than they let run side by side.
+        const bool here = block_count(m.capacity()) <= 2 && m.file_text().size() < (std::size_t{128} << 10);
+        auto making = std::async(here ? std::launch::deferred : std::launch::async, [&] {
             std::future<void> others;  // the other slots' cells, while the own document is sealed
             try {
-                if (!writes.empty() && late)
+                if (!writes.empty() && late && !here)
                     others = std::async(std::launch::async, [&] {
                         Rng others_rng;
                         put_slots(writes, early, others_rng, true);
@@ -722,6 +733,7 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
                 throw;
             }
         });
+        if (here) making.wait();  // (its error reaches write_locked through final_ranges)
         std::string displaced;
         try {
             displaced = write_locked(m.file_text(), false, [&] { return final_ranges.next(); });

@@ -33,7 +33,7 @@ def test_readers_do_not_wait_for_a_commit_that_holds_the_lock(storage):
     # An update of a, stopped (SIGSTOP) while it holds the lock with its new file written.
     proc = subprocess.Popen([str(SHAMIRFS), "update", str(storage.path), "-", *map(str, storage.cred("a"))],
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "SHAMIRFS_FAULT": "stop:after-wal-ready"})
+                            env={**os.environ, "SHAMIRFS_FAULT": "stop:after-ready-name"})
     proc.stdin.write(doc(3))
     proc.stdin.close()
     try:
@@ -56,13 +56,13 @@ def test_readers_do_not_wait_for_a_commit_that_holds_the_lock(storage):
 
 @pytest.fixture
 def read_only_copy(storage, workdir):
-    """The storage's directory with an interrupted commit ("ready" in the WAL),
-    bind-mounted read-only."""
+    """The storage's directory with an interrupted commit (its new file under
+    its ready name), bind-mounted read-only."""
     storage.update("a", doc(1))
     r = run("update", storage.path, "-", *storage.cred("a"), input=doc(2),
-            env={**os.environ, "SHAMIRFS_FAULT": "after-wal-ready"})
+            env={**os.environ, "SHAMIRFS_FAULT": "after-ready-name"})
     assert r.returncode == -signal.SIGKILL
-    assert (storage.dir / f".{storage.path.name}.shamirfs-wal").exists()
+    assert list(storage.dir.glob(f".{storage.path.name}.shamirfs-ready-*"))
     ro = workdir.parent / (workdir.name + "-ro")
     ro.mkdir()
     subprocess.run(["mount", "--bind", str(storage.dir), str(ro)], check=True)

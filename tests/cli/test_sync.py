@@ -15,7 +15,7 @@ def doc(name, n=1):
     return ('{"from": "%s", "n": %d}' % (name, n)).encode()
 
 
-def stopped_update(storage, label, text, point="stop:after-wal-ready"):
+def stopped_update(storage, label, text, point="stop:after-ready-name"):
     proc = subprocess.Popen([str(SHAMIRFS), "update", str(storage.path), "-", *map(str, storage.cred(label))],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "SHAMIRFS_FAULT": point})
@@ -81,7 +81,7 @@ def test_killed_after_the_swap_recovery_keeps_an_unseen_version(storage, workdir
     newer = other_device_version(storage, workdir, "b", doc("b elsewhere"))
     # Paused before its swap, a version put in place meanwhile, then killed
     # right after the swap: the unseen version sits at the temp name.
-    proc = stopped_update(storage, "a", doc("a here"), point="stop:after-wal-ready,after-rename")
+    proc = stopped_update(storage, "a", doc("a here"), point="stop:after-ready-name,after-rename")
     os.rename(newer, storage.path)
     proc.send_signal(signal.SIGCONT)
     proc.wait(timeout=60)

@@ -324,7 +324,7 @@ def test_unmount_commits_a_valid_text_and_keeps_the_rest_as_a_draft(storage, mou
 
 
 def test_kill_9_of_the_daemon_in_a_commit_then_remount_recovers(storage, mount):
-    m = mount(env={"SHAMIRFS_FAULT": "after-wal-ready"})
+    m = mount(env={"SHAMIRFS_FAULT": "after-ready-name"})
     with pytest.raises(OSError):
         with open(m.path("a.json"), "wb") as f:
             f.write(doc("new"))
@@ -334,7 +334,7 @@ def test_kill_9_of_the_daemon_in_a_commit_then_remount_recovers(storage, mount):
     again = mount(allow=["recovery of .*: finished an interrupted commit"])
     assert again.path("a.json").read_bytes() == doc("new")   # "ready": the complete new file was put in place
     assert again.path("b.json").read_bytes() == doc("other", 2)
-    assert not any(".shamirfs-wal" in p.name or ".shamirfs-tmp-" in p.name for p in storage.dir.iterdir())
+    assert not any(".shamirfs-ready-" in p.name or ".shamirfs-tmp-" in p.name for p in storage.dir.iterdir())
     again.unmount()
     # kill -9 before the new file is complete: the old document stays.
     m2 = mount(env={"SHAMIRFS_FAULT": "after-temp-create"})
@@ -436,7 +436,7 @@ def _stopped_update(storage, label, text):
     """`shamirfs update` of `label`, stopped (SIGSTOP) while it holds the lock."""
     proc = subprocess.Popen([str(SHAMIRFS), "update", str(storage.path), "-", *map(str, storage.cred(label))],
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "SHAMIRFS_FAULT": "stop:after-wal-ready"})
+                            env={**os.environ, "SHAMIRFS_FAULT": "stop:after-ready-name"})
     proc.stdin.write(text)
     proc.stdin.close()
     wait_until(lambda: open(f"/proc/{proc.pid}/stat").read().split(") ", 1)[1].startswith("T"), what="the stop")
@@ -461,7 +461,7 @@ def test_a_mount_does_not_wait_for_a_commit_that_holds_the_lock(storage, mount):
 def test_a_read_only_mount_of_a_read_only_copy_with_an_interrupted_commit(storage, mount, workdir):
     r = subprocess.run([str(SHAMIRFS), "update", str(storage.path), "-", *map(str, storage.cred("a"))],
                        input=doc("interrupted"), capture_output=True,
-                       env={**os.environ, "SHAMIRFS_FAULT": "after-wal-ready"})
+                       env={**os.environ, "SHAMIRFS_FAULT": "after-ready-name"})
     assert r.returncode == -signal.SIGKILL
     ro = workdir.parent / (workdir.name + "-ro")
     ro.mkdir()

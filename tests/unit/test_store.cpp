@@ -2,6 +2,7 @@
 #include <sodium.h>
 #include <linux/magic.h>
 #include <sys/vfs.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include "helpers.hpp"
 #include "shamirfs/big_buffer.hpp"
 #include "shamirfs/codec.hpp"
+#include "shamirfs/commit_protocol.hpp"
 #include "shamirfs/error.hpp"
 #include "shamirfs/fileio.hpp"
 #include "shamirfs/storage_format.hpp"
@@ -455,6 +457,55 @@ TEST_CASE("recovery finishes a ready commit and rolls back a mismatch, under bot
     }
     }
     CHECK(content_hash(new_text).size() == 32);
+}
+
+TEST_CASE("recovery settles a file under its ready name: swapped in, displaced, or rolled back", "[store][wal]") {
+    Fixture f;
+    const std::string old_text = testutil::read_file(f.path);
+    f.store.commit(f.open(0), bytes("{\"new\": true}"));
+    const std::string new_text = testutil::read_file(f.path);
+    REQUIRE(new_text != old_text);
+    Wal wal(f.path);
+    testutil::write_file(f.path, old_text);
+    struct stat st{};
+    REQUIRE(::stat(f.path.c_str(), &st) == 0);
+    const FileId storage_id{st.st_dev, st.st_ino};
+    const std::string ready = f.dir.file(wal.ready_name(page_hash(new_text), storage_id));
+    const auto conflicts = [&] { return conflict_copies(f.path).size(); };
+    // Named ready, not swapped: swapped in; the version it displaced was the
+    // base (same inode): removed.
+    testutil::write_file(ready, new_text);
+    CHECK(!Store(f.path, testutil::test_options()).recover().empty());
+    CHECK(testutil::read_file(f.path) == new_text);
+    CHECK(access(ready.c_str(), F_OK) != 0);
+    CHECK(conflicts() == 0);
+    // Swapped, then interrupted: the ready name holds the version it displaced.
+    for (bool is_base : {true, false}) {
+        INFO("displaced is the base: " << is_base);
+        testutil::write_file(ready, old_text);
+        REQUIRE(::stat(ready.c_str(), &st) == 0);
+        const std::string name = wal.ready_name(page_hash(new_text), is_base ? FileId{st.st_dev, st.st_ino} : storage_id);
+        REQUIRE(::rename(ready.c_str(), f.dir.file(name).c_str()) == 0);
+        CHECK(!Store(f.path, testutil::test_options()).recover().empty());
+        CHECK(testutil::read_file(f.path) == new_text);
+        CHECK(access(f.dir.file(name).c_str(), F_OK) != 0);
+        CHECK(conflicts() == (is_base ? 0u : 1u));  // an unseen version is never dropped
+    }
+    for (const auto& copy : conflict_copies(f.path)) {
+        CHECK(testutil::read_file(copy) == old_text);
+        ::unlink(copy.c_str());
+    }
+    // Neither the storage nor the file has the hash: the file is removed.
+    testutil::write_file(f.path, old_text);
+    testutil::write_file(ready, new_text.substr(0, new_text.size() / 2));
+    CHECK(!Store(f.path, testutil::test_options()).recover().empty());
+    CHECK(testutil::read_file(f.path) == old_text);
+    CHECK(access(ready.c_str(), F_OK) != 0);
+    // Names of other shapes are not the protocol's: left alone.
+    const std::string other = f.dir.file(".enc.json.shamirfs-ready-not-a-hash");
+    testutil::write_file(other, new_text);
+    CHECK(Store(f.path, testutil::test_options()).recover().empty());
+    CHECK(access(other.c_str(), F_OK) == 0);
 }
 
 TEST_CASE("a file written in pieces, in any order, holds its bytes and has their page hash", "[store][wal]") {
