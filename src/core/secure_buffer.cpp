@@ -35,12 +35,14 @@ constexpr std::size_t kLargeFrom = std::size_t{1} << 20;
 
 // Small buffers come and go several times a commit, and each sodium_malloc
 // and sodium_free is five system calls (map, protect, lock, unprotect,
-// unmap): released blocks of up to 64 KiB are wiped and kept, locked and
-// guarded, for the next buffer of their size class (a power of two), a few per
-// class and 256 KiB in all (they count against RLIMIT_MEMLOCK).
+// unmap), the lock faults every page in, and the unmap interrupts every core
+// the process runs on: released blocks of up to 512 KiB are wiped and kept,
+// locked and guarded, for the next buffer of their size class (a power of
+// two), a few per class and 2 MiB in all (they count against RLIMIT_MEMLOCK,
+// 8 MiB by default).
 class SmallPool {
 public:
-    static constexpr std::size_t kMaxBlock = std::size_t{64} << 10, kMaxKept = std::size_t{256} << 10, kPerClass = 4;
+    static constexpr std::size_t kMaxBlock = std::size_t{512} << 10, kMaxKept = std::size_t{2} << 20, kPerClass = 4;
     static std::size_t block_for(std::size_t size) { return size <= kMaxBlock ? std::bit_ceil(std::max<std::size_t>(size, 64)) : size; }
     void* take(std::size_t block) {
         std::lock_guard lock(mutex_);
