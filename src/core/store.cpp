@@ -518,14 +518,15 @@ CommitResult Store::commit(const Partition& p, PreparedDocument document, std::s
     const StorageParams params = matrix_->params();
     const std::size_t capacity_before = matrix_->capacity();
     r.estimated_rows = expected_rows(document, *header);
-    // Sealed on a thread of its own as soon as it is compressed, while the
-    // other slots' cells are made.
-    auto sealing = std::async(small_document(document.bytes().size()) ? std::launch::deferred : std::launch::async,
-                              [&, version = params.version, meta = next_meta(header->meta)] {
-        Rng seal_rng;
-        return codec::seal(version, document.compressed_.get(), meta, p.keys, seal_rng);
-    });
-    const LateWrite own{p.slot, [&] { return SlotWrite{p.slot, blob = sealing.get()}; }, r.estimated_rows};
+    // Sealed once compressed, by the thread that makes its cells (while the
+    // other slots' cells are made on others).
+    const LateWrite own{p.slot,
+                        [&, meta = next_meta(header->meta)] {
+                            Rng seal_rng;
+                            blob = codec::seal(params.version, document.compressed_.get(), meta, p.keys, seal_rng);
+                            return SlotWrite{p.slot, blob};
+                        },
+                        r.estimated_rows};
     const auto check = [&] {
         document.checked_.get();
         if (document.still_valid_) document.still_valid_();
