@@ -53,6 +53,12 @@ private:
     bool part_ = false;  // Use::part
 };
 
+// Memory as a small SecureBuffer's (guarded, locked, wiped when freed, kept
+// for reuse) for a library's own allocations that hold secrets (zstd's
+// windows and tables); nullptr when out of memory.
+void* secure_alloc(std::size_t bytes) noexcept;
+void secure_free(void* p) noexcept;
+
 // True once some allocation could not be locked (RLIMIT_MEMLOCK too small).
 bool memory_lock_failed();
 

@@ -35,17 +35,8 @@ std::uint64_t get_u64(const std::uint8_t* p) {
 }
 
 // zstd's windows and tables hold document text: allocate them like SecureBuffer.
-// sodium_malloc puts a block right before a guard page, so its start is aligned
-// only when the size is a multiple of the alignment: round up to 64 bytes.
-void* zstd_alloc(void*, std::size_t n) {
-    n = (n + 63) & ~std::size_t{63};
-    void* p = sodium_malloc(n);
-    if (p != nullptr) sodium_mlock(p, n);
-    return p;
-}
-void zstd_free(void*, void* p) {
-    if (p != nullptr) sodium_free(p);
-}
+void* zstd_alloc(void*, std::size_t n) { return secure_alloc(n); }
+void zstd_free(void*, void* p) { secure_free(p); }
 constexpr ZSTD_customMem kSecureMem = {zstd_alloc, zstd_free, nullptr};
 
 // zstd contexts kept for the next seal or open: their tables, in locked

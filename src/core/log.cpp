@@ -54,7 +54,9 @@ void write(Level l, const std::string& message) {
     std::strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", ::localtime_r(&now, &local));
     g_recent.push_back(std::string(stamp) + " " + name(l) + ": " + message);
     if (g_recent.size() > kRecent) g_recent.pop_front();
-    if (g_syslog) syslog(syslog_priority(l), "%s: %s", name(l), message.c_str());
+    // (Where no syslog daemon listens, syslog(3) tries to connect on every
+    // call and drops the message: the recent ones are kept above either way.)
+    if (g_syslog && ::access(_PATH_LOG, F_OK) == 0) syslog(syslog_priority(l), "%s: %s", name(l), message.c_str());
     else std::fprintf(stderr, "shamirfs: %s: %s\n", name(l), message.c_str());
 }
 

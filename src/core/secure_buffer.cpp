@@ -103,9 +103,49 @@ void wipe_touched(std::uint8_t* p, std::size_t n) {
         i = j;
     }
 }
+// A block of `block` bytes from the pool, or a new one (zeroed).
+void* take_block(std::size_t block) {
+    if (void* p = small_pool().take(block)) return p;  // (wiped when it was kept)
+    void* p = sodium_malloc(block);
+    if (p == nullptr) throw std::bad_alloc();
+    // sodium_malloc locks on a best-effort basis; ask again to learn whether it
+    // worked, and keep working (with one warning) when RLIMIT_MEMLOCK is small.
+    if (sodium_mlock(p, block) != 0) lock_failed();
+    std::memset(p, 0, block);
+    return p;
+}
+
+// Gives a block back, wiped first.
+void give_block(void* p, std::size_t used, std::size_t block) noexcept {
+    sodium_memzero(p, used);
+    if (!small_pool().keep(p, block)) sodium_free(p);  // wipes and unlocks
+}
+
+// secure_alloc's blocks start with their size; the caller's bytes follow.
+constexpr std::size_t kBlockHeader = 64;  // (keeps them 64-byte aligned)
 }  // namespace
 
 bool memory_lock_failed() { return g_lock_failed; }
+
+void* secure_alloc(std::size_t bytes) noexcept {
+    try {
+        ensure_sodium();
+        const std::size_t block = SmallPool::block_for(bytes + kBlockHeader);
+        auto* p = static_cast<std::uint8_t*>(take_block(block));
+        std::memcpy(p, &block, sizeof(block));
+        return p + kBlockHeader;
+    } catch (...) {
+        return nullptr;
+    }
+}
+
+void secure_free(void* p) noexcept {
+    if (p == nullptr) return;
+    auto* start = static_cast<std::uint8_t*>(p) - kBlockHeader;
+    std::size_t block = 0;
+    std::memcpy(&block, start, sizeof(block));
+    give_block(start, block, block);
+}
 
 SecureBuffer::SecureBuffer(std::size_t size, Use use) {
     if (size == 0) return;
@@ -134,16 +174,7 @@ SecureBuffer::SecureBuffer(std::size_t size, Use use) {
         return;
     }
     block_ = SmallPool::block_for(size);
-    void* p = small_pool().take(block_);  // (wiped when it was kept)
-    if (p == nullptr) {
-        p = sodium_malloc(block_);
-        if (p == nullptr) throw std::bad_alloc();
-        // sodium_malloc locks on a best-effort basis; ask again to learn whether it
-        // worked, and keep working (with one warning) when RLIMIT_MEMLOCK is small.
-        if (sodium_mlock(p, block_) != 0) lock_failed();
-        std::memset(p, 0, block_);
-    }
-    data_ = static_cast<std::uint8_t*>(p);
+    data_ = static_cast<std::uint8_t*>(take_block(block_));
     size_ = size;
 }
 
@@ -191,8 +222,7 @@ void SecureBuffer::release() noexcept {
         else sodium_memzero(data_, size_);
         ::munmap(mapping_, mapped_);   // and unlocks
     } else if (data_ != nullptr) {
-        sodium_memzero(data_, size_);  // (shrink() wiped the rest)
-        if (!small_pool().keep(data_, block_)) sodium_free(data_);  // wipes and unlocks
+        give_block(data_, size_, block_);  // (shrink() wiped the rest)
     }
     data_ = nullptr;
     size_ = 0;
