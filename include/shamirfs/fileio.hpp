@@ -64,8 +64,6 @@ FileHandle create_new_file(const std::string& path);
 // Creates `path` (create_new_file), writes, fsyncs and closes it; on failure
 // removes it and throws (Error(no_space) for ENOSPC).
 void write_new_file(const std::string& path, std::string_view data);
-// Replaces `path` durably: write_new_file(path + ".tmp"), rename, fsync dir.
-void replace_small_file(const std::string& path, std::string_view data);
 // Whole file, or nothing if it does not exist; Error(io) otherwise.
 std::optional<std::string> read_file(const std::string& path);
 void remove_file(const std::string& path);  // ENOENT is fine

@@ -174,18 +174,6 @@ void write_new_file(const std::string& path, std::string_view data) {
     }
 }
 
-void replace_small_file(const std::string& path, std::string_view data) {
-    std::string tmp = path + ".tmp";
-    remove_file(tmp);
-    write_new_file(tmp, data);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-        int e = errno;
-        ::unlink(tmp.c_str());
-        throw_errno("cannot rename " + tmp + " onto " + path, e);
-    }
-    fsync_dir(dir_of(path));
-}
-
 std::optional<std::string> read_file(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
