@@ -89,6 +89,12 @@ private:
     std::string storage_, dir_, base_, wal_path_, legacy_wal_path_;
 };
 
+// The longest storage file name a commit accepts: a ready name adds 83 bytes
+// (".", ".shamirfs-ready-", the hash, two hex numbers of up to 16 digits),
+// and a name has at most 255 (NAME_MAX).
+inline constexpr std::size_t kMaxStorageName = 255 - 83;
+void check_storage_name(const std::string& storage);  // Error(usage) when longer
+
 // Writes `text` as the new version of `storage` through the protocol above;
 // the lock must be held. With `next_ranges`, only the ranges it hands out are
 // written at a time: it waits until more bytes are final and returns them

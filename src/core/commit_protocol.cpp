@@ -120,6 +120,13 @@ std::string new_conflict_path(const std::string& storage) {
 
 std::string lock_path_of(const std::string& storage) { return aux_path(storage, "lock"); }
 
+void check_storage_name(const std::string& storage) {
+    if (base_of(storage).size() > kMaxStorageName)
+        throw Error(Errc::usage, "the file name of " + storage + " is longer than " + std::to_string(kMaxStorageName) +
+                                     " bytes: the files a commit makes beside it add 83 bytes to it, and a name has "
+                                     "at most 255; rename it");
+}
+
 Wal::Wal(std::string storage_path)
     : storage_(std::move(storage_path)), dir_(dir_of(storage_)), base_(base_of(storage_)),
       wal_path_(aux_path(storage_, "wal")), legacy_wal_path_(storage_ + ".wal") {}
@@ -278,6 +285,7 @@ void Wal::recover_record(const std::string& wal_path, const std::function<void(c
 Swapped write_through_wal(const std::string& storage, std::string_view text, bool must_not_exist,
                           const std::function<std::vector<TextRange>()>& next_ranges, std::optional<FileId> base,
                           bool skip_page_cache) {
+    check_storage_name(storage);
     // Nothing is begun before the first bytes are final.
     std::vector<TextRange> first;
     if (next_ranges) first = next_ranges();
@@ -333,12 +341,7 @@ Swapped write_through_wal(const std::string& storage, std::string_view text, boo
             // is synced once, after the swap: a crash keeps none of the two
             // renames, the first, or both, and recovery settles each.
             const std::string ready = wal.temp_path(wal.ready_name(new_hash, base));
-            if (::rename(current.c_str(), ready.c_str()) != 0) {
-                if (errno == ENAMETOOLONG)
-                    throw Error(Errc::usage, "the name of " + storage + " is too long for the files a commit makes beside it "
-                                             "(shorten it to 150 bytes or less)");
-                throw_errno("cannot rename the new storage to " + ready, errno);
-            }
+            if (::rename(current.c_str(), ready.c_str()) != 0) throw_errno("cannot rename the new storage to " + ready, errno);
             current = ready;
             fault::point("after-ready-name");
             swapped = swap_into_place(ready, storage);

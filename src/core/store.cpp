@@ -331,6 +331,7 @@ StorageParams check_create_spec(const CreateSpec& spec) {
 CreateResult Store::create(const std::string& path, const CreateSpec& spec, const std::vector<SecureBuffer>& passwords,
                            const StoreOptions& options) {
     auto t0 = Clock::now();
+    check_storage_name(path);
     if (passwords.size() != spec.partitions) throw Error(Errc::usage, "one password per partition is needed");
     for (const auto& pw : passwords)
         if (pw.empty()) throw Error(Errc::usage, "empty passwords are not allowed");

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from sfs_common import EXIT_BUSY, EXIT_USAGE, SHAMIRFS, run
+from sfs_common import EXIT_BUSY, EXIT_USAGE, SHAMIRFS, Storage, run
 
 
 def doc(i, size=200):
@@ -113,3 +113,24 @@ def test_a_storage_with_hard_links_refuses_commits(storage, workdir):
     assert storage.cat("a") == b"{}"
     other.unlink()
     assert storage.update("a", doc(8)).returncode == 0
+
+
+def test_a_storage_name_too_long_for_the_files_beside_it_is_refused_clearly(workdir):
+    """A commit's ready name adds 83 bytes to the storage's name (NAME_MAX is
+    255): the longest name that works is 172 bytes; a longer one is refused
+    when it is created, before anything is written."""
+    longest = Storage(workdir, name="n" * 167 + ".json")
+    assert len(longest.path.name) == 172
+    assert longest.update("a", b'{"long": true}').returncode == 0
+    assert longest.cat("a") == b'{"long": true}'
+    too_long = workdir / ("m" * 168 + ".json")
+    pw = workdir / "pw"
+    pw.write_text("password\n")
+    (workdir / "k").mkdir()
+    r = run("create", too_long, "--key-dir", workdir / "k", "--kdf-ops", "2", "--kdf-mem", str(64 << 20),
+            "--passfile", f"a={pw}", "--passfile", f"b={pw}")
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert b"longer than 172 bytes" in r.stderr
+    assert not too_long.exists()
+    assert [p.name for p in workdir.iterdir() if p.name.startswith(".m")] == []  # no lock, no temp file
+    assert list((workdir / "k").iterdir()) == []  # no keys of a storage that is not there
