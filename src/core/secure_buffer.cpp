@@ -46,6 +46,14 @@ public:
     static std::size_t block_for(std::size_t size) { return size <= kMaxBlock ? std::bit_ceil(std::max<std::size_t>(size, 64)) : size; }
     void* take(std::size_t block) {
         std::lock_guard lock(mutex_);
+        if (const pid_t now = ::getpid(); now != owner_) {
+            // A child of fork(2) (the daemon) inherits the kept blocks but
+            // not their memory locks: locked again before they hold secrets.
+            for (auto& list : free_)
+                for (void* p : list)
+                    if (sodium_mlock(p, block_of(list)) != 0) lock_failed();
+            owner_ = now;
+        }
         auto& list = free_[index(block)];
         if (block > kMaxBlock || list.empty()) return nullptr;
         void* p = list.back();
@@ -66,9 +74,11 @@ public:
 
 private:
     static std::size_t index(std::size_t block) { return block > kMaxBlock ? 0 : static_cast<std::size_t>(std::countr_zero(block)); }
+    std::size_t block_of(const std::vector<void*>& list) const { return std::size_t{1} << (&list - free_); }
     std::mutex mutex_;
     std::vector<void*> free_[64];
     std::size_t kept_ = 0;
+    pid_t owner_ = ::getpid();
 };
 
 SmallPool& small_pool() {

@@ -7,11 +7,14 @@
 #include <fcntl.h>
 #include <sodium.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <string>
 #include <sstream>
 
 #include "common/credentials.hpp"
@@ -170,4 +173,45 @@ TEST_CASE("a secure buffer given back is wiped before the next one of its size t
                           [](std::uint8_t c) { return c == 0; }));
         secure_free(q);
     }
+}
+
+namespace {
+// kB of the mapping that holds `p` that are locked (/proc/self/smaps); -1 if not found.
+long locked_kb_at(const void* p) {
+    std::ifstream smaps("/proc/self/smaps");
+    const auto at = reinterpret_cast<std::uintptr_t>(p);
+    bool inside = false;
+    for (std::string line; std::getline(smaps, line);) {
+        unsigned long lo = 0, hi = 0;
+        if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2) {
+            inside = at >= lo && at < hi;
+        } else if (inside && line.rfind("Locked:", 0) == 0) {
+            return std::stol(line.substr(7));
+        }
+    }
+    return -1;
+}
+}  // namespace
+
+TEST_CASE("a kept secure block is locked again in a child of fork", "[secrets]") {
+    const void* kept = nullptr;
+    {
+        SecureBuffer b(3000);
+        kept = b.data();
+        REQUIRE(locked_kb_at(kept) > 0);
+    }  // (wiped and kept)
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        // fork(2) passes no memory locks on: the block the child takes again
+        // must have been locked again.
+        const bool unlocked_before = locked_kb_at(kept) == 0;
+        SecureBuffer again(3000);
+        const bool same = again.data() == kept, locked = locked_kb_at(again.data()) > 0;
+        ::_exit(unlocked_before && same && locked ? 0 : 1 + unlocked_before * 2 + same * 4 + locked * 8);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
 }
