@@ -39,21 +39,20 @@ namespace shamirfs {
 
 std::string lock_path_of(const std::string& storage);  // DIR/.BASE.shamirfs-lock
 
-// A write-ahead record: a ready name, or a record file of an older build.
-struct WalRecord {
-    std::string state;  // "start" or "ready"
-    std::string temp;   // the new file's name, no directory
-    std::string next;   // hash of the new storage (ready only)
-    std::string base;   // "DEV:INO" of the version the commit was made from (ready; "" if none)
-};
-
 // The file identity a swap compares: device and inode.
 struct FileId {
     dev_t dev = 0;
     ino_t ino = 0;
     bool operator==(const FileId&) const = default;
 };
-std::string to_string(const FileId& id);  // "DEV:INO"
+
+// A write-ahead record: a ready name, or a record file of an older build.
+struct WalRecord {
+    std::string state;            // "start" or "ready"
+    std::string temp;             // the new file's name, no directory
+    std::string next;             // hash of the new storage (ready only)
+    std::optional<FileId> base;   // the version the commit was made from (ready; none if none)
+};
 
 // Conflict copies of a storage beside it: what sync engines make when two
 // devices changed it at once (Syncthing's STEM.sync-conflict-*, Dropbox's and

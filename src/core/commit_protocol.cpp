@@ -81,10 +81,6 @@ std::string settle_displaced(const std::string& temp, const std::string& storage
 
 }  // namespace
 
-std::string to_string(const FileId& id) {
-    return std::to_string(static_cast<unsigned long long>(id.dev)) + ":" + std::to_string(static_cast<unsigned long long>(id.ino));
-}
-
 std::vector<std::string> conflict_copies(const std::string& storage) {
     const std::string dir = dir_of(storage);
     const auto [stem, ext] = stem_and_ext(base_of(storage));
@@ -158,7 +154,7 @@ std::string Wal::ready_name(const std::string& hash, const std::optional<FileId>
 std::optional<WalRecord> Wal::parse_ready_name(const std::string& name) const {
     const std::string prefix = "." + base_ + ".shamirfs-ready-";
     if (name.rfind(prefix, 0) != 0) return std::nullopt;
-    WalRecord r{"ready", name, name.substr(prefix.size(), 32), ""};
+    WalRecord r{"ready", name, name.substr(prefix.size(), 32), std::nullopt};
     const std::string rest = name.substr(std::min(name.size(), prefix.size() + 32));
     unsigned long long dev = 0, ino = 0;
     int used = 0;
@@ -166,7 +162,7 @@ std::optional<WalRecord> Wal::parse_ready_name(const std::string& name) const {
     if (!rest.empty()) {
         if (std::sscanf(rest.c_str(), "-%llx-%llx%n", &dev, &ino, &used) != 2 || static_cast<std::size_t>(used) != rest.size())
             return std::nullopt;
-        r.base = to_string(FileId{static_cast<dev_t>(dev), static_cast<ino_t>(ino)});
+        r.base = FileId{static_cast<dev_t>(dev), static_cast<ino_t>(ino)};
     }
     return r;
 }
@@ -213,7 +209,7 @@ std::vector<std::string> Wal::recover() {
 
 std::string Wal::finish_ready(const WalRecord& r, std::string (*hash)(std::string_view)) {
     const std::string temp = temp_path(r.temp);
-    const auto base = parse_file_id(r.base);
+    const auto& base = r.base;
     auto data = read_file(temp);
     auto storage_is_new = [&] {
         auto current = read_file(storage_);
@@ -257,8 +253,8 @@ void Wal::recover_record(const std::string& wal_path, const std::function<void(c
             else if (r.state != "start") why = "unknown state";
             if (!is_temp_name(r.temp)) why = "temp file name outside the protocol";
             if (r.state == "ready" && !is_hex(r.next, 32)) why = "bad hash";
-            if (j.contains("base")) r.base = j.at("base").get<std::string>();
-            if (!r.base.empty() && !parse_file_id(r.base)) why = "bad base";
+            if (const std::string base = j.value("base", std::string()); !base.empty())
+                if (!(r.base = parse_file_id(base))) why = "bad base";
         } catch (const std::exception& e) {
             why = "not a WAL record";
         }

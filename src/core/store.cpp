@@ -78,10 +78,6 @@ PartitionKeys keys_of(std::string_view password, const KdfParams& kdf, const Map
                                  std::span<const std::uint8_t, kKeySecretBytes>(key.secret.data(), kKeySecretBytes));
 }
 
-// Below this size a document is compressed, checked and sealed on the
-// committing thread, without threads of its own.
-bool small_document(std::size_t bytes) { return bytes < (std::size_t{16} << 10); }
-
 // The byte ranges of the new file that are final, handed from the threads
 // that make them to the one that writes the file, in the order they come;
 // with the buffers ranges may point into (BlockOut), which the writer gives
@@ -459,9 +455,9 @@ PreparedDocument Store::prepare(std::span<const std::uint8_t> document, std::fun
     PreparedDocument d;
     d.document_ = document;
     d.still_valid_ = std::move(still_valid);
-    // A small document is compressed and checked when the commit needs it, on
-    // its thread: for it a thread costs more than the work.
-    const auto launch = small_document(document.size()) ? std::launch::deferred : std::launch::async;
+    // A small document (below 16 KiB) is compressed and checked when the
+    // commit needs it, on its thread: for it a thread costs more than the work.
+    const auto launch = document.size() < (std::size_t{16} << 10) ? std::launch::deferred : std::launch::async;
     d.compressed_ = std::async(launch, [document, level = options_.compression_level] {
                         return codec::compress(document, std::nullopt, level);
                     }).share();
