@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <future>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -163,7 +164,7 @@ private:
         std::mutex mutex;
         std::condition_variable wanted;
         bool pending = false, stop = false;
-        std::thread thread;
+        std::future<void> running;
     };
     std::unique_ptr<Flusher> flusher_;
 };

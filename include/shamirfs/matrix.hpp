@@ -109,6 +109,8 @@ public:
     // byte that it does not touch. Together they cover the file.
     std::vector<TextRange> block_ranges(std::span<const unsigned> slots, std::size_t block) const;
     std::vector<TextRange> ranges_outside(std::span<const unsigned> slots) const;
+    // The cells of `slots` (format 2: their whole columns), in file order.
+    std::vector<TextRange> slot_ranges(std::span<const unsigned> slots) const;
 
     // Codewords of random chunks in `slot`, rows [begin, end).
     void randomize_slot(unsigned slot, std::size_t begin, std::size_t end, Rng& rng);

@@ -123,10 +123,24 @@ struct FsckReport {
 // the document first. The document's bytes must outlive it.
 class PreparedDocument {
 public:
+    PreparedDocument() = default;
+    PreparedDocument(PreparedDocument&&) = default;
+    PreparedDocument& operator=(PreparedDocument&& other) {
+        finish();
+        compressed_ = std::move(other.compressed_);
+        checked_ = std::move(other.checked_);
+        document_ = other.document_;
+        still_valid_ = std::move(other.still_valid_);
+        return *this;
+    }
+    ~PreparedDocument() { finish(); }
     std::span<const std::uint8_t> bytes() const { return document_; }
 
 private:
     friend class Store;
+    // Waits for the work begun on the document's bytes (which the caller
+    // frees after this).
+    void finish();
     std::span<const std::uint8_t> document_;
     std::shared_future<codec::Compressed> compressed_;
     std::future<void> checked_;  // Error(invalid_json)

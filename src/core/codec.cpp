@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "shamirfs/error.hpp"
+#include "shamirfs/tasks.hpp"
 
 namespace shamirfs::codec {
 namespace {
@@ -149,15 +150,26 @@ std::optional<std::size_t> compress_into(std::span<const std::uint8_t> text, Sec
         by_size < 2 ? 1 : std::clamp<std::size_t>(std::min<std::size_t>(std::thread::hardware_concurrency(), by_size), 1, 4);
     if (parts == 1) return compress_frame(text, out.data() + at, out.size() - at, level);
     const std::size_t room = (out.size() - at) / parts, part = text.size() / parts;
+    auto frame = [&](std::size_t i) {
+        return compress_frame(text.subspan(i * part, i + 1 == parts ? std::dynamic_extent : part),
+                              out.data() + at + i * room, room, level);
+    };
+    // Part 0 here, the others on other threads.
     std::vector<std::future<std::optional<std::size_t>>> made;
-    for (std::size_t i = 0; i < parts; ++i)
-        made.push_back(std::async(std::launch::async, [&, i] {
-            return compress_frame(text.subspan(i * part, i + 1 == parts ? std::dynamic_extent : part),
-                                  out.data() + at + i * room, room, level);
-        }));
+    std::vector<std::optional<std::size_t>> sizes(parts);
+    std::exception_ptr error;
+    try {
+        for (std::size_t i = 1; i < parts; ++i) made.push_back(tasks::async([&frame, i] { return frame(i); }));
+        sizes[0] = frame(0);
+    } catch (...) {
+        error = std::current_exception();
+    }
+    for (auto& m : made) m.wait();
+    if (error) std::rethrow_exception(error);
+    for (std::size_t i = 1; i < parts; ++i) sizes[i] = made[i - 1].get();
     std::optional<std::size_t> total = 0;
     for (std::size_t i = 0; i < parts; ++i) {
-        const auto n = made[i].get();
+        const auto n = sizes[i];
         if (!n || !total) {
             total.reset();
             continue;

@@ -23,6 +23,7 @@
 
 #include "shamirfs/error.hpp"
 #include "shamirfs/log.hpp"
+#include "shamirfs/tasks.hpp"
 
 namespace shamirfs {
 
@@ -268,7 +269,7 @@ void PagedWriter::release_aio() {
     if (aio_ == 0) return;
     const auto ctx = static_cast<aio_context_t>(std::exchange(aio_, 0));
     try {
-        std::thread([ctx] { ::syscall(SYS_io_destroy, ctx); }).detach();
+        tasks::post([ctx] { ::syscall(SYS_io_destroy, ctx); });
     } catch (const std::system_error&) {
         ::syscall(SYS_io_destroy, ctx);
     }
@@ -357,7 +358,7 @@ void PagedWriter::start_writeback() {
     if (!flusher_) {
         flusher_ = std::make_unique<Flusher>();
         try {
-            flusher_->thread = std::thread([f = flusher_.get(), fd = fd_] {
+            flusher_->running = tasks::async([f = flusher_.get(), fd = fd_] {
                 std::unique_lock lock(f->mutex);
                 for (;;) {
                     f->wanted.wait(lock, [f] { return f->pending || f->stop; });
@@ -388,7 +389,7 @@ void PagedWriter::stop_flusher() {
         flusher_->stop = true;
     }
     flusher_->wanted.notify_one();
-    flusher_->thread.join();
+    flusher_->running.wait();
     flusher_.reset();
 }
 

@@ -15,6 +15,7 @@
 #include "shamirfs/base64.hpp"
 #include "shamirfs/error.hpp"
 #include "shamirfs/shamir.hpp"
+#include "shamirfs/tasks.hpp"
 #include "shamirfs/storage_format.hpp"
 
 namespace shamirfs {
@@ -145,15 +146,21 @@ std::vector<TextRange> Matrix::block_ranges(std::span<const unsigned> slots, std
     return out;
 }
 
-std::vector<TextRange> Matrix::ranges_outside(std::span<const unsigned> slots) const {
-    if (params_.version == 1) return {{0, first_}};
-    std::vector<TextRange> slot_columns, out;
+std::vector<TextRange> Matrix::slot_ranges(std::span<const unsigned> slots) const {
+    if (params_.version == 1) throw Error(Errc::internal, "format 1 has no column strings");
+    std::vector<TextRange> columns;
     for (unsigned slot : slots)
         for (unsigned i = 0; i < params_.shares; ++i)
-            slot_columns.push_back({cell_offset(0, slot * params_.shares + i), capacity_ * kCellChars});
-    std::sort(slot_columns.begin(), slot_columns.end(), [](const auto& a, const auto& b) { return a.offset < b.offset; });
+            columns.push_back({cell_offset(0, slot * params_.shares + i), capacity_ * kCellChars});
+    std::sort(columns.begin(), columns.end(), [](const auto& a, const auto& b) { return a.offset < b.offset; });
+    return columns;
+}
+
+std::vector<TextRange> Matrix::ranges_outside(std::span<const unsigned> slots) const {
+    if (params_.version == 1) return {{0, first_}};
+    std::vector<TextRange> out;
     std::size_t at = 0;
-    for (const auto& c : slot_columns) {
+    for (const auto& c : slot_ranges(slots)) {
         if (c.offset > at) out.push_back({at, c.offset - at});
         at = c.offset + c.length;
     }
@@ -201,51 +208,43 @@ bool put_chunks(const gf::Fe* coeff, const StorageParams& p, std::uint8_t* out) 
 // its own random stream; the first error stops the others and is rethrown.
 void on_threads(std::size_t blocks, std::atomic<std::size_t>& next, Rng& rng, const std::function<void(Rng&)>& work) {
     const std::size_t threads = blocks >= 4 ? std::min<std::size_t>(std::max(1u, std::thread::hardware_concurrency()), 8) : 1;
-    std::vector<std::thread> pool;
     std::vector<std::unique_ptr<Rng>> rngs;
-    std::vector<std::exception_ptr> errors(threads);
-    for (std::size_t t = 1; t < threads; ++t) {
-        rngs.push_back(std::make_unique<Rng>());
-        pool.emplace_back([&, t, r = rngs.back().get()] {
-            try {
-                work(*r);
-            } catch (...) {
-                errors[t] = std::current_exception();
-                next = blocks;  // the others stop too
-            }
-        });
-    }
+    std::vector<std::future<void>> helpers;
+    std::exception_ptr error;
     try {
+        for (std::size_t t = 1; t < threads; ++t) {
+            rngs.push_back(std::make_unique<Rng>());
+            helpers.push_back(tasks::async([&, r = rngs.back().get()] {
+                try {
+                    work(*r);
+                } catch (...) {
+                    next = blocks;  // the others stop too
+                    throw;
+                }
+            }));
+        }
         work(rng);
     } catch (...) {
-        errors[0] = std::current_exception();
+        error = std::current_exception();
         next = blocks;
     }
-    for (auto& th : pool) th.join();
-    for (auto& e : errors)
-        if (e) std::rethrow_exception(e);
+    for (auto& h : helpers) h.wait();
+    if (error) std::rethrow_exception(error);
+    for (auto& h : helpers) h.get();
 }
 
 // Runs work(begin, end) over rows [0, rows): a large read takes a second
 // thread for its second half.
 void split_rows(std::size_t rows, const std::function<void(std::size_t, std::size_t)>& work) {
     if (rows < 4096) return work(0, rows);
-    std::exception_ptr error;
-    std::thread second([&] {
-        try {
-            work(rows / 2, rows);
-        } catch (...) {
-            error = std::current_exception();
-        }
-    });
+    auto second = tasks::async([&] { work(rows / 2, rows); });
     try {
         work(0, rows / 2);
     } catch (...) {
-        second.join();
+        second.wait();
         throw;
     }
-    second.join();
-    if (error) std::rethrow_exception(error);
+    second.get();
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 #include "shamirfs/json_check.hpp"
 #include "shamirfs/log.hpp"
 #include "shamirfs/storage_format.hpp"
+#include "shamirfs/tasks.hpp"
 
 namespace shamirfs {
 namespace {
@@ -169,6 +170,10 @@ private:
     bool finished_ = false, cancelled_ = false, held_ = false;
     std::exception_ptr error_;
 };
+
+// Below this size a commit makes the file in its text and writes whole
+// columns (write_slots_locked).
+constexpr std::size_t kWholeColumnsBelow = std::size_t{16} << 20;
 
 // write_slots' blocks to the writer, through buffers of its own.
 class ToWriter : public BlockOut {
@@ -457,12 +462,24 @@ PreparedDocument Store::prepare(std::span<const std::uint8_t> document, std::fun
     d.still_valid_ = std::move(still_valid);
     // A small document (below 16 KiB) is compressed and checked when the
     // commit needs it, on its thread: for it a thread costs more than the work.
-    const auto launch = document.size() < (std::size_t{16} << 10) ? std::launch::deferred : std::launch::async;
-    d.compressed_ = std::async(launch, [document, level = options_.compression_level] {
-                        return codec::compress(document, std::nullopt, level);
-                    }).share();
-    d.checked_ = std::async(launch, [document] { require_valid_json(document); });
+    auto compress = [document, level = options_.compression_level] { return codec::compress(document, std::nullopt, level); };
+    auto check = [document] { require_valid_json(document); };
+    if (document.size() < (std::size_t{16} << 10)) {
+        d.compressed_ = std::async(std::launch::deferred, compress).share();
+        d.checked_ = std::async(std::launch::deferred, check);
+    } else {
+        d.compressed_ = tasks::async(compress).share();
+        d.checked_ = tasks::async(check);
+    }
     return d;
+}
+
+void PreparedDocument::finish() {
+    const auto running = [](const auto& f) {
+        return f.valid() && f.wait_for(std::chrono::seconds(0)) != std::future_status::deferred;
+    };
+    if (running(compressed_)) compressed_.wait();
+    if (running(checked_)) checked_.wait();
 }
 
 std::size_t Store::expected_rows(PreparedDocument& document, const codec::Header& now) const {
@@ -663,11 +680,19 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
     // the file and never into the matrix: a file laid out again costs no
     // memory of its size (which is slow to fault in). The matrix is then read
     // again when next needed.
-    const bool through_buffers = !options_.keep_written_text && m.params().version >= 2;
+    bool through_buffers = false;
     try {
         writes = plan_writes(m, std::move(writes), late ? std::optional(late->slot) : std::nullopt,
                              late ? late->expected_rows : 0);
         r.capacity_after = m.capacity();
+        // A small file is made in its text, and each group of slots (the
+        // others, then the document's own) goes to the writer as whole
+        // columns once made: written block by block, its pieces (a few KiB
+        // each at this size) would cost the page cache several times more
+        // than large writes do.
+        const bool small = m.file_text().size() < kWholeColumnsBelow;
+        through_buffers = !options_.keep_written_text && m.params().version >= 2 && !small;
+        const bool whole_columns = small && m.params().version >= 2;
         const std::vector<unsigned> early = slots_of(writes);
         std::vector<unsigned> slots = early;
         if (late) slots.push_back(late->slot);
@@ -683,8 +708,10 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
                 ToWriter out(final_ranges, m, their_slots, yields);
                 write_slots(m, these, r, out);
             } else {
+                std::atomic<std::size_t> made{0};
                 write_slots(m, these, r, [&](std::size_t b) {
-                    final_ranges.push(m.block_ranges(their_slots, b));
+                    if (!whole_columns) final_ranges.push(m.block_ranges(their_slots, b));
+                    else if (++made == block_count(m.capacity())) final_ranges.push(m.slot_ranges(their_slots));
                     if (yields) final_ranges.yield();
                 });
             }
@@ -692,11 +719,11 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
         // A small file (a block or two of rows) is made here, then written:
         // threads would cost more than they let run side by side.
         const bool here = block_count(m.capacity()) <= 2 && m.file_text().size() < (std::size_t{128} << 10);
-        auto making = std::async(here ? std::launch::deferred : std::launch::async, [&] {
+        auto make = [&] {
             std::future<void> others;  // the other slots' cells, while the own document is sealed
             try {
                 if (!writes.empty() && late && !here)
-                    others = std::async(std::launch::async, [&] {
+                    others = tasks::async([&] {
                         Rng others_rng;
                         put_slots(writes, early, others_rng, true);
                     });
@@ -730,7 +757,8 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
                 }
                 throw;
             }
-        });
+        };
+        auto making = here ? std::async(std::launch::deferred, make) : tasks::async(make);
         if (here) making.wait();  // (its error reaches write_locked through final_ranges)
         std::string displaced;
         try {
