@@ -676,10 +676,10 @@ Store::Clock::time_point Store::write_slots_locked(std::vector<SlotWrite> writes
     r.capacity_before = m.capacity();
     const std::size_t early_rows = rows_of(m.params(), writes);
     std::vector<SlotWrite> given = writes;  // what a displaced version gets applied again
-    // Unless the written text is kept, the new cells go from small buffers to
-    // the file and never into the matrix: a file laid out again costs no
-    // memory of its size (which is slow to fault in). The matrix is then read
-    // again when next needed.
+    // Unless the written text is kept (or the file is small), the new cells
+    // go from small buffers to the file and never into the matrix: a file
+    // laid out again costs no memory of its size (which is slow to fault in).
+    // The matrix is then read again when next needed.
     bool through_buffers = false;
     try {
         writes = plan_writes(m, std::move(writes), late ? std::optional(late->slot) : std::nullopt,
