@@ -42,16 +42,21 @@ static std::string list(const std::vector<double>& v) {
     return out + "]";
 }
 
-// The floor (as scripts/bench measures it): a file of `bytes` written in
-// 1 MiB blocks (opened with O_TRUNC), fsynced, closed; seconds.
+// The floor (as scripts/bench measures it): a new file of `bytes` written in
+// 1 MiB blocks, fsynced, closed; seconds. A file already at `path` is
+// unlinked first and closed after the clock stops: it is freed then, as a
+// commit frees the storage it replaced (truncating it inside the clock would
+// add the freeing of its blocks, with a discard on some disks).
 static double floor_write(const std::string& path, std::size_t bytes) {
     static const std::vector<char> block = [] {
         std::vector<char> b(1 << 20);
         randombytes_buf(b.data(), b.size());
         return b;
     }();
+    const int old = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (old >= 0) ::unlink(path.c_str());
     auto t0 = Clock::now();
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) std::exit(3);
     for (std::size_t left = bytes; left > 0;) {
         const ssize_t n = ::write(fd, block.data(), std::min(left, block.size()));
@@ -59,7 +64,9 @@ static double floor_write(const std::string& path, std::size_t bytes) {
         left -= static_cast<std::size_t>(n);
     }
     if (::fsync(fd) != 0 || ::close(fd) != 0) std::exit(3);
-    return std::chrono::duration<double>(Clock::now() - t0).count();
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (old >= 0) ::close(old);
+    return seconds;
 }
 
 // The least any crash-safe replacement of a file costs (what an editor that
