@@ -24,7 +24,7 @@ constexpr std::string_view kHeaderAd1 = "shamirfs/v1/header";
 constexpr std::string_view kHeaderAd2 = "shamirfs/v2/header";
 constexpr std::uint8_t kZstd = 1;
 constexpr std::uint16_t kFlagDraft = 1;
-constexpr std::size_t kPartFrom = std::size_t{4} << 20;  // the least a part of a text compressed in parts is
+constexpr std::size_t kPartFrom = std::size_t{400} << 10;  // the least a part of a text compressed in parts is
 
 void put_u64(std::uint8_t* p, std::uint64_t v) {
     for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
