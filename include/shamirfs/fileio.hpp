@@ -53,7 +53,7 @@ public:
 private:
     int fd_ = -1;
 };
-// Closes on a thread that closes files (one per process). Closing the last descriptor of an unlinked
+// Closes on another thread (tasks.hpp). Closing the last descriptor of an unlinked
 // file frees its page cache and blocks (tens of ms for a large storage), which
 // need not delay the caller.
 void close_in_background(FileHandle h);

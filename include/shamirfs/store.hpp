@@ -125,14 +125,7 @@ class PreparedDocument {
 public:
     PreparedDocument() = default;
     PreparedDocument(PreparedDocument&&) = default;
-    PreparedDocument& operator=(PreparedDocument&& other) {
-        finish();
-        compressed_ = std::move(other.compressed_);
-        checked_ = std::move(other.checked_);
-        document_ = other.document_;
-        still_valid_ = std::move(other.still_valid_);
-        return *this;
-    }
+    PreparedDocument& operator=(PreparedDocument&&) = delete;  // (its work would have to be waited for first)
     ~PreparedDocument() { finish(); }
     std::span<const std::uint8_t> bytes() const { return document_; }
 

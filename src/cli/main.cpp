@@ -373,7 +373,7 @@ int cmd_update(int argc, char** argv, int first) {
     std::optional<PreparedDocument> prepared;
     auto read_and_prepare = [&] {
         doc = source.bytes();
-        if (!a.flag("dry-run")) prepared = store.prepare(doc, [&] { source.check_unchanged(); });
+        if (!a.flag("dry-run")) prepared.emplace(store.prepare(doc, [&] { source.check_unchanged(); }));
     };
     std::future<void> reading;
     if (source.is_stdin()) read_and_prepare();

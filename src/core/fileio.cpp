@@ -79,57 +79,10 @@ FileHandle& FileHandle::operator=(FileHandle&& o) noexcept {
     return *this;
 }
 
-namespace {
-// One thread, started at the first use and never stopped (the process's exit
-// closes what it has not), closes the files it is given.
-class Closer {
-public:
-    void add(int fd) {
-        {
-            std::lock_guard lock(mutex_);
-            fds_.push_back(fd);
-        }
-        wanted_.notify_one();
-    }
-    void run() {
-        std::unique_lock lock(mutex_);
-        for (;;) {
-            wanted_.wait(lock, [&] { return !fds_.empty(); });
-            const int fd = fds_.back();
-            fds_.pop_back();
-            lock.unlock();
-            ::close(fd);
-            lock.lock();
-        }
-    }
-
-private:
-    std::mutex mutex_;
-    std::condition_variable wanted_;
-    std::vector<int> fds_;
-};
-
-// The closer of this process: a child of fork(2) (the daemon) has none of its
-// parent's threads, so it starts its own.
-Closer* closer() {
-    static std::mutex mutex;
-    static Closer* c = nullptr;
-    static pid_t owner = 0;
-    std::lock_guard lock(mutex);
-    if (c == nullptr || owner != ::getpid()) {
-        auto* made = new Closer;  // (never destroyed: its thread may be waiting on it at exit)
-        std::thread([made] { made->run(); }).detach();
-        c = made;
-        owner = ::getpid();
-    }
-    return c;
-}
-}  // namespace
-
 void close_in_background(FileHandle h) {
     if (h.get() < 0) return;
     try {
-        closer()->add(h.get());
+        tasks::post([fd = h.get()] { ::close(fd); });
         h.release();
     } catch (const std::system_error&) {
         // no thread to be had: h closes here
