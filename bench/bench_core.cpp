@@ -6,9 +6,11 @@
 // that partition too (a deniable storage rewrites every slot). Each commit
 // follows a floor of its own ("floor": write + fsync of a file the storage's
 // size; "replace": the same, renamed over a file and the directory fsynced,
-// what any crash-safe replacement costs). Prints one JSON object of seconds.
+// what any crash-safe replacement costs; "commit_cpu": the CPU time of all the
+// process's threads during each commit). Prints one JSON object of seconds.
 #include <fcntl.h>
 #include <sodium.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -40,6 +42,14 @@ static std::string list(const std::vector<double>& v) {
     std::string out = "[";
     for (std::size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + std::to_string(v[i]);
     return out + "]";
+}
+
+// CPU seconds of the whole process (every thread) so far.
+static double cpu_seconds() {
+    struct rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
 // The floor (as scripts/bench measures it): a new file of `bytes` written in
@@ -127,7 +137,7 @@ int main(int argc, char** argv) {
     // fsync of a file of the storage's size beside it (scripts/bench takes
     // the median of the pairs' ratios: the disk's speed drifts).
     const std::string floor_path = std::string(argv[1]) + ".floor";
-    std::vector<double> commit, floor, replace, read, load;
+    std::vector<double> commit, commit_cpu, floor, replace, read, load;
     const auto settle = [] { std::this_thread::sleep_for(std::chrono::milliseconds(10)); };  // (each starts on a quiet machine)
     for (int i = 0; i < runs; ++i) {
         settle();
@@ -135,9 +145,11 @@ int main(int argc, char** argv) {
         settle();
         replace.push_back(floor_replace(floor_path + ".new", floor_path, std::filesystem::file_size(argv[1])));
         settle();
+        const double c0 = cpu_seconds();
         auto t0 = Clock::now();
         store.commit(p, std::span(reinterpret_cast<const std::uint8_t*>(doc.data()), doc.size()), keep);
         commit.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+        commit_cpu.push_back(cpu_seconds() - c0);
     }
     std::filesystem::remove(floor_path);
     for (int i = 0; i < others; ++i) {
@@ -148,8 +160,8 @@ int main(int argc, char** argv) {
         read.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
         if (got.size() != doc.size()) return 1;
     }
-    std::printf("{\"unlock\": %s, \"commit\": %s, \"floor\": %s, \"replace\": %s, \"read\": %s, \"load\": %s}\n",
-                list(unlock).c_str(), list(commit).c_str(), list(floor).c_str(), list(replace).c_str(), list(read).c_str(),
+    std::printf("{\"unlock\": %s, \"commit\": %s, \"commit_cpu\": %s, \"floor\": %s, \"replace\": %s, \"read\": %s, \"load\": %s}\n",
+                list(unlock).c_str(), list(commit).c_str(), list(commit_cpu).c_str(), list(floor).c_str(), list(replace).c_str(), list(read).c_str(),
                 list(load).c_str());
     return 0;
 }
