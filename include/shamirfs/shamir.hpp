@@ -25,7 +25,8 @@ void split(const gf::Fe& secret, unsigned threshold, std::span<const gf::Fe> xs,
            std::span<gf::Fe> ys, Rng& rng);
 
 // split() for many secrets over one set of share IDs: the IDs are checked once,
-// and IDs below 2^64 (every column's ID) cost one word product per Horner step.
+// and where every x^(t-1) is below 2^57 (every column's ID at the defaults) a
+// share costs t - 1 word products per limb and one reduction.
 // Packed: split_packed() takes the k <= t lowest coefficients (format 2 keeps
 // k chunks of a row there) and draws the other t - k at random; k = 1 is
 // split().
@@ -40,7 +41,7 @@ private:
 
     unsigned t_;
     std::vector<gf::Fe> xs_;
-    std::vector<std::uint64_t> small_;  // the IDs as words, or empty if one is >= 2^64
+    std::vector<std::uint64_t> powers_;  // x_i^k as words (t per ID), or empty if one is >= 2^57
 };
 
 // The Lagrange basis of a fixed set of t share IDs, computed once (the only

@@ -190,10 +190,11 @@ void to_bytes(const Fe& a, std::span<std::uint8_t, kBytes> out) {
 }
 
 Fe from_chunk(std::span<const std::uint8_t, 64> in) {
-    Fe r;
-    for (std::size_t i = 0; i < 64; ++i) {
-        std::size_t bit = (63 - i) * 8;
-        r.limb[bit / 64] |= std::uint64_t{in[i]} << (bit % 64);
+    Fe r;  // (big-endian: the first 8 bytes are limb 7)
+    for (std::size_t i = 0; i < 8; ++i) {
+        std::uint64_t be;
+        std::memcpy(&be, in.data() + 8 * i, 8);
+        r.limb[7 - i] = __builtin_bswap64(be);
     }
     return r;
 }

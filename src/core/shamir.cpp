@@ -27,12 +27,21 @@ void validate(unsigned threshold, std::span<const Fe> xs) {
 
 Splitter::Splitter(unsigned threshold, std::span<const Fe> xs) : t_(threshold), xs_(xs.begin(), xs.end()) {
     validate(threshold, xs);
+    // x^0 .. x^(t-1) of every ID as words, if each is below 2^57: t <= 64
+    // products of a limb and such a power, and a carry, then fit in 128 bits.
+    constexpr std::uint64_t kPowerLimit = std::uint64_t{1} << 57;
     for (const auto& x : xs) {
-        if (!std::all_of(x.limb.begin() + 1, x.limb.end(), [](std::uint64_t l) { return l == 0; })) {
-            small_.clear();
+        const bool word = std::all_of(x.limb.begin() + 1, x.limb.end(), [](std::uint64_t l) { return l == 0; });
+        std::uint64_t power = 1;
+        for (unsigned k = 0; k < t_ && word; ++k) {
+            powers_.push_back(power);
+            if (k + 1 < t_ && power > (kPowerLimit - 1) / x.limb[0]) break;  // (IDs are non-zero)
+            power *= x.limb[0];
+        }
+        if (!word || powers_.size() % t_ != 0) {
+            powers_.clear();
             break;
         }
-        small_.push_back(x.limb[0]);
     }
 }
 
@@ -42,27 +51,26 @@ using u128 = unsigned __int128;
 using gf::kTopBits;
 using gf::kTopMask;
 
-// y = y * x + c, for a word x, with y kept below 2^522 (not reduced): the
-// product is folded once, (y & p) + (y >> 521). Inline, without GMP's calls,
-// because a commit evaluates one of these for every cell it writes.
-inline void mul_word_add(std::uint64_t* y, std::uint64_t x, const std::uint64_t* c) {
+// y = sum_k c[k] * power[k] (power[0] = 1, each below 2^57, t <= 64), kept
+// below 2^522 (not reduced): one pass over the limbs, then the bits from 521
+// up folded once, (y & p) + (y >> 521). Inline, without GMP's calls, because
+// a commit evaluates one of these for every cell it writes.
+inline void evaluate_powers(const Fe* c, unsigned t, const std::uint64_t* power, Fe& y) {
     u128 acc = 0;
     for (std::size_t i = 0; i < gf::kLimbs; ++i) {
-        acc += static_cast<u128>(y[i]) * x + c[i];  // < 2^128: (2^64 - 1)^2 + 2 (2^64 - 1)
-        y[i] = static_cast<std::uint64_t>(acc);
+        acc += c[0].limb[i];
+        for (unsigned k = 1; k < t; ++k) acc += static_cast<u128>(c[k].limb[i]) * power[k];  // < 2^121 each
+        y.limb[i] = static_cast<std::uint64_t>(acc);
         acc >>= 64;
     }
+    // The sum is below 64 * 2^521 * 2^57 = 2^584: its bits from 521 up fit a word.
     const auto over = static_cast<std::uint64_t>(acc);  // bits 576.. of the sum
-    const std::uint64_t h0 = (y[gf::kLimbs - 1] >> kTopBits) | (over << (64 - kTopBits)), h1 = over >> kTopBits;
-    y[gf::kLimbs - 1] &= kTopMask;
-    acc = static_cast<u128>(y[0]) + h0;
-    y[0] = static_cast<std::uint64_t>(acc);
-    acc = (acc >> 64) + y[1] + h1;
-    y[1] = static_cast<std::uint64_t>(acc);
-    acc >>= 64;
-    for (std::size_t i = 2; i < gf::kLimbs && acc != 0; ++i) {
-        acc += y[i];
-        y[i] = static_cast<std::uint64_t>(acc);
+    const std::uint64_t high = (y.limb[gf::kLimbs - 1] >> kTopBits) | (over << (64 - kTopBits));
+    y.limb[gf::kLimbs - 1] &= kTopMask;
+    acc = high;
+    for (std::size_t i = 0; i < gf::kLimbs && acc != 0; ++i) {
+        acc += y.limb[i];
+        y.limb[i] = static_cast<std::uint64_t>(acc);
         acc >>= 64;
     }
 }
@@ -96,16 +104,16 @@ void Splitter::split_packed(std::span<const Fe> low, std::span<Fe> ys, Rng& rng)
 }
 
 void Splitter::evaluate_all(const Fe* coeff, std::span<Fe> ys) const {
-    // Horner: y = ((c_{t-1} x + c_{t-2}) x + ...) x + c_0.
     for (std::size_t i = 0; i < xs_.size(); ++i) {
         Fe& y = ys[i];
-        y = coeff[t_ - 1];
-        if (small_.empty()) {
-            for (unsigned k = t_ - 1; k-- > 0;) y = gf::add(gf::mul(y, xs_[i]), coeff[k]);
-        } else {
-            for (unsigned k = t_ - 1; k-- > 0;) mul_word_add(y.limb.data(), small_[i], coeff[k].limb.data());
+        if (!powers_.empty()) {
+            evaluate_powers(coeff, t_, powers_.data() + i * t_, y);
             reduce(y);
+            continue;
         }
+        // Horner: y = ((c_{t-1} x + c_{t-2}) x + ...) x + c_0.
+        y = coeff[t_ - 1];
+        for (unsigned k = t_ - 1; k-- > 0;) y = gf::add(gf::mul(y, xs_[i]), coeff[k]);
     }
 }
 

@@ -76,18 +76,32 @@ TEST_CASE("the splitter's word-sized and full-size share IDs give consistent cod
     CHECK_THROWS_AS(shamir::Splitter(3, ids(2)), Error);
 }
 
-TEST_CASE("the splitter's inline arithmetic for word-sized IDs agrees with the field's, at the edges", "[shamir]") {
+TEST_CASE("the splitter's word arithmetic agrees with the field's, at the edges", "[shamir]") {
     // Every coefficient given (k = t), so each share is the polynomial's value:
-    // compared with evaluate (GMP) for word IDs up to 2^64 - 1 and coefficients
-    // at the edges (sums that are exactly p or 2p reduce to 0).
+    // compared with evaluate (GMP) for coefficients at the edges (sums that
+    // are exactly p or 2p reduce to 0), for IDs whose powers up to x^(t-1)
+    // reach the word path's bound (below 2^57) and for IDs beyond it (the
+    // field's products).
     Rng rng;
     const Fe top = gf::max_element();  // p - 1
     const std::vector<Fe> edges{gf::zero(), gf::one(), gf::from_u64(2), top, gf::sub(top, gf::one()),
                                 gf::sub(top, gf::from_u64(2))};
-    const std::vector<Fe> xs{gf::from_u64(1), gf::from_u64(2), gf::from_u64(36), gf::from_u64(4096),
-                             gf::from_u64(std::uint64_t{1} << 63), gf::from_u64(~std::uint64_t{0}),
-                             gf::from_u64(0xfffffffffffffffeull)};
-    auto check = [&](const shamir::Splitter& splitter, const std::vector<Fe>& coeff) {
+    // The largest x with x^(t-1) < 2^57.
+    const auto largest_word_id = [](unsigned t) {
+        std::uint64_t lo = 1, hi = std::uint64_t{1} << 57;
+        const auto fits = [t](std::uint64_t x) {  // (long double: exact near the bound, where a power has < 64 bits)
+            long double v = 1;
+            for (unsigned k = 1; k < t; ++k) v *= static_cast<long double>(x);
+            return v < 0x1p57L;
+        };
+        while (lo < hi) {
+            const std::uint64_t mid = lo + (hi - lo + 1) / 2;
+            if (fits(mid)) lo = mid;
+            else hi = mid - 1;
+        }
+        return lo;
+    };
+    const auto check = [&](const shamir::Splitter& splitter, const std::vector<Fe>& xs, const std::vector<Fe>& coeff) {
         std::vector<Fe> ys(xs.size());
         splitter.split_packed(coeff, ys, rng);
         for (std::size_t i = 0; i < xs.size(); ++i) {
@@ -95,20 +109,29 @@ TEST_CASE("the splitter's inline arithmetic for word-sized IDs agrees with the f
             REQUIRE(ys[i] == shamir::evaluate(coeff, xs[i]));
         }
     };
-    const shamir::Splitter two(2, xs);
-    int zeros = 0;
-    for (const Fe& c1 : edges)
-        for (const Fe& c0 : edges) {
-            check(two, {c0, c1});
-            zeros += gf::is_zero(shamir::evaluate(std::vector<Fe>{c0, c1}, xs[0]));
-        }
-    CHECK(zeros >= 3);  // (0, 0), (1, p - 1), (2, p - 2): the sum p itself was met
     for (unsigned t : {2u, 3u, 6u}) {
-        const shamir::Splitter splitter(t, xs);
-        for (int round = 0; round < 200; ++round) {
-            std::vector<Fe> coeff(t);
-            for (auto& c : coeff) c = round % 2 ? rng.field_element() : edges[rng.field_element().limb[0] % edges.size()];
-            check(splitter, coeff);
+        const std::uint64_t w = largest_word_id(t);
+        INFO("largest word ID for t = " << t << ": " << w);
+        const std::vector<std::vector<Fe>> id_sets{
+            {gf::from_u64(1), gf::from_u64(2), gf::from_u64(3), gf::from_u64(36), gf::from_u64(w / 2), gf::from_u64(w - 1),
+             gf::from_u64(w)},
+            {gf::from_u64(1), gf::from_u64(36), gf::from_u64(w + 1), gf::from_u64(std::uint64_t{1} << 63),
+             gf::from_u64(~std::uint64_t{0}), gf::from_u64(0xfffffffffffffffeull)}};
+        for (const auto& xs : id_sets) {
+            const shamir::Splitter splitter(t, xs);
+            int zeros = 0;
+            if (t == 2)
+                for (const Fe& c1 : edges)
+                    for (const Fe& c0 : edges) {
+                        check(splitter, xs, {c0, c1});
+                        zeros += gf::is_zero(shamir::evaluate(std::vector<Fe>{c0, c1}, xs[0]));
+                    }
+            if (t == 2) CHECK(zeros >= 3);  // (0, 0), (1, p - 1), (2, p - 2): the sum p itself was met
+            for (int round = 0; round < 200; ++round) {
+                std::vector<Fe> coeff(t);
+                for (auto& c : coeff) c = round % 2 ? rng.field_element() : edges[rng.field_element().limb[0] % edges.size()];
+                check(splitter, xs, coeff);
+            }
         }
     }
 }
