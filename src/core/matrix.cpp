@@ -15,8 +15,8 @@
 #include "shamirfs/base64.hpp"
 #include "shamirfs/error.hpp"
 #include "shamirfs/shamir.hpp"
-#include "shamirfs/tasks.hpp"
 #include "shamirfs/storage_format.hpp"
+#include "shamirfs/tasks.hpp"
 
 namespace shamirfs {
 

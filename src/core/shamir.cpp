@@ -31,14 +31,15 @@ Splitter::Splitter(unsigned threshold, std::span<const Fe> xs) : t_(threshold), 
     // products of a limb and such a power, and a carry, then fit in 128 bits.
     constexpr std::uint64_t kPowerLimit = std::uint64_t{1} << 57;
     for (const auto& x : xs) {
-        const bool word = std::all_of(x.limb.begin() + 1, x.limb.end(), [](std::uint64_t l) { return l == 0; });
+        bool fits = std::all_of(x.limb.begin() + 1, x.limb.end(), [](std::uint64_t l) { return l == 0; });
         std::uint64_t power = 1;
-        for (unsigned k = 0; k < t_ && word; ++k) {
+        for (unsigned k = 0; fits && k < t_; ++k) {
             powers_.push_back(power);
-            if (k + 1 < t_ && power > (kPowerLimit - 1) / x.limb[0]) break;  // (IDs are non-zero)
+            if (k + 1 == t_) break;
+            fits = power <= (kPowerLimit - 1) / x.limb[0];  // the next power too (IDs are non-zero)
             power *= x.limb[0];
         }
-        if (!word || powers_.size() % t_ != 0) {
+        if (!fits) {
             powers_.clear();
             break;
         }
